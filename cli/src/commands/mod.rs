@@ -1,0 +1,1 @@
+//! One module per `ibm-ipsec` subcommand; `main.rs` only parses arguments and dispatches.
