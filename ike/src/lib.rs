@@ -4,3 +4,5 @@
 //! random bytes are passed in by the caller, so every exchange can be replayed byte for byte.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
+
+pub mod wire;
