@@ -236,6 +236,19 @@ impl TestCa {
         validity: Validity,
         options: &LeafOptions,
     ) -> Result<Vec<u8>> {
+        let usage = extension(&KeyUsage(KeyUsages::DigitalSignature.into()), true)?;
+        self.issue_leaf_with_usage(subject, spki_der, validity, options, usage)
+    }
+
+    /// Like `issue_leaf` with a chosen keyUsage extension (tests of the verifier's check).
+    pub(crate) fn issue_leaf_with_usage(
+        &self,
+        subject: Name,
+        spki_der: &[u8],
+        validity: Validity,
+        options: &LeafOptions,
+        key_usage: Extension,
+    ) -> Result<Vec<u8>> {
         parse_spki(spki_der)?;
         let mut exts = vec![
             extension(
@@ -245,7 +258,7 @@ impl TestCa {
                 },
                 true,
             )?,
-            extension(&KeyUsage(KeyUsages::DigitalSignature.into()), true)?,
+            key_usage,
             extension(
                 &SubjectKeyIdentifier(OctetString::new(key_identifier(spki_der)?)?),
                 false,

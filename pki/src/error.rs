@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use crate::chain::ChainError;
 use crate::csr::CsrRule;
 
 /// Everything that can go wrong in `pki`.
@@ -52,6 +53,12 @@ pub enum Error {
     /// Loading the root CA directory failed.
     #[error("root CAs: {0}")]
     RootStore(String),
+    /// The peer's certificate chain was rejected.
+    #[error(transparent)]
+    Chain(#[from] ChainError),
+    /// An IKE identity could not be used for certificate matching.
+    #[error("unsupported IKE identity: {0}")]
+    UnsupportedIdentity(String),
     /// The signature algorithm (RFC 7427 AlgorithmIdentifier or hash id) is not supported.
     #[error("unsupported signature algorithm: {0}")]
     UnsupportedAlgorithm(String),

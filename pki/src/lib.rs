@@ -11,14 +11,23 @@
 
 pub mod atomic_file;
 pub mod ca;
+mod certificate;
+mod chain;
 mod csr;
 mod error;
+mod identity;
 mod key;
 pub mod name;
 pub mod pem;
 pub mod signature;
 
+pub use certificate::{format_time, CertificateInfo};
+pub use chain::{
+    ChainError, IkeIdentity, PeerVerifier, RootStore, VerifiedPeer, DEFAULT_CLOCK_SKEW,
+    MAX_PEER_CERTIFICATES,
+};
 pub use csr::{build_csr, validate_csr, Csr, CsrRule, CsrSubject, ValidatedCsr, MAX_CSR_LEN};
 pub use error::{Error, Result};
+pub use identity::HostIdentity;
 pub use key::{HostKey, KeySize};
 pub use signature::{HashAlgorithm, SignatureScheme};
