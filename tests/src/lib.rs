@@ -1,2 +1,32 @@
-//! The integration-test lab: network namespaces joined by veth, and helpers to run our
-//! binaries and real peers inside them. Scenarios live in `tests/tests/`.
+//! The integration-test lab: network namespaces joined by veth, real processes inside them
+//! (strongSwan's charon, tcpdump, and later our own daemon), and readers for what they leave
+//! behind (pcap captures, `swanctl --list-sas`). Scenarios live in `tests/tests/`.
+//!
+//! Everything here runs real programs as root; there are no mocks. A scenario starts with
+//! [`Lab::require_root`], which prints why it skips when the machine cannot host a lab:
+//!
+//! ```no_run
+//! use ibm_ipsec_tests::{Lab, StrongSwan, Config};
+//! let Some(lab) = Lab::require_root() else { return };
+//! let (client, share) = lab.two_hosts().unwrap();
+//! let charon = StrongSwan::start(&share, Config::default()).unwrap();
+//! # drop((client, charon));
+//! ```
+#![warn(missing_docs, unreachable_pub)]
+
+mod capture;
+mod error;
+mod netns;
+pub mod pcap;
+mod pki;
+mod process;
+mod sas;
+mod strongswan;
+
+pub use capture::Capture;
+pub use error::{LabError, Result};
+pub use netns::{Host, Lab};
+pub use pki::{Identity, TestPki};
+pub use process::LabProcess;
+pub use sas::{ChildSa, IkeSa};
+pub use strongswan::{Auth, Child, Config, Connection, Secret, StrongSwan};
