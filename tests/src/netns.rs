@@ -186,6 +186,12 @@ impl Host {
         self.lab.dir.path()
     }
 
+    /// Adds an extra address inside the namespace, e.g. `169.254.169.254/32` on `lo` for the
+    /// metadata test server (`DESIGN.md`, test lab).
+    pub fn add_address(&self, cidr: &str, iface: &str) -> Result<()> {
+        ip(&["-n", &self.ns, "addr", "add", cidr, "dev", iface]).map(drop)
+    }
+
     /// A command that runs `program` inside this host's namespace.
     pub fn command(&self, program: impl AsRef<OsStr>) -> Command {
         let mut cmd = Command::new("ip");
@@ -301,6 +307,11 @@ mod tests {
             .run(&["ping", "-c", "1", "-W", "2", &share.addr().to_string()])
             .unwrap();
         assert!(out.contains("1 received"), "{out}");
+        share.add_address("169.254.169.254/32", "lo").unwrap();
+        let out = share
+            .run(&["ip", "-4", "addr", "show", "dev", "lo"])
+            .unwrap();
+        assert!(out.contains("169.254.169.254/32"), "{out}");
         let names = [client.namespace().to_owned(), share.namespace().to_owned()];
         drop((client, share));
         drop(lab);

@@ -387,6 +387,30 @@ impl StrongSwan {
         parse_list_sas(&self.swanctl(&["--list-sas", "--pretty"])?)
     }
 
+    /// Polls [`StrongSwan::list_sas`] until `done` accepts the list (or `limit` passes, which
+    /// is an error naming `what` and showing the last list).
+    pub fn wait_for_sas(
+        &self,
+        what: &str,
+        limit: Duration,
+        mut done: impl FnMut(&[IkeSa]) -> bool,
+    ) -> Result<Vec<IkeSa>> {
+        let start = Instant::now();
+        loop {
+            let sas = self.list_sas()?;
+            if done(&sas) {
+                return Ok(sas);
+            }
+            if start.elapsed() >= limit {
+                return Err(LabError::Timeout {
+                    what: format!("{what}; last --list-sas: {sas:#?}"),
+                    waited_ms: limit.as_millis(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// charon's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default()

@@ -1,0 +1,87 @@
+//! strongSwan ↔ strongSwan reference figures in the lab, for `benches/` to compare against:
+//! IKE_SA_INIT → last IKE_AUTH packet on the wire (from a capture) and `swanctl --initiate`
+//! wall time to an installed CHILD_SA, medians over N set-ups with the IBM proposal and
+//! RSA-4096 certificates (charon logging at level 1).
+//!
+//! `sudo cargo run -p ibm-ipsec-tests --example strongswan_reference [N] [PROPOSAL]`
+
+use std::time::Duration;
+
+use ibm_ipsec_tests::{Auth, Capture, Config, Connection, Lab, StrongSwan, TestPki};
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let runs: usize = args.next().map_or(Ok(7), |a| a.parse())?;
+    let proposal = args
+        .next()
+        .unwrap_or_else(|| "aes256-sha384-ecp384".to_owned());
+    let Some(lab) = Lab::require_root() else {
+        std::process::exit(2)
+    };
+    let (client, share) = lab.two_hosts()?;
+    let pki = TestPki::generate(&lab.dir().join("pki"))?;
+    let conn = |local: &ibm_ipsec_tests::Host, remote: &ibm_ipsec_tests::Host, id| {
+        let mut c = Connection::ibm(
+            "nfs",
+            local.addr(),
+            remote.addr(),
+            Auth::cert(id),
+            Auth::any_cert(),
+        );
+        c.proposals.clone_from(&proposal);
+        c
+    };
+    let trust = |c: Config| c.ca(&pki.root.cert).ca(&pki.intermediate.cert);
+    let _responder = StrongSwan::start(
+        &share,
+        trust(Config::default().identity(&pki.share)).connection(conn(&share, &client, &pki.share)),
+    )?;
+    let initiator = StrongSwan::start(
+        &client,
+        trust(Config::default().identity(&pki.client)).connection(conn(
+            &client,
+            &share,
+            &pki.client,
+        )),
+    )?;
+
+    let (mut wire, mut wall) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let capture = Capture::start(&share, "lab0", "udp port 500 or udp port 4500")?;
+        wall.push(initiator.initiate("nfs")?);
+        let packets = capture.finish()?;
+        let ike: Vec<_> = packets
+            .iter()
+            .filter_map(|p| p.ike().map(|(h, _)| (p.time, h)))
+            .collect();
+        let first = ike.first().ok_or("no IKE packets captured")?.0;
+        let last = ike
+            .iter()
+            .rev()
+            .find(|(_, h)| h.exchange_name() == "IKE_AUTH")
+            .ok_or("no IKE_AUTH captured")?
+            .0;
+        wire.push(last - first);
+        initiator.terminate_ike("nfs")?;
+    }
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let (lo, hi) = (
+        wire.iter().min().copied().unwrap_or_default(),
+        wire.iter().max().copied().unwrap_or_default(),
+    );
+    println!(
+        "strongSwan 5.9.8 ↔ strongSwan, {proposal}, RSA-4096, encap, {runs} runs: \
+         IKE_SA_INIT → last IKE_AUTH on the wire median {:.1} ms (min {:.1}, max {:.1}); \
+         swanctl --initiate median {:.1} ms",
+        ms(median(wire)),
+        ms(lo),
+        ms(hi),
+        ms(median(wall))
+    );
+    Ok(())
+}
