@@ -24,6 +24,8 @@
 
 mod algorithm;
 mod batch;
+#[cfg(all(feature = "datapath", target_os = "linux"))]
+pub mod datapath;
 mod error;
 mod header;
 pub mod ip;

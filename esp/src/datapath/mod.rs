@@ -1,0 +1,640 @@
+//! The userspace ESP datapath for hosts whose kernel has no ESP transform (Linux only).
+//!
+//! This is the I/O shell around the sans-IO [`OutboundSa`]/[`InboundSa`], in the spirit of
+//! boringtun's `device/` around `noise/`:
+//!
+//! - **Capture.** A TUN device receives the packets the local stack sends to the peer:
+//!   policy-routing rules send traffic to `peer/32` (narrowed by the traffic selectors) to a
+//!   private table whose only route goes through the TUN. Our own sockets carry a firewall
+//!   mark that a higher-priority rule sends to the main table, so ESP never loops back into
+//!   the TUN (see [`routing`](self) for the exact layout).
+//! - **Outbound.** Each captured IPv4 packet is sealed in transport mode — its transport
+//!   payload becomes the ESP payload, its protocol the next header — and the ESP packet is
+//!   sent from a marked UDP socket to the peer's port 4500 (RFC 3948; what IBM Cloud
+//!   requires), or from a raw protocol-50 socket.
+//! - **Inbound.** ESP received on that socket is opened in place; the IP header is rebuilt
+//!   with source = peer, destination = us and protocol = the next header, and the packet is
+//!   written to the TUN, from where the local stack delivers it to the application. The TUN
+//!   gets `rp_filter = 2` (loose), because the route back to the peer is not the TUN for
+//!   unmarked lookups of every flow.
+//! - **Teardown.** Rules, the table's routes and the TUN are removed on shutdown or drop, and
+//!   [`Datapath::start`] first removes anything a crashed predecessor left with the same
+//!   names and numbers.
+//!
+//! One thread moves packets in each direction, draining every ready packet before it
+//! sleeps in `poll(2)`. IPv4 only for now.
+
+mod routing;
+mod sys;
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use crate::header::{EspHeader, NEXT_HEADER_NONE, PAYLOAD_OFFSET};
+use crate::ip::{write_ipv4_header, IpLayout, IpVersion, IPV4_HEADER_LEN};
+use crate::udp_encap::{classify, Encapsulated, NAT_T_PORT};
+use crate::{sealed_len, Event, InboundSa, OutboundSa};
+
+/// How ESP packets travel between the hosts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encapsulation {
+    /// ESP in UDP (RFC 3948), from `local_port` to `peer_port` (both normally 4500).
+    Udp {
+        /// Our UDP port.
+        local_port: u16,
+        /// The peer's UDP port; updated when authentic packets arrive from another port
+        /// (a NAT rebinding, RFC 3948 §3.1.1).
+        peer_port: u16,
+    },
+    /// Plain ESP, IP protocol 50, on a raw socket.
+    Raw,
+}
+
+/// Which traffic to the peer the SA protects (a transport-mode traffic selector seen from
+/// this host). `None` fields match anything.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Selector {
+    /// IP protocol (6 TCP, 17 UDP …).
+    pub protocol: Option<u8>,
+    /// Our port.
+    pub local_port: Option<u16>,
+    /// The peer's port.
+    pub remote_port: Option<u16>,
+}
+
+impl Selector {
+    fn matches(&self, protocol: u8, ports: Option<(u16, u16)>, outbound: bool) -> bool {
+        if self.protocol.is_some_and(|p| p != protocol) {
+            return false;
+        }
+        if self.local_port.is_none() && self.remote_port.is_none() {
+            return true;
+        }
+        let Some((src, dst)) = ports else {
+            return false;
+        };
+        let (local, remote) = if outbound { (src, dst) } else { (dst, src) };
+        self.local_port.map_or(true, |p| p == local)
+            && self.remote_port.map_or(true, |p| p == remote)
+    }
+}
+
+/// The datapath's parameters; every number names something the datapath owns and removes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatapathConfig {
+    /// TUN interface name (≤ 15 bytes).
+    pub tun_name: String,
+    /// Our address (inner source of outbound traffic, outer source of ESP).
+    pub local: Ipv4Addr,
+    /// The peer's address.
+    pub peer: Ipv4Addr,
+    /// UDP (NAT-T) or raw ESP.
+    pub encapsulation: Encapsulation,
+    /// What to protect; empty means all traffic to the peer.
+    pub selectors: Vec<Selector>,
+    /// Firewall mark of our sockets; IKE sockets of the daemon must carry it too.
+    pub mark: u32,
+    /// Routing table holding the route into the TUN.
+    pub table: u32,
+    /// Priority of the first of our rules; we use `rule_priority ..= rule_priority + 1 +
+    /// selectors`.
+    pub rule_priority: u32,
+    /// TUN MTU: the path MTU minus outer IPv4 (20), UDP (8) and ESP (at most 37) overhead.
+    pub mtu: u16,
+}
+
+impl DatapathConfig {
+    /// Defaults: TUN `ibmipsec0`, UDP 4500 ↔ 4500, mark 0x1e5, table 0x1e5, rules from
+    /// priority 10500, MTU 1400, all traffic to the peer.
+    pub fn new(local: Ipv4Addr, peer: Ipv4Addr) -> Self {
+        DatapathConfig {
+            tun_name: "ibmipsec0".into(),
+            local,
+            peer,
+            encapsulation: Encapsulation::Udp {
+                local_port: NAT_T_PORT,
+                peer_port: NAT_T_PORT,
+            },
+            selectors: Vec::new(),
+            mark: 0x1e5,
+            table: 0x1e5,
+            rule_priority: 10500,
+            mtu: 1400,
+        }
+    }
+}
+
+/// Packet counts of the datapath itself (SA counters are separate: [`Datapath::counters`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DatapathStats {
+    /// Packets sealed and sent.
+    pub tx_packets: u64,
+    /// Bytes of ESP sent.
+    pub tx_bytes: u64,
+    /// Captured packets dropped: not IPv4 to the peer, outside every selector, or
+    /// unparseable.
+    pub tx_dropped: u64,
+    /// Packets that could not be sealed or sent (expired SA, socket errors).
+    pub tx_errors: u64,
+    /// Packets opened and delivered to the TUN.
+    pub rx_packets: u64,
+    /// Bytes of ESP received.
+    pub rx_bytes: u64,
+    /// Received packets dropped: unknown SPI, failed checks (see the SA counters), outside
+    /// every selector, dummy packets, or not from the peer.
+    pub rx_dropped: u64,
+    /// Datagrams on the NAT-T port that were IKE or keepalives (not handled here).
+    pub rx_non_esp: u64,
+}
+
+#[derive(Default)]
+struct AtomicStats {
+    tx_packets: AtomicU64,
+    tx_bytes: AtomicU64,
+    tx_dropped: AtomicU64,
+    tx_errors: AtomicU64,
+    rx_packets: AtomicU64,
+    rx_bytes: AtomicU64,
+    rx_dropped: AtomicU64,
+    rx_non_esp: AtomicU64,
+}
+
+fn bump(c: &AtomicU64, by: u64) {
+    c.fetch_add(by, Ordering::Relaxed);
+}
+
+/// How many inbound SAs are kept at once: the current one and the previous during a rekey.
+const MAX_INBOUND_SAS: usize = 4;
+const POLL_MS: i32 = 100;
+const BUF_LEN: usize = 65536;
+/// Room in front of a received ESP packet for the IPv4 header we rebuild.
+const HEADROOM: usize = IPV4_HEADER_LEN;
+
+struct Shared {
+    cfg: DatapathConfig,
+    stop: AtomicBool,
+    outbound: Mutex<OutboundSa>,
+    inbound: Mutex<Vec<InboundSa>>,
+    peer_port: AtomicU16,
+    stats: AtomicStats,
+}
+
+enum Socket {
+    Udp(UdpSocket),
+    Raw(OwnedFd),
+}
+
+impl Socket {
+    fn fd(&self) -> i32 {
+        match self {
+            Socket::Udp(s) => s.as_raw_fd(),
+            Socket::Raw(s) => s.as_raw_fd(),
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic in the other thread must not take this direction down with it.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A running userspace datapath. Dropping it stops the threads and removes the TUN, rules
+/// and routes.
+pub struct Datapath {
+    shared: Arc<Shared>,
+    threads: Vec<JoinHandle<()>>,
+    cleaned: bool,
+}
+
+impl Datapath {
+    /// Removes what a previous run with this configuration may have left behind.
+    pub fn cleanup_stale(cfg: &DatapathConfig) {
+        routing::remove(cfg);
+    }
+
+    /// Creates the TUN, installs routing and starts moving packets with the given SA pair.
+    /// Needs CAP_NET_ADMIN (and CAP_NET_RAW for [`Encapsulation::Raw`]).
+    pub fn start(
+        cfg: DatapathConfig,
+        outbound: OutboundSa,
+        inbound: InboundSa,
+    ) -> io::Result<Self> {
+        routing::remove(&cfg);
+        let tun = sys::open_tun(&cfg.tun_name)?;
+        sys::set_nonblocking(tun.as_raw_fd())?;
+        let (socket, peer_port) = match cfg.encapsulation {
+            Encapsulation::Udp {
+                local_port,
+                peer_port,
+            } => {
+                let s = UdpSocket::bind(SocketAddrV4::new(cfg.local, local_port))?;
+                s.set_nonblocking(true)?;
+                (Socket::Udp(s), peer_port)
+            }
+            Encapsulation::Raw => {
+                let s = sys::raw_esp_socket()?;
+                sys::set_nonblocking(s.as_raw_fd())?;
+                (Socket::Raw(s), 0)
+            }
+        };
+        sys::set_mark(socket.fd(), cfg.mark)?;
+        sys::set_buffers(socket.fd(), 4 << 20);
+        if let Err(e) = routing::install(&cfg) {
+            routing::remove(&cfg);
+            return Err(e);
+        }
+        let shared = Arc::new(Shared {
+            cfg,
+            stop: AtomicBool::new(false),
+            outbound: Mutex::new(outbound),
+            inbound: Mutex::new(vec![inbound]),
+            peer_port: AtomicU16::new(peer_port),
+            stats: AtomicStats::default(),
+        });
+        let tun = Arc::new(tun);
+        let socket = Arc::new(socket);
+        let mut threads = Vec::new();
+        for outbound_dir in [true, false] {
+            let (sh, t, so) = (shared.clone(), tun.clone(), socket.clone());
+            let name = if outbound_dir { "esp-tx" } else { "esp-rx" };
+            let spawned = std::thread::Builder::new()
+                .name(name.into())
+                .spawn(move || {
+                    if outbound_dir {
+                        tx_loop(&sh, &t, &so)
+                    } else {
+                        rx_loop(&sh, &t, &so)
+                    }
+                });
+            match spawned {
+                Ok(h) => threads.push(h),
+                Err(e) => {
+                    let mut dp = Datapath {
+                        shared,
+                        threads,
+                        cleaned: false,
+                    };
+                    dp.stop();
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Datapath {
+            shared,
+            threads,
+            cleaned: false,
+        })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &DatapathConfig {
+        &self.shared.cfg
+    }
+
+    /// Rekey: the new outbound SA replaces the old at once; the new inbound SA is added and
+    /// the oldest ones beyond a handful are dropped, so packets still in flight under the
+    /// old SA are accepted until the caller removes it with [`Self::remove_inbound`].
+    pub fn install_sas(&self, outbound: OutboundSa, inbound: InboundSa) {
+        *lock(&self.shared.outbound) = outbound;
+        let mut v = lock(&self.shared.inbound);
+        v.retain(|sa| sa.config().spi != inbound.config().spi);
+        v.push(inbound);
+        while v.len() > MAX_INBOUND_SAS {
+            v.remove(0);
+        }
+    }
+
+    /// Forgets the inbound SA with this SPI.
+    pub fn remove_inbound(&self, spi: u32) {
+        lock(&self.shared.inbound).retain(|sa| sa.config().spi != spi);
+    }
+
+    /// Counters of the datapath.
+    pub fn stats(&self) -> DatapathStats {
+        let s = &self.shared.stats;
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        DatapathStats {
+            tx_packets: g(&s.tx_packets),
+            tx_bytes: g(&s.tx_bytes),
+            tx_dropped: g(&s.tx_dropped),
+            tx_errors: g(&s.tx_errors),
+            rx_packets: g(&s.rx_packets),
+            rx_bytes: g(&s.rx_bytes),
+            rx_dropped: g(&s.rx_dropped),
+            rx_non_esp: g(&s.rx_non_esp),
+        }
+    }
+
+    /// Counters of the outbound SA and of each inbound SA (with its SPI).
+    pub fn counters(&self) -> (crate::Counters, Vec<(u32, crate::Counters)>) {
+        let o = lock(&self.shared.outbound).counters();
+        let i = lock(&self.shared.inbound)
+            .iter()
+            .map(|sa| (sa.config().spi, sa.counters()))
+            .collect();
+        (o, i)
+    }
+
+    /// The next lifetime event of any SA, with its SPI, so the daemon can rekey.
+    pub fn poll_event(&self) -> Option<(u32, Event)> {
+        {
+            let mut o = lock(&self.shared.outbound);
+            if let Some(e) = o.poll_event() {
+                return Some((o.config().spi, e));
+            }
+        }
+        lock(&self.shared.inbound)
+            .iter_mut()
+            .find_map(|sa| sa.poll_event().map(|e| (sa.config().spi, e)))
+    }
+
+    /// Stops the threads, removes the TUN, rules and routes, and returns the final counts.
+    pub fn shutdown(mut self) -> DatapathStats {
+        self.stop();
+        self.stats()
+    }
+
+    fn stop(&mut self) {
+        self.shared.stop.store(true, Ordering::Relaxed);
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+        if !self.cleaned {
+            self.cleaned = true;
+            routing::remove(&self.shared.cfg);
+        }
+    }
+}
+
+impl Drop for Datapath {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+impl std::fmt::Debug for Datapath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Datapath")
+            .field("setup", &routing::describe(&self.shared.cfg))
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// Source and destination ports of TCP, UDP, SCTP and UDP-Lite, whose first four bytes
+/// are the ports.
+fn ports(protocol: u8, transport: &[u8]) -> Option<(u16, u16)> {
+    match (protocol, transport) {
+        (6 | 17 | 132 | 136, [a, b, c, d, ..]) => {
+            Some((u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d])))
+        }
+        _ => None,
+    }
+}
+
+fn selected(cfg: &DatapathConfig, protocol: u8, transport: &[u8], outbound: bool) -> bool {
+    cfg.selectors.is_empty()
+        || cfg
+            .selectors
+            .iter()
+            .any(|s| s.matches(protocol, ports(protocol, transport), outbound))
+}
+
+fn tx_loop(sh: &Shared, tun: &File, socket: &Socket) {
+    let mut pkt = vec![0u8; BUF_LEN];
+    let mut out = vec![0u8; sealed_len(BUF_LEN)];
+    let st = &sh.stats;
+    while !sh.stop.load(Ordering::Relaxed) {
+        let n = match (&*tun).read(&mut pkt) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let _ = sys::wait_readable(tun.as_raw_fd(), POLL_MS);
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(_) => {
+                bump(&st.tx_errors, 1);
+                let _ = sys::wait_readable(tun.as_raw_fd(), POLL_MS);
+                continue;
+            }
+        };
+        let packet = &pkt[..n];
+        let layout = match IpLayout::parse(packet) {
+            Ok(l) if l.version == IpVersion::V4 && packet[16..20] == sh.cfg.peer.octets() => l,
+            _ => {
+                bump(&st.tx_dropped, 1);
+                continue;
+            }
+        };
+        let transport = &packet[layout.header_len..layout.total_len];
+        if !selected(&sh.cfg, layout.protocol, transport, true) {
+            bump(&st.tx_dropped, 1);
+            continue;
+        }
+        let sealed = lock(&sh.outbound).seal(layout.protocol, transport, &mut out);
+        let len = match sealed {
+            Ok(len) => len,
+            Err(_) => {
+                bump(&st.tx_errors, 1);
+                continue;
+            }
+        };
+        let port = sh.peer_port.load(Ordering::Relaxed);
+        let sent = loop {
+            let r = match socket {
+                Socket::Udp(s) => s.send_to(&out[..len], SocketAddrV4::new(sh.cfg.peer, port)),
+                Socket::Raw(fd) => sys::send_to_v4(fd.as_raw_fd(), &out[..len], sh.cfg.peer),
+            };
+            match &r {
+                // The socket buffer is full: wait for room (back-pressure to the TUN queue)
+                // instead of dropping.
+                Err(e)
+                    if e.kind() == io::ErrorKind::WouldBlock
+                        && !sh.stop.load(Ordering::Relaxed) =>
+                {
+                    let _ = sys::wait_writable(socket.fd(), POLL_MS);
+                }
+                _ => break r,
+            }
+        };
+        match sent {
+            Ok(_) => {
+                bump(&st.tx_packets, 1);
+                bump(&st.tx_bytes, len as u64);
+            }
+            Err(_) => bump(&st.tx_errors, 1),
+        }
+    }
+}
+
+fn rx_loop(sh: &Shared, tun: &File, socket: &Socket) {
+    let mut buf = vec![0u8; HEADROOM + BUF_LEN];
+    let st = &sh.stats;
+    while !sh.stop.load(Ordering::Relaxed) {
+        let received = match socket {
+            Socket::Udp(s) => s
+                .recv_from(&mut buf[HEADROOM..])
+                .map(|(n, from)| (n, Some(from))),
+            Socket::Raw(fd) => {
+                sys::recv_nonblocking(fd.as_raw_fd(), &mut buf[HEADROOM..]).map(|n| (n, None))
+            }
+        };
+        let (n, from) = match received {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                let _ = sys::wait_readable(socket.fd(), POLL_MS);
+                continue;
+            }
+            Err(_) => continue,
+        };
+        bump(&st.rx_bytes, n as u64);
+        let esp = match locate_esp(sh, &buf[HEADROOM..HEADROOM + n], from) {
+            Some(r) => (HEADROOM + r.start)..(HEADROOM + r.end),
+            None => continue,
+        };
+        let Ok(header) = EspHeader::parse(&buf[esp.clone()]) else {
+            bump(&st.rx_dropped, 1);
+            continue;
+        };
+        let opened = {
+            let mut sas = lock(&sh.inbound);
+            match sas.iter_mut().find(|sa| sa.config().spi == header.spi) {
+                Some(sa) => sa.open(&mut buf[esp.clone()]),
+                None => Err(crate::Error::SpiMismatch(header.spi)),
+            }
+        };
+        let opened = match opened {
+            Ok(o) => o,
+            Err(_) => {
+                bump(&st.rx_dropped, 1);
+                continue;
+            }
+        };
+        // Authentic: follow a NAT rebinding of the peer's port (RFC 3948 §3.1.1).
+        if let Some(SocketAddr::V4(f)) = from {
+            sh.peer_port.store(f.port(), Ordering::Relaxed);
+        }
+        let start = esp.start + opened.payload.start;
+        let end = esp.start + opened.payload.end;
+        debug_assert_eq!(opened.payload.start, PAYLOAD_OFFSET);
+        if opened.next_header == NEXT_HEADER_NONE
+            || !selected(&sh.cfg, opened.next_header, &buf[start..end], false)
+        {
+            bump(&st.rx_dropped, 1);
+            continue;
+        }
+        // The ESP header and IV (16 bytes) precede the payload, and the headroom covers the
+        // rest of the 20-byte IPv4 header.
+        let ip_start = start - IPV4_HEADER_LEN;
+        if write_ipv4_header(
+            &mut buf[ip_start..start],
+            sh.cfg.peer,
+            sh.cfg.local,
+            opened.next_header,
+            end - start,
+        )
+        .is_err()
+        {
+            bump(&st.rx_dropped, 1);
+            continue;
+        }
+        // A TUN write takes the whole packet or fails.
+        match (&*tun).write(&buf[ip_start..end]) {
+            Ok(w) if w == end - ip_start => bump(&st.rx_packets, 1),
+            _ => bump(&st.rx_dropped, 1),
+        }
+    }
+}
+
+/// Finds the ESP packet in what the socket returned, or counts why there is none.
+fn locate_esp(
+    sh: &Shared,
+    data: &[u8],
+    from: Option<SocketAddr>,
+) -> Option<std::ops::Range<usize>> {
+    let st = &sh.stats;
+    match from {
+        Some(from) => {
+            if from.ip() != sh.cfg.peer {
+                bump(&st.rx_dropped, 1);
+                return None;
+            }
+            match classify(data) {
+                Ok(Encapsulated::Esp(_)) => Some(0..data.len()),
+                Ok(_) => {
+                    bump(&st.rx_non_esp, 1);
+                    None
+                }
+                Err(_) => {
+                    bump(&st.rx_dropped, 1);
+                    None
+                }
+            }
+        }
+        None => {
+            // A raw socket returns the IPv4 header too.
+            match IpLayout::parse(data) {
+                Ok(l) if l.version == IpVersion::V4 && data[12..16] == sh.cfg.peer.octets() => {
+                    Some(l.header_len..l.total_len)
+                }
+                _ => {
+                    bump(&st.rx_dropped, 1);
+                    None
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn selectors_match_from_each_side() {
+        let nfs = Selector {
+            protocol: Some(6),
+            local_port: None,
+            remote_port: Some(2049),
+        };
+        // Outbound: we → peer:2049.
+        assert!(nfs.matches(6, Some((700, 2049)), true));
+        assert!(!nfs.matches(6, Some((2049, 700)), true));
+        // Inbound reply: peer:2049 → we.
+        assert!(nfs.matches(6, Some((2049, 700)), false));
+        assert!(!nfs.matches(17, Some((700, 2049)), true));
+        assert!(!nfs.matches(6, None, true));
+        let any_tcp = Selector {
+            protocol: Some(6),
+            ..Selector::default()
+        };
+        assert!(any_tcp.matches(6, None, true));
+        assert!(Selector::default().matches(1, None, false));
+    }
+
+    #[test]
+    fn ports_of_short_or_portless_payloads() {
+        assert_eq!(ports(6, &[0, 80, 1, 0]), Some((80, 256)));
+        assert_eq!(ports(6, &[0, 80, 1]), None);
+        assert_eq!(ports(1, &[0, 80, 1, 0]), None);
+    }
+
+    #[test]
+    fn config_defaults_name_what_we_own() {
+        let c = DatapathConfig::new(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2));
+        assert!(c.tun_name.len() < 16);
+        assert_eq!(
+            c.encapsulation,
+            Encapsulation::Udp {
+                local_port: 4500,
+                peer_port: 4500
+            }
+        );
+        assert!(usize::from(c.mtu) + 20 + 8 + crate::MAX_OVERHEAD <= 1500);
+    }
+}

@@ -1,0 +1,182 @@
+//! The few Linux system calls the datapath needs that std does not wrap: TUN creation, socket
+//! marks, raw ESP sockets and readiness polling. Every `unsafe` block of the crate is here.
+
+use std::ffi::CString;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::net::Ipv4Addr;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+/// Opens `/dev/net/tun` and attaches a TUN interface (IP packets, no packet-info header)
+/// named `name`. The interface disappears when the returned file is closed.
+pub(crate) fn open_tun(name: &str) -> io::Result<File> {
+    if name.is_empty() || name.len() >= libc::IFNAMSIZ {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "interface name must be 1..=15 bytes",
+        ));
+    }
+    let file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_CLOEXEC)
+        .open("/dev/net/tun")?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
+        *dst = src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    // SAFETY: TUNSETIFF reads and writes one ifreq, which lives for the call.
+    let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req) };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(file)
+}
+
+/// Sets `SO_MARK` so the socket's packets match the datapath's "bypass" routing rule.
+pub(crate) fn set_mark(fd: RawFd, mark: u32) -> io::Result<()> {
+    setsockopt_u32(fd, libc::SOL_SOCKET, libc::SO_MARK, mark)
+}
+
+/// Grows the socket buffers (best effort above the sysctl limits: `SO_*BUFFORCE` needs
+/// CAP_NET_ADMIN, which the datapath has anyway).
+pub(crate) fn set_buffers(fd: RawFd, bytes: u32) {
+    let _ = setsockopt_u32(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, bytes);
+    let _ = setsockopt_u32(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, bytes);
+}
+
+fn setsockopt_u32(fd: RawFd, level: libc::c_int, name: libc::c_int, v: u32) -> io::Result<()> {
+    let v = v as libc::c_int;
+    // SAFETY: the option value is a c_int that lives for the call, with its size passed.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            &v as *const libc::c_int as *const libc::c_void,
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// A raw IPv4 socket for protocol 50: the kernel adds the IP header on send and hands us the
+/// whole IP packet on receive.
+pub(crate) fn raw_esp_socket() -> io::Result<OwnedFd> {
+    // SAFETY: plain socket(2) call; the result is checked before being owned.
+    let fd = unsafe {
+        libc::socket(
+            libc::AF_INET,
+            libc::SOCK_RAW | libc::SOCK_CLOEXEC,
+            libc::c_int::from(crate::IPPROTO_ESP),
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn sockaddr_v4(addr: Ipv4Addr, port: u16) -> libc::sockaddr_in {
+    libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: port.to_be(),
+        sin_addr: libc::in_addr {
+            s_addr: u32::from_ne_bytes(addr.octets()),
+        },
+        sin_zero: [0; 8],
+    }
+}
+
+/// sendto(2) on a raw socket.
+pub(crate) fn send_to_v4(fd: RawFd, buf: &[u8], dst: Ipv4Addr) -> io::Result<usize> {
+    let sa = sockaddr_v4(dst, 0);
+    // SAFETY: buf and sa are valid for the call; lengths match.
+    let n = unsafe {
+        libc::sendto(
+            fd,
+            buf.as_ptr() as *const libc::c_void,
+            buf.len(),
+            0,
+            &sa as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// recv(2) without blocking.
+pub(crate) fn recv_nonblocking(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: buf is valid for writes of its length.
+    let n = unsafe {
+        libc::recv(
+            fd,
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+            libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Puts a descriptor in non-blocking mode.
+pub(crate) fn set_nonblocking(fd: RawFd) -> io::Result<()> {
+    // SAFETY: fcntl on a descriptor we own; flags are read then written back.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Waits until `fd` is readable or `timeout_ms` passed.
+pub(crate) fn wait_readable(fd: RawFd, timeout_ms: i32) -> io::Result<bool> {
+    wait(fd, libc::POLLIN, timeout_ms)
+}
+
+/// Waits until `fd` is writable or `timeout_ms` passed.
+pub(crate) fn wait_writable(fd: RawFd, timeout_ms: i32) -> io::Result<bool> {
+    wait(fd, libc::POLLOUT, timeout_ms)
+}
+
+fn wait(fd: RawFd, events: libc::c_short, timeout_ms: i32) -> io::Result<bool> {
+    let mut p = libc::pollfd {
+        fd,
+        events,
+        revents: 0,
+    };
+    // SAFETY: one pollfd, valid for the call.
+    let n = unsafe { libc::poll(&mut p, 1, timeout_ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(e);
+    }
+    Ok(n > 0)
+}
+
+/// Whether a network interface of this name exists.
+pub(crate) fn if_exists(name: &str) -> bool {
+    match CString::new(name) {
+        // SAFETY: a valid NUL-terminated string.
+        Ok(c) => unsafe { libc::if_nametoindex(c.as_ptr()) != 0 },
+        Err(_) => false,
+    }
+}
