@@ -82,3 +82,6 @@ pub use sk::SkCipher;
 
 /// Result type of the crypto suite.
 pub type Result<T> = core::result::Result<T, CryptoError>;
+
+#[cfg(test)]
+mod strongswan_tests;
