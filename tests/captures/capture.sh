@@ -4,7 +4,8 @@
 #
 # Usage (root):  tests/captures/capture.sh [OUT_DIR]      default OUT_DIR: ike/tests/data/strongswan
 #        KEEP=1 tests/captures/capture.sh   keeps the work directory (configs, logs, pcaps)
-#        ONLY=psk tests/captures/capture.sh capture one scenario only
+#        ONLY=psk tests/captures/capture.sh capture one scenario only (ONLY=cert-… also
+#                                           replaces pki/, which the other cert-… must match)
 #
 # Needs: strongSwan 5.9.x charon + swanctl with the plugins named in `charon_conf`, tcpdump,
 # openssl, iproute2, python3 (scripts/install-deps installs them). The namespaces, addresses and
@@ -144,7 +145,9 @@ swanctl_dir() { # DIR ROLE
 }
 
 # connection NAME in DIR: conn_conf DIR ROLE AUTH PROPOSAL [extra conn options...]
-# (an option written "i:OPTION" is given to the initiator only)
+# (an option written "i:OPTION" or "r:OPTION" is given to that side only; PROPOSAL "-" writes
+# no proposals line, for per-side proposals; CHILD_MODE and PSK_I override the child's mode
+# and the initiator's pre-shared key)
 conn_conf() {
     local dir=$1 role=$2 auth=$3 proposal=$4
     shift 4
@@ -179,19 +182,20 @@ conn_conf() {
         echo "        version = 2"
         echo "        local_addrs = $local_ip"
         echo "        remote_addrs = $remote_ip"
-        echo "        proposals = $proposal"
+        if [ "$proposal" != - ]; then echo "        proposals = $proposal"; fi
         echo "        encap = yes"
         echo "        fragmentation = yes"
         for o in "$@"; do
             case $o in
                 i:*) if [ "$role" = i ]; then echo "        ${o#i:}"; fi ;;
+                r:*) if [ "$role" = r ]; then echo "        ${o#r:}"; fi ;;
                 *) echo "        $o" ;;
             esac
         done
         echo "        $auth_block"
         echo "        children {"
         echo "            lab {"
-        echo "                mode = tunnel"
+        echo "                mode = ${CHILD_MODE:-tunnel}"
         echo "                local_ts = $local_ip/32"
         echo "                remote_ts = $remote_ip/32"
         echo "                esp_proposals = aes256gcm16"
@@ -204,7 +208,11 @@ conn_conf() {
             echo "    ike-lab {"
             echo "        id-a = client.ibm-ipsec.test"
             echo "        id-b = share.ibm-ipsec.test"
-            echo "        secret = \"$psk_secret\""
+            if [ "$role" = i ]; then
+                echo "        secret = \"${PSK_I:-$psk_secret}\""
+            else
+                echo "        secret = \"$psk_secret\""
+            fi
             echo "    }"
             echo "}"
         fi
@@ -309,9 +317,72 @@ if want rekey; then
     finish rekey "PSK, aes256-sha384-ecp384, encap: CHILD_SA rekey, IKE_SA rekey (CREATE_CHILD_SA), IKE_SA DELETE" "$psk_secret"
 fi
 
+if want responder-rekey; then
+    log "scenario responder-rekey"
+    setup responder-rekey psk aes256-sha384-ecp384
+    sw "$S/i" --initiate --child lab --timeout 10 >"$S/initiate.log"
+    # the original responder starts every exchange from here on (Initiator flag clear)
+    sw "$S/r" --rekey --child lab >"$S/rekey-child.log"
+    for _ in $(seq 50); do [ "$(grep -c 'CREATE_CHILD_SA response' "$S/r/charon.log")" -ge 1 ] && break; sleep 0.1; done
+    sw "$S/r" --rekey --ike lab >"$S/rekey-ike.log"
+    for _ in $(seq 50); do [ "$(grep -c 'CREATE_CHILD_SA response' "$S/r/charon.log")" -ge 2 ] && break; sleep 0.1; done
+    sleep 0.3
+    sw "$S/r" --terminate --ike lab --timeout 10 >"$S/terminate.log"
+    finish responder-rekey "PSK, aes256-sha384-ecp384, encap: the responder rekeys the CHILD_SA, rekeys the IKE_SA and deletes it" "$psk_secret"
+fi
+
+if want invalid-ke; then
+    log "scenario invalid-ke"
+    # the initiator guesses x25519 for its KE; the responder accepts only ECP-384
+    setup invalid-ke psk - "i:proposals = aes256-sha384-x25519-ecp384" "r:proposals = aes256-sha384-ecp384"
+    sw "$S/i" --initiate --child lab --timeout 10 >"$S/initiate.log"
+    sw "$S/i" --terminate --ike lab --timeout 10 >"$S/terminate.log"
+    finish invalid-ke "PSK, encap: INVALID_KE_PAYLOAD (x25519 guessed, ECP-384 required), retry with ECP-384, IKE_SA DELETE" "$psk_secret"
+fi
+
+if want auth-failed; then
+    log "scenario auth-failed"
+    setup auth-failed psk aes256-sha384-ecp384
+    PSK_I="not the responder's key" conn_conf "$S/i" i psk aes256-sha384-ecp384
+    sw "$S/i" --load-all --noprompt --clear >"$S/i/load.log"
+    if sw "$S/i" --initiate --child lab --timeout 10 >"$S/initiate.log" 2>&1; then
+        log "auth-failed: initiate unexpectedly succeeded"
+        exit 1
+    fi
+    finish auth-failed "PSK mismatch: the responder answers IKE_AUTH with AUTHENTICATION_FAILED" "$psk_secret"
+fi
+
+if want transport-refused; then
+    log "scenario transport-refused"
+    CHILD_MODE=transport setup transport-refused psk aes256-sha384-ecp384
+    # kernel-libipsec cannot do transport mode: the IKE SA comes up without the CHILD_SA
+    sw "$S/i" --initiate --child lab --timeout 10 >"$S/initiate.log" 2>&1 || true
+    sw "$S/i" --terminate --ike lab --timeout 10 >"$S/terminate.log" 2>&1 || true
+    finish transport-refused "PSK, encap, transport mode requested (USE_TRANSPORT_MODE); the responder's kernel-libipsec refuses the CHILD_SA" "$psk_secret"
+fi
+
+if want psk-modp2048; then
+    log "scenario psk-modp2048"
+    setup psk-modp2048 psk aes128-sha256-modp2048
+    sw "$S/i" --initiate --child lab --timeout 10 >"$S/initiate.log"
+    sw "$S/i" --terminate --ike lab --timeout 10 >"$S/terminate.log"
+    finish psk-modp2048 "PSK, aes128-sha256-modp2048 (MODP-2048, HMAC-SHA2-256-128), encap, IKE_SA DELETE" "$psk_secret"
+fi
+
+if want psk-ecp256-gcm; then
+    log "scenario psk-ecp256-gcm"
+    setup psk-ecp256-gcm psk aes128gcm16-prfsha256-ecp256
+    sw "$S/i" --initiate --child lab --timeout 10 >"$S/initiate.log"
+    sw "$S/i" --terminate --ike lab --timeout 10 >"$S/terminate.log"
+    finish psk-ecp256-gcm "PSK, aes128gcm16-prfsha256-ecp256, encap, IKE_SA DELETE" "$psk_secret"
+fi
+
 # public certificates of the PKI, so AUTH signatures and chains in the captures can be checked
-mkdir -p "$out/pki"
-for c in root int share client; do cp "$work/pki/$c.crt" "$out/pki/$c.pem"; done
+# (only when this run captured certificate scenarios, or they would no longer match)
+if want cert-ecp384 || want cert-x25519-gcm; then
+    mkdir -p "$out/pki"
+    for c in root int share client; do cp "$work/pki/$c.crt" "$out/pki/$c.pem"; done
+fi
 
 "$here/readme.sh" "$out" >"$out/README.md"
 log "fixtures written to $out"

@@ -67,11 +67,25 @@ for d in "$out"/*/; do
 done
 cat <<'NOTES'
 
-Notes: `ms` is the capture timestamp relative to the first packet (charon logged at `ike 4`,
-which slows it; see the lab's reference figures for timing). In `informational`, the initiator
-runs `dpd_delay = 1s`, so the idle SA produces an empty INFORMATIONAL liveness check (DPD);
-strongSwan's MOBIKE task may also send an address-list update, an INFORMATIONAL with only
-`N(NO_ADDITIONAL_ADDRESSES)`; then come the CHILD_SA DELETE and the IKE_SA DELETE. In `rekey`, the old IKE SA deletes
-itself with message ID 5 after the IKE rekey, and the final DELETE (message ID 0) runs on the
-new IKE SA (`[ike_sa 2]` keys).
+### Notes
+
+- `ms` is the capture time relative to the first packet; charon logged at `ike 4`, which slows
+  it, so use the lab's reference figures (`tests/examples/strongswan_reference.rs`) for timing.
+- strongSwan's MOBIKE task may insert an address-list update (an INFORMATIONAL holding only
+  `N(NO_ADDITIONAL_ADDRESSES)`) in any scenario, depending on timing; message IDs shift with it.
+- `informational`: the initiator runs `dpd_delay = 1s`, so the idle SA gets an empty
+  INFORMATIONAL liveness check (DPD), then the CHILD_SA DELETE and the IKE_SA DELETE.
+- `rekey`: after the IKE rekey the old IKE SA deletes itself, and the final DELETE runs on the
+  new IKE SA (`[ike_sa 2]` keys; its message IDs start again at 0).
+- `responder-rekey`: the mirror image. After IKE_AUTH the original responder (10.213.7.2)
+  starts every exchange, so its requests carry no Initiator flag until the IKE rekey, after
+  which it is the new SA's initiator (`[ike_sa 2]`: `spi_i`, `ni` and SK_*i are its own).
+- `invalid-ke`: the first IKE_SA_INIT response is only `N(INVALID_KE_PAYLOAD)` (responder SPI
+  zero, notify data = group 20); the initiator retries with the same SPI and a new KE.
+  `keys.txt` describes the second pair.
+- `auth-failed`: the initiator's PSK is wrong; the encrypted IKE_AUTH response holds only
+  `N(AUTHENTICATION_FAILED)` and both sides drop the SA without a DELETE.
+- `transport-refused`: the initiator asks for transport mode (`N(USE_TRANSPORT_MODE)`);
+  kernel-libipsec refuses it, so the IKE SA is established but the IKE_AUTH response carries
+  `N(NO_PROPOSAL_CHOSEN)` instead of SA/TSi/TSr, and there are no CHILD_SA keys.
 NOTES
