@@ -80,7 +80,7 @@ cat <<'NOTES'
 - `responder-rekey`: the mirror image. After IKE_AUTH the original responder (10.213.7.2)
   starts every exchange, so its requests carry no Initiator flag until the IKE rekey, after
   which it is the new SA's initiator (`[ike_sa 2]`: `spi_i`, `ni` and SK_*i are its own).
-- `invalid-ke`: the first IKE_SA_INIT response is only `N(INVALID_KE_PAYLOAD)` (responder SPI
+- `invalid-ke` (only with `ONLY=invalid-ke`, not in the default set): the first IKE_SA_INIT response is only `N(INVALID_KE_PAYLOAD)` (responder SPI
   zero, notify data = group 20); the initiator retries with the same SPI and a new KE.
   `keys.txt` describes the second pair.
 - `auth-failed`: the initiator's PSK is wrong; the encrypted IKE_AUTH response holds only
