@@ -9,10 +9,14 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Command {}
+enum Command {
+    /// Host key, CSR and certificate tools.
+    Cert {
+        #[command(subcommand)]
+        command: ibm_ipsec::commands::cert::CertCommand,
+    },
+}
 
-// The skeleton has no subcommand yet; the attribute goes with the first one.
-#[allow(unreachable_code)]
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -22,5 +26,14 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let Cli { command } = Cli::parse();
-    match command {}
+    let result = match command {
+        Command::Cert { command } => ibm_ipsec::commands::cert::run(command),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

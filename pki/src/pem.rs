@@ -8,8 +8,8 @@ use crate::error::{Error, Result};
 /// Largest PEM/DER input we read: root CA bundles are tens of kilobytes.
 pub const MAX_INPUT_LEN: usize = 1 << 20;
 
-/// Most certificates we take from one input (a chain or a region bundle).
-pub const MAX_CERTIFICATES: usize = 64;
+/// Most certificates we take from one input (a chain, a region bundle, a system CA bundle).
+pub const MAX_CERTIFICATES: usize = 1000;
 
 /// One decoded PEM block.
 #[derive(Clone, PartialEq, Eq)]

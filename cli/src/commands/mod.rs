@@ -1,1 +1,3 @@
 //! One module per `ibm-ipsec` subcommand; `main.rs` only parses arguments and dispatches.
+
+pub mod cert;
