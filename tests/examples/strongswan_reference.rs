@@ -1,7 +1,8 @@
 //! strongSwan ↔ strongSwan reference figures in the lab, for `benches/` to compare against:
 //! IKE_SA_INIT → last IKE_AUTH packet on the wire (from a capture) and `swanctl --initiate`
 //! wall time to an installed CHILD_SA, medians over N set-ups with the IBM proposal and
-//! RSA-4096 certificates (charon logging at level 1).
+//! RSA-4096 certificates (charon logging at level 1); also the responder's CPU time per IKE_SA
+//! + CHILD_SA set-up and tear-down, and its resident memory, from `/proc`.
 //!
 //! `sudo cargo run -p ibm-ipsec-tests --example strongswan_reference [N] [PROPOSAL]`
 
@@ -12,6 +13,28 @@ use ibm_ipsec_tests::{Auth, Capture, Config, Connection, Lab, StrongSwan, TestPk
 fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
+}
+
+/// utime + stime of a process, from /proc/PID/stat.
+fn cpu_time(pid: u32) -> Result<Duration, Box<dyn std::error::Error>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // fields after the parenthesised command name; utime and stime are fields 14 and 15
+    let rest = stat.rsplit_once(") ").ok_or("odd /proc stat")?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    Ok(Duration::from_millis(ticks * 1000 / USER_HZ))
+}
+
+/// /proc counts CPU time in USER_HZ ticks, 100 per second on every Linux ABI we run on.
+const USER_HZ: u64 = 100;
+
+fn rss_kib(pid: u32) -> Result<u64, Box<dyn std::error::Error>> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .ok_or("no VmRSS")?;
+    Ok(line.split_whitespace().nth(1).ok_or("odd VmRSS")?.parse()?)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -37,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         c
     };
     let trust = |c: Config| c.ca(&pki.root.cert).ca(&pki.intermediate.cert);
-    let _responder = StrongSwan::start(
+    let responder = StrongSwan::start(
         &share,
         trust(Config::default().identity(&pki.share)).connection(conn(&share, &client, &pki.share)),
     )?;
@@ -50,6 +73,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         )),
     )?;
 
+    let responder_pid = responder.pid().ok_or("responder not running")?;
+    let cpu_before = cpu_time(responder_pid)?;
     let (mut wire, mut wall) = (Vec::new(), Vec::new());
     for _ in 0..runs {
         let capture = Capture::start(&share, "lab0", "udp port 500 or udp port 4500")?;
@@ -69,6 +94,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         wire.push(last - first);
         initiator.terminate_ike("nfs")?;
     }
+    let cpu = cpu_time(responder_pid)? - cpu_before;
+    let rss = rss_kib(responder_pid)?;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let (lo, hi) = (
         wire.iter().min().copied().unwrap_or_default(),
@@ -77,11 +104,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "strongSwan 5.9.8 ↔ strongSwan, {proposal}, RSA-4096, encap, {runs} runs: \
          IKE_SA_INIT → last IKE_AUTH on the wire median {:.1} ms (min {:.1}, max {:.1}); \
-         swanctl --initiate median {:.1} ms",
+         swanctl --initiate median {:.1} ms; responder CPU {:.1} ms per IKE_SA + CHILD_SA \
+         (incl. DELETE), responder RSS {} KiB",
         ms(median(wire)),
         ms(lo),
         ms(hi),
-        ms(median(wall))
+        ms(median(wall)),
+        ms(cpu) / runs as f64,
+        rss
     );
     Ok(())
 }

@@ -416,6 +416,11 @@ impl StrongSwan {
         std::fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default()
     }
 
+    /// charon's process id (for CPU and memory figures from `/proc`).
+    pub fn pid(&self) -> Option<u32> {
+        self.charon.pid()
+    }
+
     /// The host it runs in.
     pub fn host(&self) -> &Host {
         &self.host

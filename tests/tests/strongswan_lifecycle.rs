@@ -237,10 +237,14 @@ fn expired_client_certificate_is_refused() {
         text.contains("AUTHENTICATION_FAILED"),
         "initiator must see the refusal: {text}"
     );
-    assert!(
-        responder.list_sas().unwrap().is_empty(),
-        "responder keeps no half-open SA"
-    );
+    // the responder drops the half-open SA when it refuses (RFC 7296 §2.21.2)
+    responder
+        .wait_for_sas(
+            "responder keeps no half-open SA",
+            Duration::from_secs(2),
+            <[_]>::is_empty,
+        )
+        .unwrap();
     assert!(
         responder
             .log()
@@ -248,4 +252,103 @@ fn expired_client_certificate_is_refused() {
         "responder says why:\n{}",
         responder.log()
     );
+}
+
+#[test]
+fn transport_mode_is_refused_by_kernel_libipsec_but_the_ike_sa_stays() {
+    let Some(lab) = Lab::require_root() else {
+        return;
+    };
+    let (client, share) = lab.two_hosts().unwrap();
+    let ids = ["client.ibm-ipsec.test", "share.ibm-ipsec.test"];
+    let conn = |local: &Host, remote: &Host, l: &str, r: &str| {
+        let mut c = Connection::ibm(
+            "nfs",
+            local.addr(),
+            remote.addr(),
+            Auth::Psk { id: l.into() },
+            Auth::Psk { id: r.into() },
+        );
+        c.children[0].mode = "transport".into();
+        c
+    };
+    let responder = StrongSwan::start(
+        &share,
+        Config::default()
+            .psk(&ids, PSK)
+            .connection(conn(&share, &client, ids[1], ids[0])),
+    )
+    .unwrap();
+    let initiator = StrongSwan::start(
+        &client,
+        Config::default()
+            .psk(&ids, PSK)
+            .connection(conn(&client, &share, ids[0], ids[1])),
+    )
+    .unwrap();
+
+    let err = initiator
+        .initiate("nfs")
+        .expect_err("kernel-libipsec cannot do transport mode");
+    assert!(err.to_string().contains("NO_PROPOSAL_CHOSEN"), "{err}");
+    for charon in [&initiator, &responder] {
+        let sas = charon.list_sas().unwrap();
+        assert_eq!(sas.len(), 1, "{sas:#?}");
+        assert_eq!(sas[0].state(), "ESTABLISHED");
+        assert!(
+            sas[0].children.is_empty(),
+            "no half-installed CHILD_SA: {sas:#?}"
+        );
+    }
+    assert!(
+        responder.log().contains("unsupported mode"),
+        "{}",
+        responder.log()
+    );
+}
+
+#[test]
+fn wrong_pre_shared_key_is_refused() {
+    let Some(lab) = Lab::require_root() else {
+        return;
+    };
+    let (client, share) = lab.two_hosts().unwrap();
+    let ids = ["client.ibm-ipsec.test", "share.ibm-ipsec.test"];
+    let conn = |local: &Host, remote: &Host, l: &str, r: &str| {
+        Connection::ibm(
+            "nfs",
+            local.addr(),
+            remote.addr(),
+            Auth::Psk { id: l.into() },
+            Auth::Psk { id: r.into() },
+        )
+    };
+    let responder = StrongSwan::start(
+        &share,
+        Config::default()
+            .psk(&ids, PSK)
+            .connection(conn(&share, &client, ids[1], ids[0])),
+    )
+    .unwrap();
+    let initiator = StrongSwan::start(
+        &client,
+        Config::default()
+            .psk(&ids, "not the responder's key")
+            .connection(conn(&client, &share, ids[0], ids[1])),
+    )
+    .unwrap();
+
+    let err = initiator
+        .initiate("nfs")
+        .expect_err("a wrong PSK must not authenticate");
+    assert!(err.to_string().contains("AUTHENTICATION_FAILED"), "{err}");
+    for charon in [&initiator, &responder] {
+        charon
+            .wait_for_sas(
+                "no SA left after the refusal",
+                Duration::from_secs(2),
+                <[_]>::is_empty,
+            )
+            .unwrap();
+    }
 }
