@@ -14,6 +14,7 @@
 //! | Diffie-Hellman | RFC 3526, RFC 5903, RFC 8031 | [`DhGroup`], [`DhSecret`], [`SharedSecret`] |
 //! | SKEYSEED, SK_*, rekey, KEYMAT | RFC 7296 §2.14, §2.17, §2.18 | [`IkeKeys`], [`ChildKeys`] |
 //! | SK / SKF payload | RFC 7296 §3.14, RFC 5282, RFC 7383 §2.5 | [`SkCipher`] |
+//! | NAT detection hashes | RFC 7296 §2.23 | [`nat_detection_hash`] |
 //! | AUTH octets, PSK AUTH | RFC 7296 §2.15 | [`signed_octets`], [`psk_auth`], [`verify_psk_auth`] |
 //!
 //! # The SK payload contract (for the message builder and parser)
@@ -64,6 +65,7 @@ mod error;
 mod integrity;
 mod keys;
 mod modp;
+mod nat_detection;
 mod prf;
 mod random;
 mod secret;
@@ -75,6 +77,7 @@ pub use encryption::EncrAlgorithm;
 pub use error::CryptoError;
 pub use integrity::IntegAlgorithm;
 pub use keys::{ChildKeys, DirectionKeys, IkeKeys, IkeSuite, Role};
+pub use nat_detection::{nat_detection_hash, NAT_DETECTION_HASH_LEN};
 pub use prf::{PrfAlgorithm, PRF_PLUS_MAX_ITERATIONS};
 pub use random::Random;
 pub use secret::SecretBytes;

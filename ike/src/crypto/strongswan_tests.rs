@@ -463,3 +463,38 @@ fn strongswan_psk_auth_payloads_verify() {
         }
     }
 }
+
+/// RFC 7296 §2.23 hashes in strongSwan's IKE_SA_INIT messages. With `encap = yes` charon fakes
+/// its own NAT_DETECTION_SOURCE_IP (to force UDP encapsulation), so only the destination
+/// hashes, which describe the peer's real address and port 500, can match.
+#[test]
+fn strongswan_nat_detection_destination_hashes_match() {
+    use crate::wire::NotifyType;
+    use std::net::IpAddr;
+    let initiator: IpAddr = "10.213.7.1".parse().unwrap();
+    let responder: IpAddr = "10.213.7.2".parse().unwrap();
+    for name in SCENARIOS {
+        let sc = Scenario::load(name);
+        let request = Message::parse(&sc.message("01-").1).unwrap();
+        let response = Message::parse(&sc.message("02-").1).unwrap();
+        let spi_i = request.header.initiator_spi;
+        let spi_r = response.header.responder_spi;
+        let data = |m: &Message, t: NotifyType| m.notify(t).unwrap().data.clone();
+        // The request is hashed with SPIr = 0, the response with both SPIs.
+        assert_eq!(
+            data(&request, NotifyType::NatDetectionDestinationIp),
+            nat_detection_hash(spi_i, 0, responder, 500),
+            "{name} request"
+        );
+        assert_eq!(
+            data(&response, NotifyType::NatDetectionDestinationIp),
+            nat_detection_hash(spi_i, spi_r, initiator, 500),
+            "{name} response"
+        );
+        assert_ne!(
+            data(&request, NotifyType::NatDetectionSourceIp),
+            nat_detection_hash(spi_i, 0, initiator, 500),
+            "{name}: charon's faked source hash"
+        );
+    }
+}
