@@ -12,6 +12,18 @@
 //! let charon = StrongSwan::start(&share, Config::default()).unwrap();
 //! # drop((client, charon));
 //! ```
+//!
+//! Interop scenarios with our own daemon (issue 8) put it in a host next to a charon:
+//!
+//! ```no_run
+//! # use ibm_ipsec_tests::*;
+//! # let lab = Lab::require_root().unwrap();
+//! # let (client, share) = lab.two_hosts().unwrap();
+//! let ours = workspace_binary("ibm-ipsec").unwrap();
+//! let daemon = client.spawn(&[ours.to_str().unwrap(), "daemon"]).unwrap();
+//! // … `ibm-ipsec up` against a StrongSwan on `share`, then assert on its --list-sas
+//! # drop(daemon);
+//! ```
 #![warn(missing_docs, unreachable_pub)]
 
 mod capture;
@@ -27,6 +39,6 @@ pub use capture::Capture;
 pub use error::{LabError, Result};
 pub use netns::{Host, Lab};
 pub use pki::{Identity, TestPki};
-pub use process::LabProcess;
+pub use process::{workspace_binary, LabProcess};
 pub use sas::{ChildSa, IkeSa};
 pub use strongswan::{Auth, Child, Config, Connection, Secret, StrongSwan};

@@ -64,6 +64,27 @@ pub(crate) fn wait_until(
     }
 }
 
+/// The path of a binary built from this workspace (`ibm-ipsec`, …), for running it inside a
+/// lab host: it sits next to the test executable's `deps/` directory. `cargo test --workspace`
+/// builds every workspace binary first; `cargo test -p ibm-ipsec-tests` alone does not, and
+/// then this says which `cargo build` is missing.
+pub fn workspace_binary(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe().map_err(|e| LabError::io("current executable", e))?;
+    // target/<profile>/deps/<test> or target/<profile>/examples/<example>
+    let profile_dir = exe.parent().and_then(Path::parent).ok_or_else(|| {
+        LabError::Usage(format!("unexpected test executable path {}", exe.display()))
+    })?;
+    let path = profile_dir.join(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(LabError::Usage(format!(
+            "{} not built: run `cargo build --bin {name}` (or `cargo test --workspace`) first",
+            path.display()
+        )))
+    }
+}
+
 /// A long-lived process started by the lab. Dropping it stops it: SIGTERM, then SIGKILL after
 /// two seconds. Its stdout and stderr go to one log file.
 #[derive(Debug)]
@@ -158,5 +179,44 @@ impl LabProcess {
 impl Drop for LabProcess {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn missing_workspace_binary_is_a_clear_error() {
+        let err = workspace_binary("no-such-binary-here")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("cargo build --bin no-such-binary-here"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn failing_command_reports_its_output() {
+        let err =
+            run(Command::new("sh").args(["-c", "echo out; echo err >&2; exit 3"])).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("out") && text.contains("err") && text.contains('3'),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn dropping_a_process_stops_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let mut p = LabProcess::spawn(cmd, &dir.path().join("sleep.log")).unwrap();
+        assert!(p.is_running());
+        let status = p.stop().unwrap();
+        assert!(!status.success(), "terminated by a signal");
+        assert!(!p.is_running());
     }
 }

@@ -278,6 +278,11 @@ impl StrongSwan {
                 ),
             });
         }
+        if !Path::new("/dev/net/tun").exists() {
+            return Err(LabError::Usage(
+                "/dev/net/tun is missing: charon's kernel-libipsec needs TUN for CHILD_SAs".into(),
+            ));
+        }
         let dir = host.log_file("strongswan").with_extension("d");
         for sub in ["run", "swanctl/x509", "swanctl/x509ca", "swanctl/private"] {
             let d = dir.join(sub);
