@@ -48,6 +48,38 @@
 //! payload chain (padding and pad length removed). The ICV is checked (in constant time) before
 //! anything is decrypted. `open` never panics, whatever the input.
 //!
+//! With the [`wire`](crate::wire) codec, an INFORMATIONAL request carrying a Delete:
+//!
+//! ```
+//! use ike::crypto::{IkeKeys, IkeSuite, Role, SharedSecret};
+//! use ike::wire::*;
+//!
+//! # let keys = IkeKeys::derive(IkeSuite::IBM_DEFAULT, &SharedSecret::from_bytes(&[7; 48]),
+//! #     &[1; 32], &[2; 32], 0x11, 0x22).unwrap();
+//! # let iv = [0x5a; 16]; // from the injected random source
+//! let sk = keys.sk_cipher(Role::Initiator).unwrap();
+//! // 1. The inner payload chain.
+//! let inner = vec![Payload::from(Delete::ike())];
+//! let mut plaintext = vec![0; chain_len(&inner)];
+//! emit_chain(&inner, &mut plaintext).unwrap();
+//! // 2. The message with a body of the final length, so both length fields are final.
+//! let body_len = sk.sealed_len(plaintext.len());
+//! let header = Header::new(ExchangeType::Informational, 0x11, 0x22, 2, Flags::INITIATOR);
+//! let message = Message::new(header)
+//!     .with(Encrypted { next_payload: first_payload_type(&inner), body: vec![0; body_len] });
+//! let mut bytes = message.to_bytes().unwrap();
+//! // 3. Everything before the body is the AAD; seal appends the real body.
+//! bytes.truncate(bytes.len() - body_len);
+//! sk.seal_appending(&mut bytes, &iv, &plaintext).unwrap();
+//!
+//! // The receiver (the responder, opening what the initiator sent):
+//! let received = Message::parse(&bytes).unwrap();
+//! let encrypted = received.encrypted().unwrap();
+//! let (aad, body) = bytes.split_at(bytes.len() - encrypted.body.len());
+//! let opened = keys.sk_cipher(Role::Initiator).unwrap().open(aad, body).unwrap();
+//! assert_eq!(parse_chain(&opened, encrypted.next_payload).unwrap(), inner);
+//! ```
+//!
 //! Fragments (RFC 7383 §2.5): the inner payload chain is split into pieces *before*
 //! encryption and each SKF payload is sealed on its own, with its own IV and its own AAD (its
 //! header and Fragment Number / Total Fragments fields); the receiver opens each fragment and
