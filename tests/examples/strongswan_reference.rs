@@ -1,8 +1,10 @@
-//! strongSwan ↔ strongSwan reference figures in the lab, for `benches/` to compare against:
-//! IKE_SA_INIT → last IKE_AUTH packet on the wire (from a capture) and `swanctl --initiate`
-//! wall time to an installed CHILD_SA, medians over N set-ups with the IBM proposal and
-//! RSA-4096 certificates (charon logging at level 1); also the responder's CPU time per IKE_SA
-//! + CHILD_SA set-up and tear-down, and its resident memory, from `/proc`.
+//! strongSwan ↔ strongSwan reference figures in the lab, for `benches/` to compare against,
+//! with the IBM proposal and RSA-4096 certificates (charon logging at level 1):
+//! - IKE_SA_INIT → last IKE_AUTH packet on the wire (from a capture), median of N set-ups;
+//! - `swanctl --initiate` wall time to an installed CHILD_SA, median;
+//! - the responder's CPU time per set-up and tear-down, and its resident memory (`/proc`);
+//! - iperf3 TCP throughput, one stream for 3 s, through the tunnel (kernel-libipsec, ESP in
+//!   UDP).
 //!
 //! `sudo cargo run -p ibm-ipsec-tests --example strongswan_reference [N] [PROPOSAL]`
 
@@ -35,6 +37,48 @@ fn rss_kib(pid: u32) -> Result<u64, Box<dyn std::error::Error>> {
         .find(|l| l.starts_with("VmRSS:"))
         .ok_or("no VmRSS")?;
     Ok(line.split_whitespace().nth(1).ok_or("odd VmRSS")?.parse()?)
+}
+
+/// One iperf3 TCP stream client → share through a fresh CHILD_SA; the receiver's Mbit/s.
+fn iperf3(
+    client: &ibm_ipsec_tests::Host,
+    share: &ibm_ipsec_tests::Host,
+    initiator: &StrongSwan,
+) -> Result<f64, Box<dyn std::error::Error>> {
+    let _server = share.spawn(&["iperf3", "-s", "-1", "-B", &share.addr().to_string()])?;
+    initiator.initiate("nfs")?;
+    std::thread::sleep(Duration::from_millis(200)); // the server's listen socket
+    let out = client.run(&[
+        "iperf3",
+        "-c",
+        &share.addr().to_string(),
+        "-t",
+        "3",
+        "-f",
+        "m",
+    ])?;
+    let line = out
+        .lines()
+        .find(|l| l.contains("receiver"))
+        .ok_or("no iperf3 receiver line")?;
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words
+        .iter()
+        .position(|w| *w == "Mbits/sec")
+        .ok_or("no Mbits/sec")?;
+    let sas = initiator.list_sas()?;
+    let bytes = sas[0]
+        .children
+        .first()
+        .and_then(|c| c.counter("bytes-out"))
+        .unwrap_or(0);
+    if bytes < 1_000_000 {
+        return Err(
+            format!("only {bytes} bytes went through the CHILD_SA: tunnel bypassed?").into(),
+        );
+    }
+    initiator.terminate_ike("nfs")?;
+    Ok(words[at - 1].parse()?)
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -95,6 +139,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         initiator.terminate_ike("nfs")?;
     }
     let cpu = cpu_time(responder_pid)? - cpu_before;
+    let mbits = iperf3(&client, &share, &initiator)?;
     let rss = rss_kib(responder_pid)?;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     let (lo, hi) = (
@@ -105,13 +150,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "strongSwan 5.9.8 ↔ strongSwan, {proposal}, RSA-4096, encap, {runs} runs: \
          IKE_SA_INIT → last IKE_AUTH on the wire median {:.1} ms (min {:.1}, max {:.1}); \
          swanctl --initiate median {:.1} ms; responder CPU {:.1} ms per IKE_SA + CHILD_SA \
-         (incl. DELETE), responder RSS {} KiB",
+         (incl. DELETE), responder RSS {} KiB; iperf3 TCP through the tunnel {:.0} Mbit/s",
         ms(median(wire)),
         ms(lo),
         ms(hi),
         ms(median(wall)),
         ms(cpu) / runs as f64,
-        rss
+        rss,
+        mbits
     );
     Ok(())
 }
