@@ -8,6 +8,7 @@ use aes::cipher::{
     block_padding::NoPadding, BlockDecryptMut, BlockEncryptMut, InnerIvInit, KeyInit,
 };
 use ring::{aead, hmac};
+use zeroize::Zeroizing;
 
 use super::encryption::GCM_SALT_LEN;
 use super::{CryptoError, EncrAlgorithm, IntegAlgorithm, Result};
@@ -29,7 +30,7 @@ pub struct SkCipher {
 enum Engine {
     Gcm {
         key: aead::LessSafeKey,
-        salt: [u8; GCM_SALT_LEN],
+        salt: Zeroizing<[u8; GCM_SALT_LEN]>,
     },
     Cbc {
         key: CbcKey,
@@ -137,7 +138,7 @@ impl SkCipher {
                 expected: encr.keymat_len(),
                 actual: encr_key.len(),
             })?;
-            let mut salt = [0u8; GCM_SALT_LEN];
+            let mut salt = Zeroizing::new([0u8; GCM_SALT_LEN]);
             salt.copy_from_slice(salt_bytes);
             Engine::Gcm {
                 key: aead::LessSafeKey::new(unbound),
