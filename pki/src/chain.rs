@@ -534,6 +534,20 @@ impl PeerVerifier {
         crate::signature::verify(&peer.public_key_info, scheme, octets, signature)
     }
 
+    /// Verifies method-14 AUTH data (RFC 7427 §3: length ‖ AlgorithmIdentifier ‖
+    /// signature) over `octets`; returns the scheme the peer used.
+    pub fn verify_auth_data(
+        &self,
+        peer: &VerifiedPeer,
+        auth_data: &[u8],
+        octets: &[u8],
+    ) -> Result<SignatureScheme> {
+        let (ai, signature) = crate::signature::split_auth_data(auth_data)?;
+        let scheme = SignatureScheme::from_algorithm_identifier(ai)?;
+        crate::signature::verify(&peer.public_key_info, scheme, octets, signature)?;
+        Ok(scheme)
+    }
+
     /// `now`, then every notBefore/notAfter within the skew window, nearest first. If the
     /// intersection of the path's validity intervals meets `now ± skew`, it contains `now`
     /// or one of these endpoints, so trying them is exact.
@@ -1119,6 +1133,26 @@ mod tests {
     }
 
     #[test]
+    fn every_damaged_leaf_is_refused_without_panic() {
+        let now = SystemTime::now();
+        let ca = test_ca();
+        let v = verifier_for(ca);
+        let good = leaf(ca, current(now), &LeafOptions::default());
+        let int = ca.intermediate_der().to_vec();
+        v.verify_chain(&[good.clone(), int.clone()], now, &IkeIdentity::Any)
+            .unwrap();
+        for i in (0..good.len()).step_by(5) {
+            let mut bad = good.clone();
+            bad[i] ^= 1 << (i % 8);
+            assert!(
+                v.verify_chain(&[bad, int.clone()], now, &IkeIdentity::Any)
+                    .is_err(),
+                "flip at byte {i} accepted"
+            );
+        }
+    }
+
+    #[test]
     fn auth_signature_round_trip_through_rfc7427_identifiers() {
         let now = SystemTime::now();
         let ca = test_ca();
@@ -1143,6 +1177,12 @@ mod tests {
                 Err(Error::BadSignature)
             ));
         }
+        for scheme in SignatureScheme::RSA_SIGNING {
+            let data = identity.sign_auth_data(scheme, octets).unwrap();
+            assert_eq!(v.verify_auth_data(&peer, &data, octets).unwrap(), scheme);
+            assert!(v.verify_auth_data(&peer, &data, b"other").is_err());
+        }
+        assert!(v.verify_auth_data(&peer, &[200, 1, 2], octets).is_err());
         let sig = identity
             .sign(SignatureScheme::RsaPkcs1(HashAlgorithm::Sha256), octets)
             .unwrap();

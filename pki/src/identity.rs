@@ -104,6 +104,14 @@ impl HostIdentity {
         self.key.sign(scheme, octets)
     }
 
+    /// Signs AUTH octets and frames them as method-14 Authentication Data (RFC 7427 §3).
+    pub fn sign_auth_data(&self, scheme: SignatureScheme, octets: &[u8]) -> Result<Vec<u8>> {
+        Ok(crate::signature::auth_data(
+            scheme,
+            &self.sign(scheme, octets)?,
+        ))
+    }
+
     /// Signs with an injected random source (used for the PSS salt only).
     pub fn sign_with_rng(
         &self,

@@ -313,6 +313,33 @@ impl std::fmt::Display for SignatureScheme {
     }
 }
 
+/// The AUTH payload's Authentication Data for method 14 (RFC 7427 §3): the length of the
+/// AlgorithmIdentifier in one octet, the AlgorithmIdentifier, then the signature.
+pub fn auth_data(scheme: SignatureScheme, signature: &[u8]) -> Vec<u8> {
+    let ai = scheme.algorithm_identifier();
+    let mut out = Vec::with_capacity(1 + ai.len() + signature.len());
+    // Our identifiers are at most 67 bytes, well within the one-octet length.
+    out.push(ai.len() as u8);
+    out.extend_from_slice(&ai);
+    out.extend_from_slice(signature);
+    out
+}
+
+/// Splits method-14 Authentication Data into (AlgorithmIdentifier DER, signature).
+pub fn split_auth_data(data: &[u8]) -> Result<(&[u8], &[u8])> {
+    let (&len, rest) = data
+        .split_first()
+        .ok_or_else(|| Error::UnsupportedAlgorithm("empty AUTH data".into()))?;
+    let len = usize::from(len);
+    if rest.len() < len {
+        return Err(Error::UnsupportedAlgorithm(format!(
+            "AUTH data announces a {len}-byte AlgorithmIdentifier but holds {} bytes",
+            rest.len()
+        )));
+    }
+    Ok(rest.split_at(len))
+}
+
 /// Signs with ring. PKCS#1 v1.5 is deterministic; PSS draws its salt from `rng`.
 pub(crate) fn sign_rsa(
     pair: &RsaKeyPair,
@@ -527,6 +554,41 @@ mod tests {
             SignatureScheme::from_algorithm_identifier(&der).unwrap(),
             SignatureScheme::RsaPss(HashAlgorithm::Sha256)
         );
+    }
+
+    #[test]
+    fn auth_data_framing() {
+        let scheme = SignatureScheme::RsaPss(HashAlgorithm::Sha384);
+        let data = auth_data(scheme, &[0xaa; 5]);
+        assert_eq!(usize::from(data[0]), scheme.algorithm_identifier().len());
+        let (ai, sig) = split_auth_data(&data).unwrap();
+        assert_eq!(
+            SignatureScheme::from_algorithm_identifier(ai).unwrap(),
+            scheme
+        );
+        assert_eq!(sig, &[0xaa; 5]);
+        assert!(split_auth_data(&[]).is_err());
+        assert!(split_auth_data(&[5, 1, 2]).is_err());
+        assert_eq!(split_auth_data(&[0]).unwrap(), (&[][..], &[][..]));
+    }
+
+    #[test]
+    fn identifier_parser_never_panics_on_damaged_input() {
+        for scheme in SignatureScheme::RSA_SIGNING {
+            let ai = scheme.algorithm_identifier();
+            for len in 0..ai.len() {
+                assert!(SignatureScheme::from_algorithm_identifier(&ai[..len]).is_err());
+            }
+            for i in 0..ai.len() {
+                for bit in 0..8 {
+                    let mut bad = ai.clone();
+                    bad[i] ^= 1 << bit;
+                    // Either refused or (for a flip that lands on another valid encoding)
+                    // parsed into some scheme: never a panic.
+                    let _ = SignatureScheme::from_algorithm_identifier(&bad);
+                }
+            }
+        }
     }
 
     #[test]
