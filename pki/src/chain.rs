@@ -485,7 +485,7 @@ impl PeerVerifier {
                 }
                 Some(e) => ChainError::Rejected {
                     subject: leaf_subject,
-                    reason: e.to_string(),
+                    reason: webpki_reason(&e),
                 },
                 None => ChainError::Rejected {
                     subject: leaf_subject,
@@ -642,6 +642,30 @@ impl PeerVerifier {
             }
         }
         None
+    }
+}
+
+/// webpki's reasons in words, for the ones a misconfigured peer or CA directory produces.
+fn webpki_reason(e: &webpki::Error) -> String {
+    match e {
+        webpki::Error::CaUsedAsEndEntity => {
+            "it is a CA certificate (cA=TRUE), not a peer's end-entity certificate".into()
+        }
+        webpki::Error::EndEntityUsedAsCa => {
+            "a certificate on the path that should be a CA is not one (cA=FALSE)".into()
+        }
+        webpki::Error::PathLenConstraintViolated => {
+            "a CA's pathLenConstraint forbids this many intermediates".into()
+        }
+        webpki::Error::UnsupportedCriticalExtension => {
+            "a certificate on the path has a critical extension we do not understand".into()
+        }
+        webpki::Error::NameConstraintViolation => "a CA's name constraints forbid it".into(),
+        webpki::Error::UnsupportedSignatureAlgorithmContext(_)
+        | webpki::Error::UnsupportedSignatureAlgorithmForPublicKeyContext(_) => {
+            "signed with an algorithm we do not accept (SHA-1, or RSA under 2048 bits)".into()
+        }
+        other => format!("{other:?}"),
     }
 }
 
@@ -1103,6 +1127,7 @@ mod tests {
             .verify_chain(&[ca.intermediate_der().to_vec()], now, &IkeIdentity::Any)
             .unwrap_err();
         assert!(matches!(err, ChainError::Rejected { .. }), "{err:?}");
+        assert!(err.to_string().contains("is a CA certificate"), "{err}");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context as _};
 use clap::{Args, Subcommand};
-use pki::{CertificateInfo, CsrSubject, HostKey, KeySize};
+use pki::{CertificateInfo, CsrSubject, HostKey, IkeIdentity, KeySize, PeerVerifier, RootStore};
 
 /// The `cert` subcommands.
 #[derive(Debug, Subcommand)]
@@ -51,6 +51,10 @@ pub struct CsrArgs {
 pub struct ShowArgs {
     /// A PEM file with one or more certificates, or one DER certificate.
     pub file: PathBuf,
+    /// Also verify the file as a chain (leaf first) against the root CAs in this directory
+    /// (PEM files, one per region); exits non-zero when the chain is rejected.
+    #[arg(long)]
+    pub ca_dir: Option<PathBuf>,
 }
 
 /// Runs a `cert` subcommand against the real clock, stdout and stderr.
@@ -75,7 +79,7 @@ pub fn run_with(
     match command {
         CertCommand::Key(args) => key(&args, err),
         CertCommand::Csr(args) => csr(&args, out),
-        CertCommand::Show(args) => show(&args.file, now, out),
+        CertCommand::Show(args) => show(&args, now, out),
     }
 }
 
@@ -118,7 +122,8 @@ fn csr(args: &CsrArgs, out: &mut dyn Write) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn show(file: &Path, now: SystemTime, out: &mut dyn Write) -> anyhow::Result<()> {
+fn show(args: &ShowArgs, now: SystemTime, out: &mut dyn Write) -> anyhow::Result<()> {
+    let file = args.file.as_path();
     let bytes = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
     let certs = pki::pem::certificates(&bytes).with_context(|| file.display().to_string())?;
     if certs.is_empty() {
@@ -134,7 +139,39 @@ fn show(file: &Path, now: SystemTime, out: &mut dyn Write) -> anyhow::Result<()>
         writeln!(out, "certificate {} of {total}", i + 1)?;
         write_info(&info, now, out)?;
     }
+    if let Some(dir) = &args.ca_dir {
+        verify(&certs, dir, now, out)?;
+    }
     Ok(())
+}
+
+fn verify(
+    certs: &[Vec<u8>],
+    dir: &Path,
+    now: SystemTime,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let roots = RootStore::from_dir(dir)?;
+    let count = roots.len();
+    writeln!(out)?;
+    match PeerVerifier::new(roots).verify_chain(certs, now, &IkeIdentity::Any) {
+        Ok(peer) => {
+            writeln!(
+                out,
+                "chain: OK — \"{}\" verified against {count} root CA certificate(s) in {}",
+                peer.subject(),
+                dir.display()
+            )?;
+            Ok(())
+        }
+        Err(e) => {
+            writeln!(out, "chain: REJECTED — {e}")?;
+            bail!(
+                "the chain in the file does not verify against {}",
+                dir.display()
+            )
+        }
+    }
 }
 
 fn write_info(info: &CertificateInfo, now: SystemTime, out: &mut dyn Write) -> std::io::Result<()> {
@@ -269,7 +306,10 @@ mod tests {
         .unwrap();
         let mut out = Vec::new();
         run_with(
-            CertCommand::Show(ShowArgs { file: chain }),
+            CertCommand::Show(ShowArgs {
+                file: chain.clone(),
+                ca_dir: None,
+            }),
             now,
             &mut out,
             &mut Vec::new(),
@@ -287,6 +327,39 @@ mod tests {
         assert!(text.contains("key:         RSA 2048 bits"), "{text}");
         assert!(text.contains("CA:          yes"), "{text}");
         assert!(text.contains("SHA-256:     "), "{text}");
+        assert!(!text.contains("chain:"), "{text}");
+
+        // With the root directory, the chain is verified too.
+        let roots = dir.path().join("roots");
+        std::fs::create_dir(&roots).unwrap();
+        std::fs::write(roots.join("test.pem"), ca.root_pem()).unwrap();
+        let mut out = Vec::new();
+        let show = |ca_dir: &Path, out: &mut Vec<u8>| {
+            run_with(
+                CertCommand::Show(ShowArgs {
+                    file: chain.clone(),
+                    ca_dir: Some(ca_dir.to_path_buf()),
+                }),
+                now,
+                out,
+                &mut Vec::new(),
+            )
+        };
+        show(&roots, &mut out).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(
+                "chain: OK — \"C=DE, O=Example GmbH, CN=0717_abc\" verified against 1 root"
+            ),
+            "{text}"
+        );
+        // Against another CA's root it is rejected, naming the unknown issuer.
+        let other = TestCa::generate(now).unwrap();
+        std::fs::write(roots.join("test.pem"), other.intermediate_pem()).unwrap();
+        let mut out = Vec::new();
+        assert!(show(&roots, &mut out).is_err());
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.contains("chain: REJECTED"), "{text}");
     }
 
     #[test]
@@ -323,7 +396,10 @@ mod tests {
         )
         .unwrap();
         let e = run_with(
-            CertCommand::Show(ShowArgs { file: empty }),
+            CertCommand::Show(ShowArgs {
+                file: empty,
+                ca_dir: None,
+            }),
             SystemTime::now(),
             &mut Vec::new(),
             &mut Vec::new(),
