@@ -320,6 +320,22 @@ impl RootStore {
             .collect()
     }
 
+    /// The Certification Authority field of an IKE CERTREQ payload for these roots
+    /// (RFC 7296 §3.7): the SHA-1 hashes of each root's SubjectPublicKeyInfo, concatenated.
+    pub fn certreq_authorities(&self) -> Vec<u8> {
+        self.roots
+            .iter()
+            .flat_map(|r| certreq_key_hash(&r.spki))
+            .collect()
+    }
+
+    /// Whether a peer's CERTREQ Certification Authority field names one of these roots.
+    pub fn is_requested(&self, certreq_authorities: &[u8]) -> bool {
+        certreq_authorities
+            .chunks_exact(20)
+            .any(|h| self.roots.iter().any(|r| certreq_key_hash(&r.spki) == h))
+    }
+
     /// The roots' DER, e.g. to compute CERTREQ hashes.
     pub fn certificates_der(&self) -> impl Iterator<Item = &[u8]> {
         self.roots.iter().map(|r| r.der.as_slice())
@@ -667,6 +683,14 @@ fn webpki_reason(e: &webpki::Error) -> String {
         }
         other => format!("{other:?}"),
     }
+}
+
+/// SHA-1 of a DER SubjectPublicKeyInfo: how IKE CERTREQ names a CA (RFC 7296 §3.7).
+pub fn certreq_key_hash(spki_der: &[u8]) -> [u8; 20] {
+    let digest = ring::digest::digest(&ring::digest::SHA1_FOR_LEGACY_USE_ONLY, spki_der);
+    let mut out = [0u8; 20];
+    out.copy_from_slice(digest.as_ref());
+    out
 }
 
 fn unix(t: SystemTime) -> Duration {
@@ -1268,6 +1292,23 @@ mod tests {
             RootStore::from_dir(&empty.path().join("missing")),
             Err(Error::Io { .. })
         ));
+    }
+
+    #[test]
+    fn certreq_names_each_root_by_its_key_hash() {
+        let mut roots = RootStore::new();
+        roots.add_der(test_ca().root_der()).unwrap();
+        roots.add_der(other_ca().root_der()).unwrap();
+        let field = roots.certreq_authorities();
+        assert_eq!(field.len(), 40);
+        let ours = certreq_key_hash(&roots.roots[0].spki);
+        assert_eq!(&field[..20], &ours);
+        assert!(roots.is_requested(&field[20..]));
+        assert!(!roots.is_requested(&[0u8; 20]));
+        assert!(
+            !roots.is_requested(&field[..19]),
+            "partial hashes are ignored"
+        );
     }
 
     #[test]

@@ -23,8 +23,8 @@ pub mod signature;
 
 pub use certificate::{format_time, CertificateInfo};
 pub use chain::{
-    ChainError, IkeIdentity, PeerVerifier, RootStore, VerifiedPeer, DEFAULT_CLOCK_SKEW,
-    MAX_PEER_CERTIFICATES,
+    certreq_key_hash, ChainError, IkeIdentity, PeerVerifier, RootStore, VerifiedPeer,
+    DEFAULT_CLOCK_SKEW, MAX_PEER_CERTIFICATES,
 };
 pub use csr::{build_csr, validate_csr, Csr, CsrRule, CsrSubject, ValidatedCsr, MAX_CSR_LEN};
 pub use error::{Error, Result};

@@ -260,6 +260,40 @@ fn openssl_interop() {
         .verify_chain(&chain[..1], SystemTime::now(), &IkeIdentity::Any)
         .is_err());
 
+    // CERTREQ: SHA-1 over the root's SubjectPublicKeyInfo, as OpenSSL computes it.
+    ok(
+        d,
+        &[
+            "x509",
+            "-in",
+            "roots/openssl-root.pem",
+            "-pubkey",
+            "-noout",
+            "-out",
+            "root-pub.pem",
+        ],
+    );
+    ok(
+        d,
+        &[
+            "pkey",
+            "-pubin",
+            "-in",
+            "root-pub.pem",
+            "-outform",
+            "DER",
+            "-out",
+            "root-pub.der",
+        ],
+    );
+    let sha1 = ok(d, &["dgst", "-sha1", "-binary", "root-pub.der"]);
+    let roots = RootStore::from_dir(&d.join("roots")).unwrap();
+    assert_eq!(roots.certreq_authorities(), sha1);
+    assert_eq!(
+        pki::certreq_key_hash(&std::fs::read(d.join("root-pub.der")).unwrap()).to_vec(),
+        sha1
+    );
+
     // Signatures: OpenSSL verifies ours, we verify OpenSSL's, PKCS#1 v1.5 and PSS.
     let octets = b"RealMessage1 | NonceRData | prf(SK_pi, RestOfInitIDPayload)";
     std::fs::write(d.join("octets"), octets).unwrap();
