@@ -143,15 +143,23 @@ impl IpLayout {
     }
 }
 
-/// The internet checksum (RFC 1071) of `data`, folded, not yet complemented.
+/// The internet checksum (RFC 1071) of `data` plus `initial`, folded to 16 bits, not yet
+/// complemented. Eight bytes are added at a time: the one's-complement sum of 16-bit words
+/// can be accumulated in wider words and folded at the end (RFC 1071 §2).
 pub fn ones_complement_sum(data: &[u8], initial: u32) -> u16 {
-    let mut sum = u64::from(initial);
-    let mut chunks = data.chunks_exact(2);
+    let mut sum = u128::from(initial);
+    let mut chunks = data.chunks_exact(8);
     for c in &mut chunks {
-        sum += u64::from(u16::from_be_bytes([c[0], c[1]]));
+        let mut w = [0u8; 8];
+        w.copy_from_slice(c);
+        sum += u128::from(u64::from_be_bytes(w));
     }
-    if let [b] = chunks.remainder() {
-        sum += u64::from(*b) << 8;
+    let mut rest = chunks.remainder().chunks_exact(2);
+    for c in &mut rest {
+        sum += u128::from(u16::from_be_bytes([c[0], c[1]]));
+    }
+    if let [b] = rest.remainder() {
+        sum += u128::from(*b) << 8;
     }
     while sum > 0xffff {
         sum = (sum & 0xffff) + (sum >> 16);
@@ -238,6 +246,31 @@ mod tests {
         set_ipv4_checksum(&mut h);
         assert_eq!(&h[10..12], &[0xb8, 0x61]);
         assert_eq!(ones_complement_sum(&h, 0), 0xffff);
+    }
+
+    #[test]
+    fn wide_checksum_matches_word_by_word() {
+        let mut x = 7u32;
+        for len in 0..300usize {
+            let data: Vec<u8> = (0..len)
+                .map(|_| {
+                    x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                    (x >> 16) as u8
+                })
+                .collect();
+            let mut naive: u32 = 0xabcd;
+            for c in data.chunks(2) {
+                naive += u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]));
+            }
+            while naive > 0xffff {
+                naive = (naive & 0xffff) + (naive >> 16);
+            }
+            assert_eq!(
+                u32::from(ones_complement_sum(&data, 0xabcd)),
+                naive,
+                "len {len}"
+            );
+        }
     }
 
     #[test]

@@ -22,14 +22,22 @@
 //!   names and numbers.
 //!
 //! One thread moves packets in each direction, draining every ready packet before it
-//! sleeps in `poll(2)`. IPv4 only for now.
+//! sleeps in `poll(2)`. Offloads keep the per-packet system-call count low (the wireguard-go
+//! recipe): the TUN runs with a virtio-net header and TCP segmentation offload, so one read
+//! returns up to 64 KiB of a TCP flow that we segment ourselves right before sealing
+//! ([`offload`](self)); the sealed segments leave in one `sendmsg` with UDP GSO; inbound,
+//! UDP GRO hands us a run of datagrams per read, and delivered packets are marked
+//! `DATA_VALID` so the stack does not verify transport checksums that ESP already
+//! authenticated. Each offload falls back to the plain path where the kernel lacks it.
+//! IPv4 only for now.
 
+mod offload;
 mod routing;
 mod sys;
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -39,6 +47,8 @@ use crate::header::{EspHeader, NEXT_HEADER_NONE, PAYLOAD_OFFSET};
 use crate::ip::{write_ipv4_header, IpLayout, IpVersion, IPV4_HEADER_LEN};
 use crate::udp_encap::{classify, Encapsulated, NAT_T_PORT};
 use crate::{sealed_len, Event, InboundSa, OutboundSa};
+
+use offload::{complete_checksum, Tcp4Super, VnetHdr, VNET_HDR_LEN};
 
 /// How ESP packets travel between the hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +160,12 @@ pub struct DatapathStats {
     pub rx_dropped: u64,
     /// Datagrams on the NAT-T port that were IKE or keepalives (not handled here).
     pub rx_non_esp: u64,
+    /// TCP super-packets (TUN segmentation offload) split into segments here.
+    pub tx_tso_packets: u64,
+    /// Segments sent with UDP GSO (several datagrams per `sendmsg`).
+    pub tx_gso_segments: u64,
+    /// Socket reads that returned several coalesced datagrams (UDP GRO).
+    pub rx_gro_reads: u64,
 }
 
 #[derive(Default)]
@@ -162,6 +178,9 @@ struct AtomicStats {
     rx_bytes: AtomicU64,
     rx_dropped: AtomicU64,
     rx_non_esp: AtomicU64,
+    tx_tso_packets: AtomicU64,
+    tx_gso_segments: AtomicU64,
+    rx_gro_reads: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, by: u64) {
@@ -172,8 +191,9 @@ fn bump(c: &AtomicU64, by: u64) {
 const MAX_INBOUND_SAS: usize = 4;
 const POLL_MS: i32 = 100;
 const BUF_LEN: usize = 65536;
-/// Room in front of a received ESP packet for the IPv4 header we rebuild.
-const HEADROOM: usize = IPV4_HEADER_LEN;
+/// Room in front of a received ESP packet for the virtio and IPv4 headers we rebuild (the
+/// 16 bytes of ESP header and IV cover the rest).
+const HEADROOM: usize = 32;
 
 struct Shared {
     cfg: DatapathConfig,
@@ -195,6 +215,12 @@ impl Socket {
             Socket::Udp(s) => s.as_raw_fd(),
             Socket::Raw(s) => s.as_raw_fd(),
         }
+    }
+}
+
+impl Shared {
+    fn peer_udp(&self) -> SocketAddrV4 {
+        SocketAddrV4::new(self.cfg.peer, self.peer_port.load(Ordering::Relaxed))
     }
 }
 
@@ -225,7 +251,7 @@ impl Datapath {
         inbound: InboundSa,
     ) -> io::Result<Self> {
         routing::remove(&cfg);
-        let tun = sys::open_tun(&cfg.tun_name)?;
+        let (tun, _offloads) = sys::open_tun(&cfg.tun_name)?;
         sys::set_nonblocking(tun.as_raw_fd())?;
         let (socket, peer_port) = match cfg.encapsulation {
             Encapsulation::Udp {
@@ -234,6 +260,7 @@ impl Datapath {
             } => {
                 let s = UdpSocket::bind(SocketAddrV4::new(cfg.local, local_port))?;
                 s.set_nonblocking(true)?;
+                sys::enable_udp_gro(s.as_raw_fd());
                 (Socket::Udp(s), peer_port)
             }
             Encapsulation::Raw => {
@@ -327,6 +354,9 @@ impl Datapath {
             rx_bytes: g(&s.rx_bytes),
             rx_dropped: g(&s.rx_dropped),
             rx_non_esp: g(&s.rx_non_esp),
+            tx_tso_packets: g(&s.tx_tso_packets),
+            tx_gso_segments: g(&s.tx_gso_segments),
+            rx_gro_reads: g(&s.rx_gro_reads),
         }
     }
 
@@ -405,9 +435,101 @@ fn selected(cfg: &DatapathConfig, protocol: u8, transport: &[u8], outbound: bool
             .any(|s| s.matches(protocol, ports(protocol, transport), outbound))
 }
 
+/// Sends one ESP packet, waiting for socket buffer space (back-pressure to the TUN queue)
+/// rather than dropping.
+fn send_one(sh: &Shared, socket: &Socket, esp: &[u8]) -> io::Result<usize> {
+    loop {
+        let r = match socket {
+            Socket::Udp(s) => s.send_to(esp, sh.peer_udp()),
+            Socket::Raw(fd) => sys::send_to_v4(fd.as_raw_fd(), esp, sh.cfg.peer),
+        };
+        match &r {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && !sh.stop.load(Ordering::Relaxed) => {
+                let _ = sys::wait_writable(socket.fd(), POLL_MS);
+            }
+            _ => return r,
+        }
+    }
+}
+
+/// Sends `count` sealed segments laid out at `stride` in `arena` (the last one `last_len`
+/// long): with UDP GSO in as few `sendmsg` calls as the 64 KiB datagram limit allows, else
+/// one by one. A GSO failure other than a full buffer turns GSO off for good.
+fn send_segments(
+    sh: &Shared,
+    socket: &Socket,
+    gso: &mut bool,
+    arena: &[u8],
+    stride: usize,
+    count: usize,
+    last_len: usize,
+) {
+    let st = &sh.stats;
+    let per_send = (GSO_MAX_BYTES / stride).clamp(1, GSO_MAX_SEGMENTS);
+    let mut first = 0;
+    while first < count {
+        let n = per_send.min(count - first);
+        let end_len = if first + n == count { last_len } else { stride };
+        let bytes = &arena[first * stride..(first + n - 1) * stride + end_len];
+        let mut done = false;
+        if *gso && n > 1 {
+            if let (Socket::Udp(s), Ok(seg)) = (socket, u16::try_from(stride)) {
+                loop {
+                    match sys::send_gso(s.as_raw_fd(), bytes, seg, sh.peer_udp()) {
+                        Ok(_) => {
+                            done = true;
+                            break;
+                        }
+                        Err(e)
+                            if e.kind() == io::ErrorKind::WouldBlock
+                                && !sh.stop.load(Ordering::Relaxed) =>
+                        {
+                            let _ = sys::wait_writable(s.as_raw_fd(), POLL_MS);
+                        }
+                        Err(_) => {
+                            *gso = false;
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+        if done {
+            bump(&st.tx_gso_segments, n as u64);
+            bump(&st.tx_packets, n as u64);
+            bump(&st.tx_bytes, bytes.len() as u64);
+        } else {
+            for k in 0..n {
+                let len = if first + k + 1 == count {
+                    last_len
+                } else {
+                    stride
+                };
+                let at = (first + k) * stride;
+                match send_one(sh, socket, &arena[at..at + len]) {
+                    Ok(_) => {
+                        bump(&st.tx_packets, 1);
+                        bump(&st.tx_bytes, len as u64);
+                    }
+                    Err(_) => bump(&st.tx_errors, 1),
+                }
+            }
+        }
+        first += n;
+    }
+}
+
+/// A UDP GSO send carries at most 64 segments and one IP datagram's worth of bytes.
+const GSO_MAX_SEGMENTS: usize = 64;
+const GSO_MAX_BYTES: usize = 65000;
+/// Room for the sealed segments of one TSO packet (64 KiB of payload at an MSS down to
+/// about 500 bytes).
+const ARENA_LEN: usize = 256 * 1024;
+
 fn tx_loop(sh: &Shared, tun: &File, socket: &Socket) {
-    let mut pkt = vec![0u8; BUF_LEN];
-    let mut out = vec![0u8; sealed_len(BUF_LEN)];
+    let mut pkt = vec![0u8; VNET_HDR_LEN + BUF_LEN];
+    let mut arena = vec![0u8; ARENA_LEN];
+    let mut gso = matches!(socket, Socket::Udp(_));
     let st = &sh.stats;
     while !sh.stop.load(Ordering::Relaxed) {
         let n = match (&*tun).read(&mut pkt) {
@@ -423,7 +545,11 @@ fn tx_loop(sh: &Shared, tun: &File, socket: &Socket) {
                 continue;
             }
         };
-        let packet = &pkt[..n];
+        let Some(hdr) = VnetHdr::parse(&pkt[..n]) else {
+            bump(&st.tx_dropped, 1);
+            continue;
+        };
+        let packet = &mut pkt[VNET_HDR_LEN..n];
         let layout = match IpLayout::parse(packet) {
             Ok(l) if l.version == IpVersion::V4 && packet[16..20] == sh.cfg.peer.octets() => l,
             _ => {
@@ -431,12 +557,63 @@ fn tx_loop(sh: &Shared, tun: &File, socket: &Socket) {
                 continue;
             }
         };
-        let transport = &packet[layout.header_len..layout.total_len];
-        if !selected(&sh.cfg, layout.protocol, transport, true) {
+        if !selected(
+            &sh.cfg,
+            layout.protocol,
+            &packet[layout.header_len..layout.total_len],
+            true,
+        ) {
             bump(&st.tx_dropped, 1);
             continue;
         }
-        let sealed = lock(&sh.outbound).seal(layout.protocol, transport, &mut out);
+
+        if hdr.is_tcp4_gso() {
+            let Some(sup) = Tcp4Super::new(packet, hdr.gso_size) else {
+                bump(&st.tx_dropped, 1);
+                continue;
+            };
+            bump(&st.tx_tso_packets, 1);
+            let stride = sealed_len(sup.max_segment_len());
+            let count = sup.segments();
+            if count * stride > arena.len() {
+                bump(&st.tx_dropped, 1);
+                continue;
+            }
+            let mut sealed = 0;
+            let mut last_len = 0;
+            {
+                let mut sa = lock(&sh.outbound);
+                for i in 0..count {
+                    let slot = &mut arena[i * stride..(i + 1) * stride];
+                    let Some(seg_len) = sup.write_segment(packet, i, &mut slot[PAYLOAD_OFFSET..])
+                    else {
+                        break;
+                    };
+                    match sa.seal_in_place(layout.protocol, slot, seg_len) {
+                        Ok(len) => {
+                            last_len = len;
+                            sealed += 1;
+                        }
+                        Err(_) => break,
+                    }
+                }
+            }
+            if sealed < count {
+                bump(&st.tx_errors, (count - sealed) as u64);
+            }
+            if sealed > 0 {
+                send_segments(sh, socket, &mut gso, &arena, stride, sealed, last_len);
+            }
+            continue;
+        }
+
+        // A single packet whose checksum the stack left to us.
+        if hdr.needs_csum() && !complete_checksum(packet, &hdr) {
+            bump(&st.tx_dropped, 1);
+            continue;
+        }
+        let transport = &packet[layout.header_len..layout.total_len];
+        let sealed = lock(&sh.outbound).seal(layout.protocol, transport, &mut arena);
         let len = match sealed {
             Ok(len) => len,
             Err(_) => {
@@ -444,25 +621,7 @@ fn tx_loop(sh: &Shared, tun: &File, socket: &Socket) {
                 continue;
             }
         };
-        let port = sh.peer_port.load(Ordering::Relaxed);
-        let sent = loop {
-            let r = match socket {
-                Socket::Udp(s) => s.send_to(&out[..len], SocketAddrV4::new(sh.cfg.peer, port)),
-                Socket::Raw(fd) => sys::send_to_v4(fd.as_raw_fd(), &out[..len], sh.cfg.peer),
-            };
-            match &r {
-                // The socket buffer is full: wait for room (back-pressure to the TUN queue)
-                // instead of dropping.
-                Err(e)
-                    if e.kind() == io::ErrorKind::WouldBlock
-                        && !sh.stop.load(Ordering::Relaxed) =>
-                {
-                    let _ = sys::wait_writable(socket.fd(), POLL_MS);
-                }
-                _ => break r,
-            }
-        };
-        match sent {
+        match send_one(sh, socket, &arena[..len]) {
             Ok(_) => {
                 bump(&st.tx_packets, 1);
                 bump(&st.tx_bytes, len as u64);
@@ -477,14 +636,13 @@ fn rx_loop(sh: &Shared, tun: &File, socket: &Socket) {
     let st = &sh.stats;
     while !sh.stop.load(Ordering::Relaxed) {
         let received = match socket {
-            Socket::Udp(s) => s
-                .recv_from(&mut buf[HEADROOM..])
-                .map(|(n, from)| (n, Some(from))),
+            Socket::Udp(s) => sys::recv_gro(s.as_raw_fd(), &mut buf[HEADROOM..])
+                .map(|(n, seg, from)| (n, seg, Some(from))),
             Socket::Raw(fd) => {
-                sys::recv_nonblocking(fd.as_raw_fd(), &mut buf[HEADROOM..]).map(|n| (n, None))
+                sys::recv_nonblocking(fd.as_raw_fd(), &mut buf[HEADROOM..]).map(|n| (n, None, None))
             }
         };
-        let (n, from) = match received {
+        let (n, seg, from) = match received {
             Ok(r) => r,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 let _ = sys::wait_readable(socket.fd(), POLL_MS);
@@ -493,61 +651,83 @@ fn rx_loop(sh: &Shared, tun: &File, socket: &Socket) {
             Err(_) => continue,
         };
         bump(&st.rx_bytes, n as u64);
-        let esp = match locate_esp(sh, &buf[HEADROOM..HEADROOM + n], from) {
-            Some(r) => (HEADROOM + r.start)..(HEADROOM + r.end),
-            None => continue,
-        };
-        let Ok(header) = EspHeader::parse(&buf[esp.clone()]) else {
-            bump(&st.rx_dropped, 1);
-            continue;
-        };
-        let opened = {
-            let mut sas = lock(&sh.inbound);
-            match sas.iter_mut().find(|sa| sa.config().spi == header.spi) {
-                Some(sa) => sa.open(&mut buf[esp.clone()]),
-                None => Err(crate::Error::SpiMismatch(header.spi)),
-            }
-        };
-        let opened = match opened {
-            Ok(o) => o,
-            Err(_) => {
-                bump(&st.rx_dropped, 1);
-                continue;
-            }
-        };
-        // Authentic: follow a NAT rebinding of the peer's port (RFC 3948 §3.1.1).
-        if let Some(SocketAddr::V4(f)) = from {
-            sh.peer_port.store(f.port(), Ordering::Relaxed);
+        // With UDP GRO one read holds several datagrams of `seg` bytes (the last may be
+        // shorter). Each is handled in turn; the headers we build for one may overwrite the
+        // tail of the one before, which is already delivered.
+        let seg = seg.unwrap_or(n).max(1);
+        if seg < n {
+            bump(&st.rx_gro_reads, 1);
         }
-        let start = esp.start + opened.payload.start;
-        let end = esp.start + opened.payload.end;
-        debug_assert_eq!(opened.payload.start, PAYLOAD_OFFSET);
-        if opened.next_header == NEXT_HEADER_NONE
-            || !selected(&sh.cfg, opened.next_header, &buf[start..end], false)
-        {
-            bump(&st.rx_dropped, 1);
-            continue;
+        let mut off = 0;
+        while off < n {
+            let len = seg.min(n - off);
+            deliver(sh, tun, &mut buf, HEADROOM + off, len, from);
+            off += len;
         }
-        // The ESP header and IV (16 bytes) precede the payload, and the headroom covers the
-        // rest of the 20-byte IPv4 header.
-        let ip_start = start - IPV4_HEADER_LEN;
-        if write_ipv4_header(
-            &mut buf[ip_start..start],
-            sh.cfg.peer,
-            sh.cfg.local,
-            opened.next_header,
-            end - start,
-        )
-        .is_err()
-        {
-            bump(&st.rx_dropped, 1);
-            continue;
+    }
+}
+
+/// Opens the datagram at `buf[at..at + len]` and writes the rebuilt IP packet to the TUN.
+fn deliver(
+    sh: &Shared,
+    tun: &File,
+    buf: &mut [u8],
+    at: usize,
+    len: usize,
+    from: Option<SocketAddrV4>,
+) {
+    let st = &sh.stats;
+    let esp = match locate_esp(sh, &buf[at..at + len], from) {
+        Some(r) => (at + r.start)..(at + r.end),
+        None => return,
+    };
+    let Ok(header) = EspHeader::parse(&buf[esp.clone()]) else {
+        bump(&st.rx_dropped, 1);
+        return;
+    };
+    let opened = {
+        let mut sas = lock(&sh.inbound);
+        match sas.iter_mut().find(|sa| sa.config().spi == header.spi) {
+            Some(sa) => sa.open(&mut buf[esp.clone()]),
+            None => Err(crate::Error::SpiMismatch(header.spi)),
         }
-        // A TUN write takes the whole packet or fails.
-        match (&*tun).write(&buf[ip_start..end]) {
-            Ok(w) if w == end - ip_start => bump(&st.rx_packets, 1),
-            _ => bump(&st.rx_dropped, 1),
-        }
+    };
+    let Ok(opened) = opened else {
+        bump(&st.rx_dropped, 1);
+        return;
+    };
+    // Authentic: follow a NAT rebinding of the peer's port (RFC 3948 §3.1.1).
+    if let Some(f) = from {
+        sh.peer_port.store(f.port(), Ordering::Relaxed);
+    }
+    let start = esp.start + opened.payload.start;
+    let end = esp.start + opened.payload.end;
+    if opened.next_header == NEXT_HEADER_NONE
+        || !selected(&sh.cfg, opened.next_header, &buf[start..end], false)
+    {
+        bump(&st.rx_dropped, 1);
+        return;
+    }
+    // ESP header and IV (16 bytes) plus headroom hold the virtio and IPv4 headers.
+    let ip_start = start - IPV4_HEADER_LEN;
+    let vnet_start = ip_start - VNET_HDR_LEN;
+    if write_ipv4_header(
+        &mut buf[ip_start..start],
+        sh.cfg.peer,
+        sh.cfg.local,
+        opened.next_header,
+        end - start,
+    )
+    .is_err()
+    {
+        bump(&st.rx_dropped, 1);
+        return;
+    }
+    VnetHdr::emit_data_valid(&mut buf[vnet_start..ip_start]);
+    // A TUN write takes the whole packet or fails.
+    match (&*tun).write(&buf[vnet_start..end]) {
+        Ok(w) if w == end - vnet_start => bump(&st.rx_packets, 1),
+        _ => bump(&st.rx_dropped, 1),
     }
 }
 
@@ -555,12 +735,12 @@ fn rx_loop(sh: &Shared, tun: &File, socket: &Socket) {
 fn locate_esp(
     sh: &Shared,
     data: &[u8],
-    from: Option<SocketAddr>,
+    from: Option<SocketAddrV4>,
 ) -> Option<std::ops::Range<usize>> {
     let st = &sh.stats;
     match from {
         Some(from) => {
-            if from.ip() != sh.cfg.peer {
+            if *from.ip() != sh.cfg.peer {
                 bump(&st.rx_dropped, 1);
                 return None;
             }

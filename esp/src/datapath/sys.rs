@@ -4,13 +4,16 @@
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
-/// Opens `/dev/net/tun` and attaches a TUN interface (IP packets, no packet-info header)
-/// named `name`. The interface disappears when the returned file is closed.
-pub(crate) fn open_tun(name: &str) -> io::Result<File> {
+/// Opens `/dev/net/tun` and attaches a TUN interface (IP packets, no packet-info header, a
+/// virtio-net header in front of every packet) named `name`, and asks for TCP/IPv4
+/// segmentation and checksum offload. Returns the file and whether the offloads took (an old
+/// kernel may refuse them; packets then come unsegmented, still behind a virtio header).
+/// The interface disappears when the file is closed.
+pub(crate) fn open_tun(name: &str) -> io::Result<(File, bool)> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ {
         return Err(io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -27,13 +30,108 @@ pub(crate) fn open_tun(name: &str) -> io::Result<File> {
     for (dst, src) in req.ifr_name.iter_mut().zip(name.bytes()) {
         *dst = src as libc::c_char;
     }
-    req.ifr_ifru.ifru_flags = (libc::IFF_TUN | libc::IFF_NO_PI) as libc::c_short;
+    req.ifr_ifru.ifru_flags =
+        (libc::IFF_TUN | libc::IFF_NO_PI | libc::IFF_VNET_HDR) as libc::c_short;
     // SAFETY: TUNSETIFF reads and writes one ifreq, which lives for the call.
     let rc = unsafe { libc::ioctl(file.as_raw_fd(), libc::TUNSETIFF, &mut req) };
     if rc < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(file)
+    let offloads = libc::TUN_F_CSUM | libc::TUN_F_TSO4;
+    // SAFETY: TUNSETOFFLOAD takes the flags by value.
+    let rc = unsafe {
+        libc::ioctl(
+            file.as_raw_fd(),
+            libc::TUNSETOFFLOAD,
+            offloads as libc::c_ulong,
+        )
+    };
+    Ok((file, rc == 0))
+}
+
+/// Asks the kernel to coalesce received UDP datagrams of one flow (`UDP_GRO`); best effort.
+pub(crate) fn enable_udp_gro(fd: RawFd) -> bool {
+    setsockopt_u32(fd, libc::SOL_UDP, libc::UDP_GRO, 1).is_ok()
+}
+
+/// Sends `buf`, a run of datagrams of `seg` bytes each (the last may be shorter), to `dst`
+/// in one `sendmsg` with `UDP_SEGMENT` (UDP GSO).
+pub(crate) fn send_gso(fd: RawFd, buf: &[u8], seg: u16, dst: SocketAddrV4) -> io::Result<usize> {
+    let mut sa = sockaddr_v4(*dst.ip(), dst.port());
+    let mut iov = libc::iovec {
+        iov_base: buf.as_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    // Room for one cmsghdr carrying a u16, aligned like the kernel wants it.
+    let mut control = [0u64; 4];
+    // SAFETY: msghdr is plain old data; all-zero is valid before we fill it.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = &mut sa as *mut libc::sockaddr_in as *mut libc::c_void;
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    // SAFETY: CMSG_SPACE is a pure computation.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(2) } as _;
+    // SAFETY: the control buffer holds CMSG_SPACE(2) bytes, so the first header and its
+    // two data bytes lie inside it; every pointer used lives for the sendmsg call.
+    let n = unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_UDP;
+        (*c).cmsg_type = libc::UDP_SEGMENT;
+        (*c).cmsg_len = libc::CMSG_LEN(2) as _;
+        std::ptr::write_unaligned(libc::CMSG_DATA(c) as *mut u16, seg);
+        libc::sendmsg(fd, &msg, 0)
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n as usize)
+}
+
+/// Receives without blocking; returns the length, the segment size if the kernel coalesced
+/// several datagrams (`UDP_GRO`), and the sender.
+pub(crate) fn recv_gro(
+    fd: RawFd,
+    buf: &mut [u8],
+) -> io::Result<(usize, Option<usize>, SocketAddrV4)> {
+    // SAFETY: sockaddr_in is plain old data.
+    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let mut control = [0u64; 8];
+    // SAFETY: as in send_gso.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_name = &mut sa as *mut libc::sockaddr_in as *mut libc::c_void;
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    msg.msg_controllen = std::mem::size_of_val(&control) as _;
+    // SAFETY: every buffer msg points to lives for the call and has the length given.
+    let n = unsafe { libc::recvmsg(fd, &mut msg, libc::MSG_DONTWAIT) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut seg = None;
+    // SAFETY: the CMSG_* walk stays within msg_controllen, which the kernel set.
+    unsafe {
+        let mut c = libc::CMSG_FIRSTHDR(&msg);
+        while !c.is_null() {
+            if (*c).cmsg_level == libc::SOL_UDP && (*c).cmsg_type == libc::UDP_GRO {
+                let v = std::ptr::read_unaligned(libc::CMSG_DATA(c) as *const libc::c_int);
+                seg = usize::try_from(v).ok().filter(|&v| v > 0);
+            }
+            c = libc::CMSG_NXTHDR(&msg, c);
+        }
+    }
+    let from = SocketAddrV4::new(
+        Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)),
+        u16::from_be(sa.sin_port),
+    );
+    Ok((n as usize, seg, from))
 }
 
 /// Sets `SO_MARK` so the socket's packets match the datapath's "bypass" routing rule.

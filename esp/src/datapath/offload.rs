@@ -1,0 +1,295 @@
+//! TUN offloads: the virtio-net header in front of every TUN packet, TCP segmentation of the
+//! large (TSO) packets the kernel hands us, and completion of partial checksums.
+//!
+//! With `IFF_VNET_HDR` and `TUNSETOFFLOAD(TSO4 | CSUM)` the local stack skips segmentation and
+//! checksumming for the TUN and passes up to 64 KiB of one TCP flow in one read; segmenting
+//! here, right before sealing, saves a TUN read and a trip through the stack per segment.
+//! wireguard-go's TUN offload is the model.
+
+use crate::ip::ones_complement_sum;
+
+/// `struct virtio_net_hdr` (10 bytes, native byte order: the TUN is not in virtio-LE mode).
+pub(crate) const VNET_HDR_LEN: usize = 10;
+/// `VIRTIO_NET_HDR_F_NEEDS_CSUM`: the checksum at `csum_start + csum_offset` holds only the
+/// pseudo-header sum.
+const F_NEEDS_CSUM: u8 = 1;
+/// `VIRTIO_NET_HDR_F_DATA_VALID`: the receiver may skip transport checksum verification.
+const F_DATA_VALID: u8 = 2;
+/// `VIRTIO_NET_HDR_GSO_TCPV4`.
+const GSO_TCPV4: u8 = 1;
+/// `VIRTIO_NET_HDR_GSO_ECN` flag bit in `gso_type`.
+const GSO_ECN: u8 = 0x80;
+
+/// The fields of the virtio-net header we use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct VnetHdr {
+    pub(crate) flags: u8,
+    pub(crate) gso_type: u8,
+    pub(crate) gso_size: u16,
+    pub(crate) csum_start: u16,
+    pub(crate) csum_offset: u16,
+}
+
+impl VnetHdr {
+    pub(crate) fn parse(b: &[u8]) -> Option<VnetHdr> {
+        let b = b.get(..VNET_HDR_LEN)?;
+        let u = |i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+        Some(VnetHdr {
+            flags: b[0],
+            gso_type: b[1],
+            gso_size: u(4),
+            csum_start: u(6),
+            csum_offset: u(8),
+        })
+    }
+
+    /// The header for a packet we deliver: ESP authenticated it end to end, so the stack may
+    /// skip the transport checksum (RFC 3948 §3.1.2 lets transport-mode receivers behind NAT
+    /// skip it anyway, since the peer computed it over its own, translated address).
+    pub(crate) fn emit_data_valid(b: &mut [u8]) {
+        if let Some(h) = b.get_mut(..VNET_HDR_LEN) {
+            h.fill(0);
+            h[0] = F_DATA_VALID;
+        }
+    }
+
+    /// Whether this is a TCP/IPv4 segmentation request.
+    pub(crate) fn is_tcp4_gso(&self) -> bool {
+        self.gso_type & !GSO_ECN == GSO_TCPV4 && self.gso_size > 0
+    }
+
+    pub(crate) fn needs_csum(&self) -> bool {
+        self.flags & F_NEEDS_CSUM != 0
+    }
+}
+
+/// Completes a partial checksum in `packet` (the IP packet after the virtio header): the
+/// field holds the pseudo-header sum; add everything from `csum_start` on. Returns false if
+/// the offsets do not fit the packet.
+pub(crate) fn complete_checksum(packet: &mut [u8], h: &VnetHdr) -> bool {
+    let start = usize::from(h.csum_start);
+    let field = start + usize::from(h.csum_offset);
+    if field + 2 > packet.len() || start > packet.len() {
+        return false;
+    }
+    let c = !ones_complement_sum(&packet[start..], 0);
+    packet[field..field + 2].copy_from_slice(&c.to_be_bytes());
+    true
+}
+
+/// The parts of a TCP/IPv4 super-packet that segmentation needs.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Tcp4Super {
+    ip_len: usize,
+    tcp_len: usize,
+    total: usize,
+    mss: usize,
+    seq: u32,
+    pseudo: u32,
+}
+
+const TCP_FIN: u8 = 0x01;
+const TCP_PSH: u8 = 0x08;
+const TCP_CWR: u8 = 0x80;
+
+impl Tcp4Super {
+    /// Checks `packet` (an IPv4/TCP packet) and records its layout; `mss` is the segment
+    /// payload size from the virtio header.
+    pub(crate) fn new(packet: &[u8], mss: u16) -> Option<Tcp4Super> {
+        let ip_len = usize::from(*packet.first()? & 0x0f) * 4;
+        if packet.len() < ip_len + 20 || ip_len < 20 || packet[9] != 6 || mss == 0 {
+            return None;
+        }
+        let total = usize::from(u16::from_be_bytes([packet[2], packet[3]])).min(packet.len());
+        let tcp_len = usize::from(packet[ip_len + 12] >> 4) * 4;
+        if tcp_len < 20 || ip_len + tcp_len > total {
+            return None;
+        }
+        let t = &packet[ip_len..];
+        let mut pseudo = 6u32;
+        for w in packet[12..20].chunks_exact(2) {
+            pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        Some(Tcp4Super {
+            ip_len,
+            tcp_len,
+            total,
+            mss: usize::from(mss),
+            seq: u32::from_be_bytes([t[4], t[5], t[6], t[7]]),
+            pseudo,
+        })
+    }
+
+    fn payload_len(&self) -> usize {
+        self.total - self.ip_len - self.tcp_len
+    }
+
+    /// Number of segments.
+    pub(crate) fn segments(&self) -> usize {
+        self.payload_len().div_ceil(self.mss).max(1)
+    }
+
+    /// The largest transport payload (TCP header + data) of one segment.
+    pub(crate) fn max_segment_len(&self) -> usize {
+        self.tcp_len + self.mss
+    }
+
+    /// Writes segment `i` — TCP header and data, with sequence number, flags and checksum
+    /// fixed — into `out`; returns its length, or `None` if `i` or `out` is out of range.
+    pub(crate) fn write_segment(&self, packet: &[u8], i: usize, out: &mut [u8]) -> Option<usize> {
+        let off = i.checked_mul(self.mss)?;
+        let payload = self.payload_len();
+        if i >= self.segments() {
+            return None;
+        }
+        let len = self.mss.min(payload - off);
+        let seg_len = self.tcp_len + len;
+        let out = out.get_mut(..seg_len)?;
+        let tcp = &packet[self.ip_len..self.total];
+        out[..self.tcp_len].copy_from_slice(&tcp[..self.tcp_len]);
+        out[self.tcp_len..].copy_from_slice(&tcp[self.tcp_len + off..self.tcp_len + off + len]);
+        let seq = self.seq.wrapping_add(off as u32);
+        out[4..8].copy_from_slice(&seq.to_be_bytes());
+        // FIN and PSH belong to the last segment, CWR to the first (as the kernel's own
+        // tcp_gso_segment does).
+        if i + 1 < self.segments() {
+            out[13] &= !(TCP_FIN | TCP_PSH);
+        }
+        if i > 0 {
+            out[13] &= !TCP_CWR;
+        }
+        out[16] = 0;
+        out[17] = 0;
+        let c = !ones_complement_sum(out, self.pseudo + seg_len as u32);
+        out[16..18].copy_from_slice(&c.to_be_bytes());
+        Some(seg_len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ip::write_ipv4_header;
+    use core::net::Ipv4Addr;
+
+    fn tcp_packet(data_len: usize, flags: u8) -> Vec<u8> {
+        let mut p = vec![0u8; 20 + 32 + data_len];
+        write_ipv4_header(
+            &mut p,
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            6,
+            32 + data_len,
+        )
+        .unwrap();
+        let t = &mut p[20..];
+        t[0..2].copy_from_slice(&40000u16.to_be_bytes());
+        t[2..4].copy_from_slice(&2049u16.to_be_bytes());
+        t[4..8].copy_from_slice(&0xffff_ff00u32.to_be_bytes());
+        t[12] = 8 << 4; // 32-byte header (timestamps)
+        t[13] = flags;
+        for (i, b) in t[32..].iter_mut().enumerate() {
+            *b = i as u8;
+        }
+        p
+    }
+
+    fn tcp_checksum_ok(src: [u8; 4], dst: [u8; 4], seg: &[u8]) -> bool {
+        let mut pseudo = 6u32 + seg.len() as u32;
+        for w in src.chunks(2).chain(dst.chunks(2)) {
+            pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        ones_complement_sum(seg, pseudo) == 0xffff
+    }
+
+    #[test]
+    fn segments_reassemble_to_the_original_stream() {
+        let p = tcp_packet(5000, TCP_PSH | TCP_FIN | TCP_CWR | 0x10);
+        let s = Tcp4Super::new(&p, 1348).unwrap();
+        assert_eq!(s.segments(), 4);
+        let mut stream = Vec::new();
+        let mut out = vec![0u8; 2000];
+        for i in 0..s.segments() {
+            let n = s.write_segment(&p, i, &mut out).unwrap();
+            let seg = &out[..n];
+            assert!(
+                tcp_checksum_ok([10, 0, 0, 1], [10, 0, 0, 2], seg),
+                "segment {i}"
+            );
+            let seq = u32::from_be_bytes([seg[4], seg[5], seg[6], seg[7]]);
+            assert_eq!(seq, 0xffff_ff00u32.wrapping_add((i * 1348) as u32));
+            let last = i == 3;
+            assert_eq!(seg[13] & TCP_FIN != 0, last);
+            assert_eq!(seg[13] & TCP_PSH != 0, last);
+            assert_eq!(seg[13] & TCP_CWR != 0, i == 0);
+            assert_eq!(seg[13] & 0x10, 0x10, "ACK kept");
+            assert_eq!(n, 32 + if last { 5000 - 3 * 1348 } else { 1348 });
+            stream.extend_from_slice(&seg[32..]);
+        }
+        assert_eq!(&stream[..], &p[52..]);
+        assert!(s.write_segment(&p, 4, &mut out).is_none());
+        assert!(s.write_segment(&p, 0, &mut out[..100]).is_none());
+    }
+
+    #[test]
+    fn header_only_packet_is_one_segment() {
+        let p = tcp_packet(0, 0x10);
+        let s = Tcp4Super::new(&p, 1000).unwrap();
+        assert_eq!(s.segments(), 1);
+        let mut out = [0u8; 64];
+        assert_eq!(s.write_segment(&p, 0, &mut out), Some(32));
+        assert!(tcp_checksum_ok([10, 0, 0, 1], [10, 0, 0, 2], &out[..32]));
+    }
+
+    #[test]
+    fn malformed_super_packets_are_refused() {
+        let p = tcp_packet(100, 0);
+        assert!(Tcp4Super::new(&p[..30], 10).is_none());
+        assert!(Tcp4Super::new(&p, 0).is_none());
+        let mut q = p.clone();
+        q[9] = 17;
+        assert!(Tcp4Super::new(&q, 10).is_none());
+        let mut q = p.clone();
+        q[32] = 15 << 4; // TCP header longer than the packet
+        assert!(Tcp4Super::new(&q[..60], 10).is_none());
+    }
+
+    #[test]
+    fn partial_checksum_completion() {
+        let mut p = tcp_packet(300, 0x18);
+        // What the kernel leaves with CHECKSUM_PARTIAL: the pseudo-header sum, uncomplemented.
+        let mut pseudo = 6u32 + 332;
+        for w in p[12..20].chunks(2) {
+            pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        let folded = ones_complement_sum(&[], pseudo);
+        p[36..38].copy_from_slice(&folded.to_be_bytes());
+        let h = VnetHdr {
+            flags: F_NEEDS_CSUM,
+            csum_start: 20,
+            csum_offset: 16,
+            ..VnetHdr::default()
+        };
+        assert!(complete_checksum(&mut p, &h));
+        assert!(tcp_checksum_ok([10, 0, 0, 1], [10, 0, 0, 2], &p[20..]));
+        let bad = VnetHdr {
+            csum_start: 400,
+            ..h
+        };
+        assert!(!complete_checksum(&mut p, &bad));
+    }
+
+    #[test]
+    fn vnet_header_round_trip() {
+        let mut b = [0xffu8; 10];
+        VnetHdr::emit_data_valid(&mut b);
+        let h = VnetHdr::parse(&b).unwrap();
+        assert_eq!(h.flags, F_DATA_VALID);
+        assert!(!h.is_tcp4_gso());
+        assert!(VnetHdr::parse(&b[..9]).is_none());
+        let mut g = [0u8; 10];
+        g[1] = GSO_TCPV4 | GSO_ECN;
+        g[4..6].copy_from_slice(&1348u16.to_ne_bytes());
+        assert!(VnetHdr::parse(&g).unwrap().is_tcp4_gso());
+    }
+}
