@@ -629,11 +629,28 @@ impl PeerVerifier {
                 .iter()
                 .filter(|r| names_match(&r.subject, &tbs.issuer))
                 .collect();
+            // A signature that cannot even be checked (SHA-1, RSA-1024, …) is reported as
+            // such, not as a forgery.
+            let signature_failure =
+                |errors: Vec<Error>, subject: String, issuer: String| match errors
+                    .into_iter()
+                    .find(|e| !matches!(e, Error::BadSignature))
+                {
+                    Some(e) => ChainError::Rejected {
+                        subject,
+                        reason: e.to_string(),
+                    },
+                    None => ChainError::BadSignature { subject, issuer },
+                };
             if !roots.is_empty() {
-                if roots.iter().any(|r| signed.verify(&r.spki).is_ok()) {
-                    return None;
+                let mut errors = Vec::new();
+                for r in &roots {
+                    match signed.verify(&r.spki) {
+                        Ok(()) => return None,
+                        Err(e) => errors.push(e),
+                    }
                 }
-                return Some(ChainError::BadSignature { subject, issuer });
+                return Some(signature_failure(errors, subject, issuer));
             }
             let candidates: Vec<usize> = (1..parsed.len())
                 .filter(|i| !visited.contains(i))
@@ -642,19 +659,29 @@ impl PeerVerifier {
             if candidates.is_empty() {
                 return Some(ChainError::UnknownIssuer { subject, issuer });
             }
-            let next = candidates.into_iter().find(|&i| {
-                parsed[i]
+            let mut errors = Vec::new();
+            let mut next = None;
+            for i in candidates {
+                let result = parsed[i]
                     .tbs_certificate
                     .subject_public_key_info
                     .to_der()
-                    .is_ok_and(|spki| signed.verify(&spki).is_ok())
-            });
+                    .map_err(Error::from)
+                    .and_then(|spki| signed.verify(&spki));
+                match result {
+                    Ok(()) => {
+                        next = Some(i);
+                        break;
+                    }
+                    Err(e) => errors.push(e),
+                }
+            }
             match next {
                 Some(i) => {
                     visited.push(i);
                     current = i;
                 }
-                None => return Some(ChainError::BadSignature { subject, issuer }),
+                None => return Some(signature_failure(errors, subject, issuer)),
             }
         }
         None

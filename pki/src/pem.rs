@@ -67,7 +67,9 @@ pub fn blocks(input: &[u8]) -> Result<Vec<Block>> {
                 "`{label}` has RFC 1421 headers (an encrypted key?); not supported"
             )));
         }
-        let b64: String = body.chars().filter(|c| !c.is_ascii_whitespace()).collect();
+        // The text may be a private key: wipe the copy once decoded.
+        let b64: zeroize::Zeroizing<String> =
+            zeroize::Zeroizing::new(body.chars().filter(|c| !c.is_ascii_whitespace()).collect());
         let der = STANDARD
             .decode(b64.as_bytes())
             .map_err(|e| Error::Pem(format!("`{label}` base64: {e}")))?;
@@ -112,7 +114,8 @@ pub fn looks_like_pem(input: &[u8]) -> bool {
 
 /// Encodes DER as a PEM block with 64-character lines and LF line endings.
 pub fn encode(label: &str, der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
+    // Callers encode private keys too: wipe the intermediate text.
+    let b64 = zeroize::Zeroizing::new(STANDARD.encode(der));
     let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 40);
     out.push_str("-----BEGIN ");
     out.push_str(label);

@@ -260,6 +260,38 @@ fn openssl_interop() {
         .verify_chain(&chain[..1], SystemTime::now(), &IkeIdentity::Any)
         .is_err());
 
+    // A SHA-1-signed leaf is refused as such, not reported as a forgery.
+    ok(
+        d,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "ours.csr",
+            "-CA",
+            "int.pem",
+            "-CAkey",
+            "int.key",
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-sha1",
+            "-extfile",
+            "leaf.ext",
+            "-out",
+            "sha1.pem",
+        ],
+    );
+    let mut sha1_chain =
+        pki::pem::certificates(&std::fs::read(d.join("sha1.pem")).unwrap()).unwrap();
+    sha1_chain.push(chain[1].clone());
+    match verifier.verify_chain(&sha1_chain, SystemTime::now(), &IkeIdentity::Any) {
+        Err(pki::ChainError::Rejected { reason, .. }) => {
+            assert!(reason.contains("SHA-1"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+
     // CERTREQ: SHA-1 over the root's SubjectPublicKeyInfo, as OpenSSL computes it.
     ok(
         d,
