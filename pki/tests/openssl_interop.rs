@@ -65,6 +65,30 @@ fn openssl_interop() {
     // Same subject as ours, byte for byte (OpenSSL's default string types).
     assert_eq!(helper_csr.subject(), CsrSubject::default().name());
 
+    // An RSA-4096 key from `openssl genpkey`, as the IBM mount helper makes it, loads, signs
+    // and yields a valid CSR. (Our own RSA-4096 keygen is timed by an ignored unit test.)
+    ok(
+        d,
+        &[
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:4096",
+            "-out",
+            "helper4096.key",
+        ],
+    );
+    let key4096 = HostKey::load(&d.join("helper4096.key")).unwrap();
+    assert_eq!(key4096.bits(), 4096);
+    let csr4096 = build_csr(&key4096, &CsrSubject::default()).unwrap();
+    assert_eq!(
+        validate_csr(csr4096.der()).unwrap().public_key_info_der(),
+        key4096.public_key_info_der()
+    );
+    std::fs::write(d.join("req4096.pem"), csr4096.to_pem()).unwrap();
+    ok(d, &["req", "-in", "req4096.pem", "-verify", "-noout"]);
+
     // OpenSSL-made CSRs that break the rules.
     ok(
         d,
