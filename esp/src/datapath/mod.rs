@@ -26,8 +26,10 @@
 //! recipe): the TUN runs with a virtio-net header and TCP segmentation offload, so one read
 //! returns up to 64 KiB of a TCP flow that we segment ourselves right before sealing
 //! ([`offload`](self)); the sealed segments leave in one `sendmsg` with UDP GSO; inbound,
-//! UDP GRO hands us a run of datagrams per read, and delivered packets are marked
-//! `DATA_VALID` so the stack does not verify transport checksums that ESP already
+//! UDP GRO hands us a run of datagrams per read, whose TCP segments are coalesced back into
+//! one TSO packet per TUN write; delivered packets are marked
+//! `DATA_VALID` (or `NEEDS_CSUM` when coalesced) so the stack does not verify transport
+//! checksums that ESP already
 //! authenticated. Each offload falls back to the plain path where the kernel lacks it.
 //! IPv4 only for now.
 
@@ -48,7 +50,7 @@ use crate::ip::{write_ipv4_header, IpLayout, IpVersion, IPV4_HEADER_LEN};
 use crate::udp_encap::{classify, Encapsulated, NAT_T_PORT};
 use crate::{sealed_len, Event, InboundSa, OutboundSa};
 
-use offload::{complete_checksum, Tcp4Super, VnetHdr, VNET_HDR_LEN};
+use offload::{complete_checksum, Tcp4Super, TcpCoalescer, VnetHdr, VNET_HDR_LEN};
 
 /// How ESP packets travel between the hosts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -633,7 +635,16 @@ fn tx_loop(sh: &Shared, tun: &File, socket: &Socket) {
 
 fn rx_loop(sh: &Shared, tun: &File, socket: &Socket) {
     let mut buf = vec![0u8; HEADROOM + BUF_LEN];
+    let mut coalescer = TcpCoalescer::new();
+    let (peer, local) = (sh.cfg.peer.octets(), sh.cfg.local.octets());
     let st = &sh.stats;
+    let mut write_tun = |packet: &[u8]| {
+        // A TUN write takes the whole packet or fails.
+        match (&*tun).write(packet) {
+            Ok(w) if w == packet.len() => {}
+            _ => bump(&st.rx_dropped, 1),
+        }
+    };
     while !sh.stop.load(Ordering::Relaxed) {
         let received = match socket {
             Socket::Udp(s) => sys::recv_gro(s.as_raw_fd(), &mut buf[HEADROOM..])
@@ -652,8 +663,10 @@ fn rx_loop(sh: &Shared, tun: &File, socket: &Socket) {
         };
         bump(&st.rx_bytes, n as u64);
         // With UDP GRO one read holds several datagrams of `seg` bytes (the last may be
-        // shorter). Each is handled in turn; the headers we build for one may overwrite the
-        // tail of the one before, which is already delivered.
+        // shorter). Each is opened in turn; consecutive TCP segments are coalesced into one
+        // TUN write, anything else is written on its own (after what is held, keeping order).
+        // The headers built for one datagram may overwrite the tail of the one before, which
+        // is already delivered or copied.
         let seg = seg.unwrap_or(n).max(1);
         if seg < n {
             bump(&st.rx_gro_reads, 1);
@@ -661,29 +674,56 @@ fn rx_loop(sh: &Shared, tun: &File, socket: &Socket) {
         let mut off = 0;
         while off < n {
             let len = seg.min(n - off);
-            deliver(sh, tun, &mut buf, HEADROOM + off, len, from);
+            let at = HEADROOM + off;
             off += len;
+            let Some((next_header, payload)) = open_one(sh, &mut buf, at, len, from) else {
+                continue;
+            };
+            bump(&st.rx_packets, 1);
+            if next_header == 6 && coalescer.add(&buf[payload.clone()], peer, local, &mut write_tun)
+            {
+                continue;
+            }
+            coalescer.flush(&mut write_tun);
+            // ESP header and IV (16 bytes) plus headroom hold the virtio and IPv4 headers.
+            let ip_start = payload.start - IPV4_HEADER_LEN;
+            let vnet_start = ip_start - VNET_HDR_LEN;
+            if write_ipv4_header(
+                &mut buf[ip_start..payload.start],
+                sh.cfg.peer,
+                sh.cfg.local,
+                next_header,
+                payload.len(),
+            )
+            .is_err()
+            {
+                bump(&st.rx_dropped, 1);
+                continue;
+            }
+            VnetHdr::emit_data_valid(&mut buf[vnet_start..ip_start]);
+            write_tun(&buf[vnet_start..payload.end]);
         }
+        coalescer.flush(&mut write_tun);
     }
 }
 
-/// Opens the datagram at `buf[at..at + len]` and writes the rebuilt IP packet to the TUN.
-fn deliver(
+/// Opens the datagram at `buf[at..at + len]`; returns the next header and where the
+/// decrypted payload lies, or counts why the packet was dropped.
+fn open_one(
     sh: &Shared,
-    tun: &File,
     buf: &mut [u8],
     at: usize,
     len: usize,
     from: Option<SocketAddrV4>,
-) {
+) -> Option<(u8, std::ops::Range<usize>)> {
     let st = &sh.stats;
     let esp = match locate_esp(sh, &buf[at..at + len], from) {
         Some(r) => (at + r.start)..(at + r.end),
-        None => return,
+        None => return None,
     };
     let Ok(header) = EspHeader::parse(&buf[esp.clone()]) else {
         bump(&st.rx_dropped, 1);
-        return;
+        return None;
     };
     let opened = {
         let mut sas = lock(&sh.inbound);
@@ -694,41 +734,20 @@ fn deliver(
     };
     let Ok(opened) = opened else {
         bump(&st.rx_dropped, 1);
-        return;
+        return None;
     };
     // Authentic: follow a NAT rebinding of the peer's port (RFC 3948 §3.1.1).
     if let Some(f) = from {
         sh.peer_port.store(f.port(), Ordering::Relaxed);
     }
-    let start = esp.start + opened.payload.start;
-    let end = esp.start + opened.payload.end;
+    let payload = (esp.start + opened.payload.start)..(esp.start + opened.payload.end);
     if opened.next_header == NEXT_HEADER_NONE
-        || !selected(&sh.cfg, opened.next_header, &buf[start..end], false)
+        || !selected(&sh.cfg, opened.next_header, &buf[payload.clone()], false)
     {
         bump(&st.rx_dropped, 1);
-        return;
+        return None;
     }
-    // ESP header and IV (16 bytes) plus headroom hold the virtio and IPv4 headers.
-    let ip_start = start - IPV4_HEADER_LEN;
-    let vnet_start = ip_start - VNET_HDR_LEN;
-    if write_ipv4_header(
-        &mut buf[ip_start..start],
-        sh.cfg.peer,
-        sh.cfg.local,
-        opened.next_header,
-        end - start,
-    )
-    .is_err()
-    {
-        bump(&st.rx_dropped, 1);
-        return;
-    }
-    VnetHdr::emit_data_valid(&mut buf[vnet_start..ip_start]);
-    // A TUN write takes the whole packet or fails.
-    match (&*tun).write(&buf[vnet_start..end]) {
-        Ok(w) if w == end - vnet_start => bump(&st.rx_packets, 1),
-        _ => bump(&st.rx_dropped, 1),
-    }
+    Some((opened.next_header, payload))
 }
 
 /// Finds the ESP packet in what the socket returned, or counts why there is none.

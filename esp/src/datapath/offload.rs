@@ -166,6 +166,143 @@ impl Tcp4Super {
     }
 }
 
+/// Coalesces consecutive in-order TCP segments of one flow, as opened from one UDP GRO
+/// read, into a single TSO packet for the TUN — the receive-side mirror of segmentation, so
+/// the local stack handles one large packet instead of dozens (Linux's own `tcp_gro_receive`
+/// rules: same ports, ACK number, window and options, contiguous sequence numbers, only the
+/// last segment shorter or carrying PSH).
+pub(crate) struct TcpCoalescer {
+    /// virtio header ‖ IPv4 header ‖ TCP header ‖ payloads.
+    buf: Vec<u8>,
+    /// Bytes used in `buf` (0: empty).
+    len: usize,
+    segments: usize,
+    mss: usize,
+    tcp_len: usize,
+    next_seq: u32,
+    closed: bool,
+}
+
+const IP_OFF: usize = VNET_HDR_LEN;
+const TCP_OFF: usize = VNET_HDR_LEN + 20;
+const TCP_ACK: u8 = 0x10;
+const MAX_IP_PACKET: usize = 65535;
+
+impl TcpCoalescer {
+    pub(crate) fn new() -> Self {
+        TcpCoalescer {
+            buf: vec![0u8; VNET_HDR_LEN + MAX_IP_PACKET],
+            len: 0,
+            segments: 0,
+            mss: 0,
+            tcp_len: 0,
+            next_seq: 0,
+            closed: false,
+        }
+    }
+
+    /// Offers a TCP segment (header + data) from `src` to `dst`. Returns false if it cannot
+    /// be coalesced at all (the caller flushes and delivers it alone); otherwise it was
+    /// appended, or what was held was flushed through `write` and it starts a new packet.
+    pub(crate) fn add(
+        &mut self,
+        seg: &[u8],
+        src: [u8; 4],
+        dst: [u8; 4],
+        write: &mut impl FnMut(&[u8]),
+    ) -> bool {
+        let Some(&off_byte) = seg.get(12) else {
+            return false;
+        };
+        let tcp_len = usize::from(off_byte >> 4) * 4;
+        let flags = seg[13];
+        if tcp_len < 20 || seg.len() <= tcp_len || flags & !(TCP_PSH) != TCP_ACK {
+            return false;
+        }
+        let payload = seg.len() - tcp_len;
+        let seq = u32::from_be_bytes([seg[4], seg[5], seg[6], seg[7]]);
+        if self.len > 0 && !self.fits(seg, tcp_len, payload, seq) {
+            self.flush(write);
+        }
+        if self.len == 0 {
+            if TCP_OFF + seg.len() > self.buf.len() {
+                return false;
+            }
+            self.buf[IP_OFF] = 0x45;
+            self.buf[IP_OFF + 1] = 0;
+            self.buf[IP_OFF + 4..IP_OFF + 9].copy_from_slice(&[0, 0, 0x40, 0, 64]);
+            self.buf[IP_OFF + 9] = 6;
+            self.buf[IP_OFF + 12..IP_OFF + 16].copy_from_slice(&src);
+            self.buf[IP_OFF + 16..IP_OFF + 20].copy_from_slice(&dst);
+            self.buf[TCP_OFF..TCP_OFF + seg.len()].copy_from_slice(seg);
+            self.len = TCP_OFF + seg.len();
+            self.segments = 1;
+            self.mss = payload;
+            self.tcp_len = tcp_len;
+            self.closed = flags & TCP_PSH != 0;
+        } else {
+            self.buf[self.len..self.len + payload].copy_from_slice(&seg[tcp_len..]);
+            self.len += payload;
+            self.segments += 1;
+            // A short segment or PSH ends the run; so does the flags byte of the last one.
+            self.buf[TCP_OFF + 13] |= flags & TCP_PSH;
+            self.closed = payload < self.mss || flags & TCP_PSH != 0;
+        }
+        self.next_seq = seq.wrapping_add(payload as u32);
+        true
+    }
+
+    fn fits(&self, seg: &[u8], tcp_len: usize, payload: usize, seq: u32) -> bool {
+        let held = &self.buf[TCP_OFF..TCP_OFF + self.tcp_len];
+        !self.closed
+            && tcp_len == self.tcp_len
+            && seq == self.next_seq
+            && payload <= self.mss
+            && self.len + payload <= self.buf.len()
+            // Ports (the source and destination addresses are fixed per SA).
+            && seg[..4] == held[..4]
+            // ACK number and window.
+            && seg[8..12] == held[8..12]
+            && seg[14..16] == held[14..16]
+            && seg[20..tcp_len] == held[20..tcp_len]
+    }
+
+    /// Writes what is held (if anything) through `write` and empties the coalescer.
+    pub(crate) fn flush(&mut self, write: &mut impl FnMut(&[u8])) {
+        if self.len == 0 {
+            return;
+        }
+        let total = self.len - IP_OFF;
+        let tcp_total = total - 20;
+        self.buf[IP_OFF + 2..IP_OFF + 4].copy_from_slice(&(total as u16).to_be_bytes());
+        crate::ip::set_ipv4_checksum(&mut self.buf[IP_OFF..TCP_OFF]);
+        let h = &mut self.buf[..VNET_HDR_LEN];
+        h.fill(0);
+        if self.segments == 1 {
+            h[0] = F_DATA_VALID;
+        } else {
+            // The stack resegments nothing on local delivery; NEEDS_CSUM with the
+            // pseudo-header sum in place tells it the checksum is the sender's business,
+            // which ESP's ICV already vouched for.
+            h[0] = F_NEEDS_CSUM;
+            h[1] = GSO_TCPV4;
+            h[2..4].copy_from_slice(&((20 + self.tcp_len) as u16).to_ne_bytes());
+            h[4..6].copy_from_slice(&(self.mss as u16).to_ne_bytes());
+            h[6..8].copy_from_slice(&20u16.to_ne_bytes());
+            h[8..10].copy_from_slice(&16u16.to_ne_bytes());
+            let mut pseudo = 6u32 + tcp_total as u32;
+            for w in self.buf[IP_OFF + 12..IP_OFF + 20].chunks_exact(2) {
+                pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
+            }
+            let folded = ones_complement_sum(&[], pseudo);
+            self.buf[TCP_OFF + 16..TCP_OFF + 18].copy_from_slice(&folded.to_be_bytes());
+        }
+        write(&self.buf[..self.len]);
+        self.len = 0;
+        self.segments = 0;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -277,6 +414,72 @@ mod tests {
             ..h
         };
         assert!(!complete_checksum(&mut p, &bad));
+    }
+
+    /// Segments a TSO packet, coalesces the segments again, and checks the result is the
+    /// original packet apart from the checksum field, which holds the pseudo-header sum.
+    #[test]
+    fn coalescing_undoes_segmentation() {
+        let p = tcp_packet(5000, 0x10 | TCP_PSH);
+        let s = Tcp4Super::new(&p, 1348).unwrap();
+        let mut c = TcpCoalescer::new();
+        let mut written: Vec<Vec<u8>> = Vec::new();
+        let mut w = |b: &[u8]| written.push(b.to_vec());
+        let mut out = vec![0u8; 2000];
+        for i in 0..s.segments() {
+            let n = s.write_segment(&p, i, &mut out).unwrap();
+            assert!(c.add(&out[..n], [10, 0, 0, 1], [10, 0, 0, 2], &mut w));
+        }
+        c.flush(&mut w);
+        assert_eq!(written.len(), 1);
+        let got = &written[0];
+        let h = VnetHdr::parse(got).unwrap();
+        assert!(h.is_tcp4_gso() && h.needs_csum());
+        assert_eq!(h.gso_size, 1348);
+        let ip = &got[VNET_HDR_LEN..];
+        assert_eq!(ip.len(), p.len());
+        assert_eq!(ones_complement_sum(&ip[..20], 0), 0xffff);
+        assert_eq!(&ip[12..20], &p[12..20]);
+        assert_eq!(&ip[20..36], &p[20..36]);
+        assert_eq!(&ip[38..], &p[38..]);
+        assert!(complete_checksum(&mut ip.to_vec(), &h));
+    }
+
+    #[test]
+    fn coalescing_stops_at_gaps_and_differences() {
+        let p = tcp_packet(4000, 0x10);
+        let s = Tcp4Super::new(&p, 1000).unwrap();
+        let segs: Vec<Vec<u8>> = (0..4)
+            .map(|i| {
+                let mut o = vec![0u8; 1100];
+                let n = s.write_segment(&p, i, &mut o).unwrap();
+                o.truncate(n);
+                o
+            })
+            .collect();
+        let mut c = TcpCoalescer::new();
+        let written = std::cell::RefCell::new(Vec::<usize>::new());
+        let mut w = |b: &[u8]| written.borrow_mut().push(b.len());
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        // 0, then 2 (gap): flush 0 alone; 2 and 3 merge.
+        assert!(c.add(&segs[0], a, b, &mut w));
+        assert!(c.add(&segs[2], a, b, &mut w));
+        assert!(c.add(&segs[3], a, b, &mut w));
+        c.flush(&mut w);
+        assert_eq!(*written.borrow(), vec![10 + 20 + 1032, 10 + 20 + 32 + 2000]);
+        written.borrow_mut().clear();
+        // A different ACK number does not merge.
+        let mut other = segs[1].clone();
+        other[8] ^= 1;
+        assert!(c.add(&segs[0], a, b, &mut w));
+        assert!(c.add(&other, a, b, &mut w));
+        c.flush(&mut w);
+        assert_eq!(written.borrow().len(), 2);
+        // SYN/FIN/RST and pure ACKs are never held.
+        let mut fin = segs[0].clone();
+        fin[13] |= TCP_FIN;
+        assert!(!c.add(&fin, a, b, &mut w));
+        assert!(!c.add(&segs[0][..32], a, b, &mut w));
     }
 
     #[test]
