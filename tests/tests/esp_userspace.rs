@@ -507,3 +507,50 @@ fn start_cleans_up_after_a_crash() {
     let rules = sh_out(&["ip", "-n", &lab.a, "rule"]);
     assert!(!rules.contains("10.77.0.9"), "stale rule kept:\n{rules}");
 }
+
+/// IKE and ESP share UDP 4500 (RFC 3948 §2.2): an IKE message sent through one datapath's
+/// socket arrives, marker stripped, at the other's IKE sink; keepalives are recognised.
+#[test]
+fn ike_messages_share_the_nat_t_socket() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED esp_userspace ike sharing: {why}");
+        return;
+    }
+    let lab = Lab::new("ike");
+    let (cfg_a, cfg_b) = configs(
+        "ik",
+        Encapsulation::Udp {
+            local_port: 4500,
+            peer_port: 4500,
+        },
+        false,
+    );
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let b = in_ns(&lab.b, move || {
+        let (o, i) = sa_pair(SPI_BA, &KEY_BA, SPI_AB, &KEY_AB);
+        let dp = Datapath::start(cfg_b, o, i).expect("datapath B");
+        let (tx, rx) = mpsc::channel();
+        dp.set_ike_sink(tx);
+        ready_tx.send(()).unwrap();
+        let got = rx.recv_timeout(Duration::from_secs(5));
+        // Give the keepalive sent after the IKE message time to arrive.
+        thread::sleep(Duration::from_millis(300));
+        (got, dp.shutdown())
+    });
+    ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    let a = in_ns(&lab.a, move || {
+        let (o, i) = sa_pair(SPI_AB, &KEY_AB, SPI_BA, &KEY_BA);
+        let dp = Datapath::start(cfg_a, o, i).expect("datapath A");
+        dp.send_ike(b"\x01\x02IKE_SA_INIT").unwrap();
+        dp.send_keepalive().unwrap();
+        dp.shutdown()
+    });
+    a.join().unwrap();
+    let (got, stats_b) = b.join().unwrap();
+    let (from, msg) = got.expect("IKE message forwarded to the sink");
+    assert_eq!(msg, b"\x01\x02IKE_SA_INIT");
+    assert_eq!(*from.ip(), A);
+    assert_eq!(from.port(), 4500);
+    assert_eq!(stats_b.rx_non_esp, 2, "{stats_b:?}");
+    assert_eq!(stats_b.rx_packets, 0);
+}

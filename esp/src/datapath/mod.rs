@@ -204,7 +204,12 @@ struct Shared {
     inbound: Mutex<Vec<InboundSa>>,
     peer_port: AtomicU16,
     stats: AtomicStats,
+    ike_sink: Mutex<Option<IkeSink>>,
 }
+
+/// Where IKE messages received on the NAT-T socket go: (sender, message without the non-ESP
+/// marker).
+pub type IkeSink = std::sync::mpsc::Sender<(SocketAddrV4, Vec<u8>)>;
 
 enum Socket {
     Udp(UdpSocket),
@@ -235,6 +240,7 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// and routes.
 pub struct Datapath {
     shared: Arc<Shared>,
+    socket: Arc<Socket>,
     threads: Vec<JoinHandle<()>>,
     cleaned: bool,
 }
@@ -284,6 +290,7 @@ impl Datapath {
             inbound: Mutex::new(vec![inbound]),
             peer_port: AtomicU16::new(peer_port),
             stats: AtomicStats::default(),
+            ike_sink: Mutex::new(None),
         });
         let tun = Arc::new(tun);
         let socket = Arc::new(socket);
@@ -305,6 +312,7 @@ impl Datapath {
                 Err(e) => {
                     let mut dp = Datapath {
                         shared,
+                        socket,
                         threads,
                         cleaned: false,
                     };
@@ -315,6 +323,7 @@ impl Datapath {
         }
         Ok(Datapath {
             shared,
+            socket,
             threads,
             cleaned: false,
         })
@@ -336,6 +345,33 @@ impl Datapath {
         while v.len() > MAX_INBOUND_SAS {
             v.remove(0);
         }
+    }
+
+    /// Forwards IKE messages that arrive on the NAT-T socket (IKE and ESP share port 4500,
+    /// RFC 3948 §2.2) to `sink`, with the non-ESP marker removed.
+    pub fn set_ike_sink(&self, sink: IkeSink) {
+        *lock(&self.shared.ike_sink) = Some(sink);
+    }
+
+    /// Sends an IKE message to the peer from the NAT-T socket, behind the non-ESP marker.
+    /// Fails with `Unsupported` on a raw-ESP datapath, whose IKE runs on its own socket.
+    pub fn send_ike(&self, msg: &[u8]) -> io::Result<()> {
+        let Socket::Udp(s) = &*self.socket else {
+            return Err(io::ErrorKind::Unsupported.into());
+        };
+        let mut framed = vec![0u8; msg.len() + crate::udp_encap::NON_ESP_MARKER.len()];
+        crate::udp_encap::frame_ike(msg, &mut framed)
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        s.send_to(&framed, self.shared.peer_udp()).map(|_| ())
+    }
+
+    /// Sends a NAT keepalive (RFC 3948 §2.3); the daemon's timer decides when.
+    pub fn send_keepalive(&self) -> io::Result<()> {
+        let Socket::Udp(s) = &*self.socket else {
+            return Err(io::ErrorKind::Unsupported.into());
+        };
+        s.send_to(&crate::udp_encap::NAT_KEEPALIVE, self.shared.peer_udp())
+            .map(|_| ())
     }
 
     /// Forgets the inbound SA with this SPI.
@@ -765,7 +801,15 @@ fn locate_esp(
             }
             match classify(data) {
                 Ok(Encapsulated::Esp(_)) => Some(0..data.len()),
-                Ok(_) => {
+                Ok(Encapsulated::Ike(msg)) => {
+                    bump(&st.rx_non_esp, 1);
+                    if let Some(sink) = lock(&sh.ike_sink).as_ref() {
+                        // IKE is rare and the daemon owns the message: one copy is fine.
+                        let _ = sink.send((from, msg.to_vec()));
+                    }
+                    None
+                }
+                Ok(Encapsulated::Keepalive) => {
                     bump(&st.rx_non_esp, 1);
                     None
                 }
