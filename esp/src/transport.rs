@@ -148,6 +148,33 @@ mod tests {
     }
 
     #[test]
+    fn random_packets_never_panic() {
+        let (_, mut i) = pair(Mode::Transport);
+        let mut x = 0x1234_5678_9abc_def0u64;
+        for n in 0..5000usize {
+            let len = n % 160;
+            let mut p: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            // Steer a share of the inputs past the version check and into ESP.
+            if len > 20 && n % 3 == 0 {
+                p[0] = 0x45;
+                p[2..4].copy_from_slice(&(len as u16).to_be_bytes());
+                p[6] = 0;
+                p[7] = 0;
+                p[9] = 50;
+            }
+            assert!(open_transport(&mut i, &mut p).is_err());
+            let _ = crate::udp_encap::classify(&p);
+        }
+    }
+
+    #[test]
     fn tunnel_round_trip() {
         let (mut o, mut i) = pair(Mode::Tunnel);
         let inner = v4_packet(b"inner");

@@ -211,10 +211,10 @@ impl TcpCoalescer {
         dst: [u8; 4],
         write: &mut impl FnMut(&[u8]),
     ) -> bool {
-        let Some(&off_byte) = seg.get(12) else {
+        if seg.len() < 20 {
             return false;
-        };
-        let tcp_len = usize::from(off_byte >> 4) * 4;
+        }
+        let tcp_len = usize::from(seg[12] >> 4) * 4;
         let flags = seg[13];
         if tcp_len < 20 || seg.len() <= tcp_len || flags & !(TCP_PSH) != TCP_ACK {
             return false;
@@ -480,6 +480,43 @@ mod tests {
         fin[13] |= TCP_FIN;
         assert!(!c.add(&fin, a, b, &mut w));
         assert!(!c.add(&segs[0][..32], a, b, &mut w));
+    }
+
+    #[test]
+    fn random_super_packets_never_panic() {
+        let mut x = 0x0bad_cafe_dead_beefu64;
+        let mut out = vec![0u8; 70_000];
+        for n in 0..3000usize {
+            let len = n % 200;
+            let mut p: Vec<u8> = (0..len)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    x as u8
+                })
+                .collect();
+            if len > 40 && n % 2 == 0 {
+                p[0] = 0x45;
+                p[9] = 6;
+            }
+            let mss = (x % 300) as u16;
+            if let Some(s) = Tcp4Super::new(&p, mss) {
+                for i in 0..s.segments() + 1 {
+                    let _ = s.write_segment(&p, i, &mut out);
+                }
+            }
+            if let Some(h) = VnetHdr::parse(&p) {
+                let _ = complete_checksum(&mut p, &h);
+            }
+            let mut c = TcpCoalescer::new();
+            let mut sink = |_: &[u8]| {};
+            if p.len() > 20 {
+                let _ = c.add(&p[20..], [1, 2, 3, 4], [5, 6, 7, 8], &mut sink);
+                let _ = c.add(&p[..], [1, 2, 3, 4], [5, 6, 7, 8], &mut sink);
+            }
+            c.flush(&mut sink);
+        }
     }
 
     #[test]
