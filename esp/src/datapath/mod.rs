@@ -334,17 +334,30 @@ impl Datapath {
         &self.shared.cfg
     }
 
-    /// Rekey: the new outbound SA replaces the old at once; the new inbound SA is added and
-    /// the oldest ones beyond a handful are dropped, so packets still in flight under the
-    /// old SA are accepted until the caller removes it with [`Self::remove_inbound`].
+    /// Rekey in one step: [`add_inbound`](Self::add_inbound) then
+    /// [`set_outbound`](Self::set_outbound). A rekey between two hosts loses no packet when
+    /// both add their new inbound SA before either switches outbound, as IKE orders it
+    /// (RFC 7296 §2.8): use the two calls separately for that.
     pub fn install_sas(&self, outbound: OutboundSa, inbound: InboundSa) {
-        *lock(&self.shared.outbound) = outbound;
+        self.add_inbound(inbound);
+        self.set_outbound(outbound);
+    }
+
+    /// Adds an inbound SA (replacing one with the same SPI). Older SAs keep working, so
+    /// packets still in flight under them are accepted until [`remove_inbound`]
+    /// (Self::remove_inbound); beyond four, the oldest is dropped.
+    pub fn add_inbound(&self, inbound: InboundSa) {
         let mut v = lock(&self.shared.inbound);
         v.retain(|sa| sa.config().spi != inbound.config().spi);
         v.push(inbound);
         while v.len() > MAX_INBOUND_SAS {
             v.remove(0);
         }
+    }
+
+    /// Switches outbound traffic to a new SA at once.
+    pub fn set_outbound(&self, outbound: OutboundSa) {
+        *lock(&self.shared.outbound) = outbound;
     }
 
     /// Forwards IKE messages that arrive on the NAT-T socket (IKE and ESP share port 4500,
