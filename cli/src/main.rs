@@ -1,4 +1,5 @@
 use clap::{Parser, Subcommand};
+use ibm_ipsec::commands::ike_decode;
 
 /// ibm-ipsec: IKEv2 and ESP in transport mode, for NFS encryption in transit.
 #[derive(Parser)]
@@ -15,6 +16,17 @@ enum Command {
         #[command(subcommand)]
         command: ibm_ipsec::commands::cert::CertCommand,
     },
+    /// IKEv2 tools.
+    Ike {
+        #[command(subcommand)]
+        command: IkeCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum IkeCommand {
+    /// Decode one IKE message (a raw UDP payload, with or without the non-ESP marker).
+    Decode(ike_decode::DecodeArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -28,6 +40,10 @@ fn main() -> std::process::ExitCode {
     let Cli { command } = Cli::parse();
     let result = match command {
         Command::Cert { command } => ibm_ipsec::commands::cert::run(command),
+        // Prints its own one-line error and chooses its exit code.
+        Command::Ike {
+            command: IkeCommand::Decode(args),
+        } => return ike_decode::run(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

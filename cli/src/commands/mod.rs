@@ -1,3 +1,4 @@
 //! One module per `ibm-ipsec` subcommand; `main.rs` only parses arguments and dispatches.
 
 pub mod cert;
+pub mod ike_decode;
