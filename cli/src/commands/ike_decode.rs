@@ -39,7 +39,7 @@ pub fn decode(datagram: &[u8]) -> Result<Decoded, ike::wire::Error> {
             .unwrap_or(false)
     };
     let (non_esp_marker, bytes) = match strip_non_esp_marker(datagram) {
-        Some(rest) if !(length_matches(datagram) && !length_matches(rest)) => (true, rest),
+        Some(rest) if !length_matches(datagram) || length_matches(rest) => (true, rest),
         _ => (false, datagram),
     };
     Ok(Decoded {
