@@ -15,7 +15,8 @@ pub const NEXT_HEADER_NONE: u8 = 59;
 /// SPI + sequence number.
 pub const ESP_HEADER_LEN: usize = 8;
 /// SPI + sequence number + the 8-byte AES-GCM IV: where the payload starts in a sealed
-/// packet, and how much headroom [`OutboundSa::seal_in_place`](crate::OutboundSa) needs.
+/// AES-GCM packet, and how much headroom [`OutboundSa::seal_in_place`](crate::OutboundSa)
+/// needs ([`Algorithm::payload_offset`](crate::Algorithm::payload_offset) for any transform).
 pub const PAYLOAD_OFFSET: usize = ESP_HEADER_LEN + crate::algorithm::GCM_IV_LEN;
 
 /// The two fixed header fields of an ESP packet, read without decrypting anything. A driver

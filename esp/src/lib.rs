@@ -3,8 +3,11 @@
 //! The core is deterministic and does no I/O: an [`OutboundSa`] seals payloads into buffers
 //! the caller owns, an [`InboundSa`] opens packets in place, checks the anti-replay window
 //! ([`ReplayWindow`]) before decrypting and moves it only after the ICV verified. Transforms
-//! are AES-GCM-16 with 128- or 256-bit keys (RFC 4106) through ring. Helpers place ESP in IP
-//! packets ([`transport`]) and in UDP datagrams for NAT traversal ([`udp_encap`]).
+//! are AES-GCM-16 with 128- or 256-bit keys (RFC 4106) through ring, and AES-CBC with
+//! HMAC-SHA-256-128 (RFC 3602, RFC 4868) for peers without GCM; both are checked byte for byte
+//! against scapy's independent ESP code. Helpers place ESP in IP packets ([`transport`]) and
+//! in UDP datagrams for NAT traversal ([`udp_encap`]); [`datapath`] is the userspace I/O
+//! shell (Linux, feature `datapath`).
 //!
 //! ```
 //! use esp::{Algorithm, InboundSa, OutboundSa, SaConfig, sealed_len};

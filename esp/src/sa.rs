@@ -7,9 +7,9 @@
 use core::fmt;
 use core::ops::Range;
 
-use crate::algorithm::{Algorithm, Cipher, GCM_ICV_LEN, GCM_IV_LEN};
+use crate::algorithm::{Algorithm, Cipher};
 use crate::header::{
-    EspHeader, ESP_HEADER_LEN, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE, PAYLOAD_OFFSET,
+    EspHeader, ESP_HEADER_LEN, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, NEXT_HEADER_NONE,
 };
 use crate::lifetime::{Accounting, Counters, Event, Lifetime};
 use crate::replay::{ReplayWindow, DEFAULT_WINDOW};
@@ -18,8 +18,9 @@ use crate::{Error, Result};
 /// ESP padding can be at most 255 bytes (RFC 4303 §2.4); we only ever pad to alignment.
 const TRAILER_LEN: usize = 2;
 
-/// Largest payload we seal: a sealed packet must still fit the 16-bit IP total length.
-pub const MAX_PAYLOAD: usize = 65535 - 40 - PAYLOAD_OFFSET - 3 - TRAILER_LEN - GCM_ICV_LEN;
+/// Largest payload we seal: a sealed packet must still fit the 16-bit IP total length with
+/// any transform (the worst is AES-CBC: 16-byte IV, up to 15 bytes of padding).
+pub const MAX_PAYLOAD: usize = 65535 - 40 - MAX_OVERHEAD;
 
 /// How close to the end of the sequence space the SA asks for a rekey: 2^24 packets leave
 /// seconds of margin even at millions of packets per second.
@@ -88,32 +89,15 @@ impl SaConfig {
     }
 }
 
-/// Bytes a sealed packet of `payload_len` bytes occupies, from the SPI to the ICV.
+/// Bytes a sealed AES-GCM packet of `payload_len` bytes occupies, from the SPI to the ICV
+/// ([`Algorithm::sealed_len`] for any transform).
 pub const fn sealed_len(payload_len: usize) -> usize {
-    PAYLOAD_OFFSET + padded(payload_len) + GCM_ICV_LEN
+    Algorithm::AesGcm16_256.sealed_len(payload_len)
 }
 
-/// Bytes ESP adds at most to a payload (header, IV, up to 3 padding bytes, trailer, ICV).
-pub const MAX_OVERHEAD: usize = PAYLOAD_OFFSET + 3 + TRAILER_LEN + GCM_ICV_LEN;
-
-/// Plaintext length: payload ‖ padding ‖ pad length ‖ next header, a multiple of 4.
-const fn padded(payload_len: usize) -> usize {
-    (payload_len + TRAILER_LEN + 3) & !3
-}
-
-/// The AAD of AES-GCM ESP (RFC 4106 §5): SPI ‖ seq, or SPI ‖ seq-high ‖ seq-low with ESN.
-/// Returns the buffer and how much of it is used.
-fn aad(spi: u32, seq: u64, esn: bool) -> ([u8; 12], usize) {
-    let mut a = [0u8; 12];
-    a[..4].copy_from_slice(&spi.to_be_bytes());
-    if esn {
-        a[4..].copy_from_slice(&seq.to_be_bytes());
-        (a, 12)
-    } else {
-        a[4..8].copy_from_slice(&(seq as u32).to_be_bytes());
-        (a, 8)
-    }
-}
+/// Bytes ESP adds at most to a payload with any transform (header, a 16-byte IV, up to 15
+/// padding bytes, trailer, ICV); size buffers with it.
+pub const MAX_OVERHEAD: usize = ESP_HEADER_LEN + 16 + 15 + TRAILER_LEN + 16;
 
 /// The sending half of an SA.
 pub struct OutboundSa {
@@ -172,23 +156,35 @@ impl OutboundSa {
         }
     }
 
-    /// Seals `payload` into `out` (at least [`sealed_len`]`(payload.len())` bytes) and returns
-    /// the length of the ESP packet written, from the SPI to the ICV.
+    /// Where the payload goes in a buffer for [`seal_in_place`](Self::seal_in_place):
+    /// after SPI, sequence number and IV ([`PAYLOAD_OFFSET`](crate::PAYLOAD_OFFSET) for AES-GCM).
+    pub fn payload_offset(&self) -> usize {
+        self.config.algorithm.payload_offset()
+    }
+
+    /// Length of the sealed packet for a payload of `payload_len` bytes.
+    pub fn sealed_len(&self, payload_len: usize) -> usize {
+        self.config.algorithm.sealed_len(payload_len)
+    }
+
+    /// Seals `payload` into `out` (at least [`Self::sealed_len`]`(payload.len())` bytes) and
+    /// returns the length of the ESP packet written, from the SPI to the ICV.
     pub fn seal(&mut self, next_header: u8, payload: &[u8], out: &mut [u8]) -> Result<usize> {
-        let needed = sealed_len(payload.len());
+        let needed = self.sealed_len(payload.len());
         if out.len() < needed {
             return Err(Error::BufferTooSmall {
                 needed,
                 available: out.len(),
             });
         }
-        out[PAYLOAD_OFFSET..PAYLOAD_OFFSET + payload.len()].copy_from_slice(payload);
+        let off = self.payload_offset();
+        out[off..off + payload.len()].copy_from_slice(payload);
         self.seal_in_place(next_header, out, payload.len())
     }
 
     /// Seals the `payload_len` bytes the caller already placed at
-    /// `buf[PAYLOAD_OFFSET..]`; header, trailer and ICV are written around them. `buf` must
-    /// hold [`sealed_len`]`(payload_len)` bytes. Returns the packet length.
+    /// `buf[self.payload_offset()..]`; header, IV, trailer and ICV are written around them.
+    /// `buf` must hold [`Self::sealed_len`]`(payload_len)` bytes. Returns the packet length.
     pub fn seal_in_place(
         &mut self,
         next_header: u8,
@@ -198,7 +194,8 @@ impl OutboundSa {
         if payload_len > MAX_PAYLOAD {
             return Err(Error::PayloadTooLarge(payload_len));
         }
-        let needed = sealed_len(payload_len);
+        let alg = self.config.algorithm;
+        let needed = alg.sealed_len(payload_len);
         if buf.len() < needed {
             return Err(Error::BufferTooSmall {
                 needed,
@@ -216,9 +213,10 @@ impl OutboundSa {
         }
         let seq = self.next_seq;
 
-        let pt_len = padded(payload_len);
+        let off = alg.payload_offset();
+        let pt_len = alg.padded_len(payload_len);
         let pad_len = pt_len - payload_len - TRAILER_LEN;
-        let trailer = &mut buf[PAYLOAD_OFFSET + payload_len..PAYLOAD_OFFSET + pt_len];
+        let trailer = &mut buf[off + payload_len..off + pt_len];
         // Monotonic padding bytes 1, 2, 3 … (RFC 4303 §2.4).
         for (i, b) in trailer[..pad_len].iter_mut().enumerate() {
             *b = i as u8 + 1;
@@ -231,17 +229,7 @@ impl OutboundSa {
             sequence: seq as u32,
         }
         .emit(buf)?;
-        // The IV only has to be unique per key (RFC 4106 §3.1); the 64-bit sequence number
-        // is, because it never wraps.
-        let iv = seq.to_be_bytes();
-        buf[ESP_HEADER_LEN..PAYLOAD_OFFSET].copy_from_slice(&iv);
-        let (aad, aad_len) = aad(self.config.spi, seq, self.config.esn);
-        let icv = self.cipher.seal(
-            &iv,
-            &aad[..aad_len],
-            &mut buf[PAYLOAD_OFFSET..PAYLOAD_OFFSET + pt_len],
-        )?;
-        buf[PAYLOAD_OFFSET + pt_len..needed].copy_from_slice(&icv);
+        self.cipher.seal(seq, self.config.esn, buf, pt_len)?;
 
         if seq == self.seq_max() {
             self.exhausted = true;
@@ -349,12 +337,13 @@ impl InboundSa {
     }
 
     fn open_inner(&mut self, packet: &mut [u8]) -> Result<Opened> {
-        // Smallest packet: header, IV, 4 bytes of aligned trailer, ICV.
-        const MIN_LEN: usize = PAYLOAD_OFFSET + 4 + GCM_ICV_LEN;
-        if packet.len() < MIN_LEN {
+        let alg = self.config.algorithm;
+        let (off, icv_len, align) = (alg.payload_offset(), alg.icv_len(), alg.block_align());
+        // Smallest packet: header, IV, one aligned unit of trailer, ICV.
+        if packet.len() < off + align + icv_len {
             return Err(Error::Truncated(packet.len()));
         }
-        if (packet.len() - PAYLOAD_OFFSET - GCM_ICV_LEN) % 4 != 0 {
+        if (packet.len() - off - icv_len) % align != 0 {
             return Err(Error::Misaligned);
         }
         let header = EspHeader::parse(packet)?;
@@ -365,17 +354,11 @@ impl InboundSa {
             return Err(Error::LifetimeExpired);
         }
         let seq = self.replay.check(header.sequence)?;
-
-        let mut iv = [0u8; GCM_IV_LEN];
-        iv.copy_from_slice(&packet[ESP_HEADER_LEN..PAYLOAD_OFFSET]);
-        let (aad, aad_len) = aad(self.config.spi, seq, self.config.esn);
-        let pt_len = self
-            .cipher
-            .open(&iv, &aad[..aad_len], &mut packet[PAYLOAD_OFFSET..])?;
+        let pt_len = self.cipher.open(seq, self.config.esn, packet)?;
         // Authentic: the window may move now (RFC 4303 §3.4.3), whatever the trailer holds.
         self.replay.update(seq);
 
-        let pt = &packet[PAYLOAD_OFFSET..PAYLOAD_OFFSET + pt_len];
+        let pt = &packet[off..off + pt_len];
         let (next_header, pad_len) = match pt {
             [.., p, n] => (*n, usize::from(*p)),
             _ => return Err(Error::BadPadding),
@@ -397,7 +380,7 @@ impl InboundSa {
         Ok(Opened {
             next_header,
             sequence: seq,
-            payload: PAYLOAD_OFFSET..PAYLOAD_OFFSET + payload_len,
+            payload: off..off + payload_len,
         })
     }
 }
@@ -419,6 +402,7 @@ impl fmt::Debug for InboundSa {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{GCM_ICV_LEN, PAYLOAD_OFFSET};
 
     const KEY: [u8; 36] = [
         0x4c, 0x80, 0xcd, 0xef, 0xbb, 0x5d, 0x10, 0xda, 0x90, 0x6a, 0xc7, 0x3c, 0x36, 0x13, 0xa6,
@@ -472,6 +456,34 @@ mod tests {
                 assert_eq!(i.counters().packets, 70);
                 assert_eq!(o.counters().bytes, (0..70u64).sum::<u64>());
             }
+        }
+    }
+
+    #[test]
+    fn cbc_hmac_round_trip_and_layout() {
+        let km = [0x61u8; 64];
+        for esn in [false, true] {
+            let c = SaConfig {
+                esn,
+                ..SaConfig::new(SPI, Algorithm::AesCbc256HmacSha256)
+            };
+            let mut o = OutboundSa::new(c, &km).unwrap();
+            let mut i = InboundSa::new(c, &km).unwrap();
+            for len in 0..40usize {
+                let payload = vec![len as u8; len];
+                let mut p = vec![0u8; o.sealed_len(len)];
+                assert_eq!(o.seal(17, &payload, &mut p), Ok(p.len()));
+                assert_eq!((p.len() - 24 - 16) % 16, 0);
+                let op = i.open(&mut p).unwrap();
+                assert_eq!(op.payload.start, 24);
+                assert_eq!(&p[op.payload], &payload[..]);
+            }
+            // Different sequence numbers give unrelated IVs.
+            let (mut a, mut b) = (vec![0u8; 56], vec![0u8; 56]);
+            o.seal(6, &[0; 8], &mut a).unwrap();
+            o.seal(6, &[0; 8], &mut b).unwrap();
+            assert_ne!(a[8..24], b[8..24]);
+            assert_ne!(a[24..40], b[24..40]);
         }
     }
 
@@ -589,16 +601,8 @@ mod tests {
         }
         .emit(&mut p)
         .unwrap();
-        p[8..16].copy_from_slice(&seq.to_be_bytes());
         p[16..16 + plaintext.len()].copy_from_slice(plaintext);
-        let (a, al) = aad(SPI, seq, false);
-        let iv = seq.to_be_bytes();
-        let icv = o
-            .cipher
-            .seal(&iv, &a[..al], &mut p[16..16 + plaintext.len()])
-            .unwrap();
-        let n = p.len();
-        p[n - 16..].copy_from_slice(&icv);
+        o.cipher.seal(seq, false, &mut p, plaintext.len()).unwrap();
         p
     }
 

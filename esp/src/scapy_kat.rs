@@ -27,6 +27,8 @@ fn cases() -> Vec<Case> {
             let algorithm = match key.len() {
                 20 => Algorithm::AesGcm16_128,
                 36 => Algorithm::AesGcm16_256,
+                48 => Algorithm::AesCbc128HmacSha256,
+                64 => Algorithm::AesCbc256HmacSha256,
                 n => panic!("key length {n}"),
             };
             let mode = match f[1] {
@@ -54,7 +56,10 @@ fn cases() -> Vec<Case> {
 #[test]
 fn fixture_is_complete() {
     let c = cases();
-    assert_eq!(c.len(), 5);
+    assert_eq!(c.len(), 7);
+    assert!(c
+        .iter()
+        .any(|c| c.config.algorithm == Algorithm::AesCbc128HmacSha256 && c.config.esn));
     assert!(c.iter().any(|c| c.config.esn));
     assert!(c.iter().any(|c| c.mode == Mode::Tunnel));
     assert!(c.iter().any(|c| c.plain[0] >> 4 == 6));

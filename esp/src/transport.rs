@@ -3,9 +3,9 @@
 
 use core::ops::Range;
 
-use crate::header::{IPPROTO_ESP, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6, PAYLOAD_OFFSET};
+use crate::header::{IPPROTO_ESP, NEXT_HEADER_IPV4, NEXT_HEADER_IPV6};
 use crate::ip::IpLayout;
-use crate::sa::{sealed_len, InboundSa, OutboundSa};
+use crate::sa::{InboundSa, OutboundSa};
 use crate::{Error, Result};
 
 /// Seals the IP packet `packet` in transport mode into `out`: the IP header (with IPv6
@@ -15,7 +15,7 @@ use crate::{Error, Result};
 pub fn seal_transport(sa: &mut OutboundSa, packet: &[u8], out: &mut [u8]) -> Result<usize> {
     let layout = IpLayout::parse(packet)?;
     let payload = &packet[layout.header_len..layout.total_len];
-    let needed = layout.header_len + sealed_len(payload.len());
+    let needed = layout.header_len + sa.sealed_len(payload.len());
     if out.len() < needed {
         return Err(Error::BufferTooSmall {
             needed,
@@ -39,10 +39,10 @@ pub fn open_transport(sa: &mut InboundSa, packet: &mut [u8]) -> Result<Range<usi
     let hl = layout.header_len;
     let opened = sa.open(&mut packet[hl..layout.total_len])?;
     let payload_len = opened.payload.len();
-    // The payload now starts at hl + PAYLOAD_OFFSET: slide the (short) header forward
+    // The payload now starts at hl + the payload offset: slide the (short) header forward
     // instead of the (long) payload back.
-    packet.copy_within(..hl, PAYLOAD_OFFSET);
-    let start = PAYLOAD_OFFSET;
+    let start = opened.payload.start;
+    packet.copy_within(..hl, start);
     layout.rewrite(&mut packet[start..], opened.next_header, payload_len)?;
     Ok(start..start + hl + payload_len)
 }

@@ -598,7 +598,7 @@ fn controlled_datapath(
 
 /// A rekey while UDP request/response traffic flows: both hosts add the new inbound SA, then
 /// both switch outbound, then drop the old inbound SA (the order IKE uses). Every datagram
-/// must be answered, and traffic must have used both generations of SAs.
+/// must be answered, and traffic must have used both generations of SAs (GCM, then CBC).
 #[test]
 fn rekey_under_traffic_loses_nothing() {
     if let Some(why) = skip_reason() {

@@ -45,10 +45,10 @@ use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use crate::header::{EspHeader, NEXT_HEADER_NONE, PAYLOAD_OFFSET};
+use crate::header::{EspHeader, NEXT_HEADER_NONE};
 use crate::ip::{write_ipv4_header, IpLayout, IpVersion, IPV4_HEADER_LEN};
 use crate::udp_encap::{classify, Encapsulated, NAT_T_PORT};
-use crate::{sealed_len, Event, InboundSa, OutboundSa};
+use crate::{Event, InboundSa, OutboundSa, MAX_OVERHEAD};
 
 use offload::{complete_checksum, Tcp4Super, TcpCoalescer, VnetHdr, VNET_HDR_LEN};
 
@@ -344,8 +344,8 @@ impl Datapath {
     }
 
     /// Adds an inbound SA (replacing one with the same SPI). Older SAs keep working, so
-    /// packets still in flight under them are accepted until [`remove_inbound`]
-    /// (Self::remove_inbound); beyond four, the oldest is dropped.
+    /// packets still in flight under them are accepted until
+    /// [`remove_inbound`](Self::remove_inbound); beyond four, the oldest is dropped.
     pub fn add_inbound(&self, inbound: InboundSa) {
         let mut v = lock(&self.shared.inbound);
         v.retain(|sa| sa.config().spi != inbound.config().spi);
@@ -579,7 +579,7 @@ const ARENA_LEN: usize = 256 * 1024;
 
 fn tx_loop(sh: &Shared, tun: &File, socket: &Socket) {
     let mut pkt = vec![0u8; VNET_HDR_LEN + BUF_LEN];
-    let mut arena = vec![0u8; ARENA_LEN];
+    let mut arena = vec![0u8; ARENA_LEN.max(BUF_LEN + MAX_OVERHEAD)];
     let mut gso = matches!(socket, Socket::Udp(_));
     let st = &sh.stats;
     while !sh.stop.load(Ordering::Relaxed) {
@@ -624,20 +624,22 @@ fn tx_loop(sh: &Shared, tun: &File, socket: &Socket) {
                 continue;
             };
             bump(&st.tx_tso_packets, 1);
-            let stride = sealed_len(sup.max_segment_len());
             let count = sup.segments();
-            if count * stride > arena.len() {
-                bump(&st.tx_dropped, 1);
-                continue;
-            }
             let mut sealed = 0;
             let mut last_len = 0;
+            let stride;
             {
                 let mut sa = lock(&sh.outbound);
+                let off = sa.payload_offset();
+                stride = sa.sealed_len(sup.max_segment_len());
+                if count * stride > arena.len() {
+                    drop(sa);
+                    bump(&st.tx_dropped, 1);
+                    continue;
+                }
                 for i in 0..count {
                     let slot = &mut arena[i * stride..(i + 1) * stride];
-                    let Some(seg_len) = sup.write_segment(packet, i, &mut slot[PAYLOAD_OFFSET..])
-                    else {
+                    let Some(seg_len) = sup.write_segment(packet, i, &mut slot[off..]) else {
                         break;
                     };
                     match sa.seal_in_place(layout.protocol, slot, seg_len) {
