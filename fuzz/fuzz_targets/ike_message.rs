@@ -20,7 +20,9 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(payloads) = parse_chain(chain, PayloadType::from(t)) {
             let mut buf = vec![0; chain_len(&payloads)];
             emit_chain(&payloads, &mut buf).expect("a parsed chain serializes");
-            let first = payloads.first().map_or(PayloadType::NoNextPayload, |p| p.payload_type());
+            let first = payloads
+                .first()
+                .map_or(PayloadType::NoNextPayload, |p| p.payload_type());
             assert_eq!(parse_chain(&buf, first).expect("reparses"), payloads);
         }
     }

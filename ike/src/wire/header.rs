@@ -232,6 +232,23 @@ impl Header {
         }
     }
 
+    /// The header of the response to this request: same SPIs, exchange and message ID, the R
+    /// flag, and the I flag when we are the IKE SA's original initiator (RFC 7296 §3.1).
+    pub fn response(&self, original_initiator: bool) -> Header {
+        let flags = if original_initiator {
+            Flags::RESPONSE | Flags::INITIATOR
+        } else {
+            Flags::RESPONSE
+        };
+        Header::new(
+            self.exchange_type,
+            self.initiator_spi,
+            self.responder_spi,
+            self.message_id,
+            flags,
+        )
+    }
+
     /// Parses a checked header view; refuses major versions other than 2.
     pub fn parse<T: AsRef<[u8]>>(packet: &HeaderPacket<T>) -> Result<Self> {
         if packet.major_version() != MAJOR_VERSION {
@@ -331,6 +348,18 @@ mod tests {
         let mut expect = buf[..HEADER_LEN].to_vec();
         expect[19] = 0x08; // reserved flag bit cleared
         assert_eq!(&out[..], &expect[..]);
+    }
+
+    #[test]
+    fn response_header_mirrors_the_request() {
+        let req = Header::new(ExchangeType::Informational, 1, 2, 9, Flags::INITIATOR);
+        let resp = req.response(false);
+        assert_eq!(
+            (resp.initiator_spi, resp.responder_spi, resp.message_id),
+            (1, 2, 9)
+        );
+        assert_eq!(resp.flags, Flags::RESPONSE);
+        assert_eq!(req.response(true).flags, Flags::RESPONSE | Flags::INITIATOR);
     }
 
     #[test]

@@ -319,6 +319,35 @@ mod tests {
     }
 
     #[test]
+    fn find_payload_lookups() {
+        let ps = every_payload();
+        assert_eq!(ps.sa().unwrap().proposals.len(), 2);
+        assert_eq!(ps.ke().unwrap().dh_group, DhGroup::Curve25519);
+        assert_eq!(
+            ps.id_i().unwrap().as_ip(),
+            Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1)))
+        );
+        assert_eq!(ps.id_r().unwrap().id_type, IdType::Ipv6Addr);
+        assert_eq!(ps.ts_i().unwrap().ranges().count(), 2);
+        assert_eq!(ps.ts_r().unwrap().selectors.len(), 2);
+        assert_eq!(ps.certificates().count(), 1);
+        assert_eq!(ps.deletes().count(), 2);
+        assert!(ps.notify(NotifyType::UseTransportMode).is_some());
+        assert_eq!(
+            ps.notify(NotifyType::RekeySa).unwrap().spi_u32(),
+            Some(0xdeadbeef)
+        );
+        assert!(ps.error_notify().is_none());
+        assert_eq!(ps.nonce().unwrap().0.len(), 32);
+        assert!(ps.auth().is_some() && ps.cp().is_some());
+        let failed = [Payload::Notify(Notify::new(NotifyType::TsUnacceptable))];
+        assert_eq!(
+            failed.error_notify().unwrap().notify_type,
+            NotifyType::TsUnacceptable
+        );
+    }
+
+    #[test]
     fn inner_chain_parses_from_plaintext() {
         let inner = every_payload();
         let mut plain = vec![0; chain_len(&inner)];

@@ -33,6 +33,7 @@ mod cursor;
 mod delete;
 mod encrypted;
 mod error;
+mod find;
 mod header;
 mod ident;
 mod key_exchange;
@@ -53,6 +54,7 @@ pub use config::{ConfigAttribute, Configuration, MAX_CFG_ATTRIBUTES};
 pub use delete::Delete;
 pub use encrypted::{Encrypted, EncryptedFragment};
 pub use error::{Error, Result};
+pub use find::FindPayload;
 pub use header::{
     peek_spis, Flags, Header, HeaderPacket, HEADER_LEN, MAJOR_VERSION, MAX_MESSAGE_LEN,
 };
