@@ -179,7 +179,7 @@ impl XfrmKernel {
 
 /// Whether a policy was installed by us: it has templates and all carry our reqids.
 pub fn policy_is_ours(p: &PolicyState) -> bool {
-    !p.templates.is_empty() && p.templates.iter().all(|t| is_ours(t.reqid))
+    !p.socket && !p.templates.is_empty() && p.templates.iter().all(|t| is_ours(t.reqid))
 }
 
 impl Kernel for XfrmKernel {

@@ -307,11 +307,17 @@ pub struct PolicyState {
     pub lifetime: LifetimeConfig,
     /// Usage.
     pub current: LifetimeCurrent,
+    /// A per-socket policy (`IP_XFRM_POLICY`), which the kernel reports with direction
+    /// `XFRM_POLICY_MAX + dir`; it cannot be deleted by selector.
+    pub socket: bool,
 }
 
 impl PolicyState {
     /// The id to delete or fetch this policy with.
     pub fn id(&self) -> Option<PolicyId> {
+        if self.socket {
+            return None;
+        }
         Some(PolicyId {
             selector: self.selector?,
             dir: self.dir,
@@ -321,13 +327,17 @@ impl PolicyState {
 
     pub(crate) fn parse(payload: &[u8]) -> Result<Self, DecodeError> {
         need("xfrm_userpolicy_info", payload, USERPOLICY_INFO_LEN)?;
+        // Socket policies are dumped with XFRM_POLICY_MAX (3) added to their direction.
+        let raw_dir = payload[160];
+        let socket = raw_dir >= 3;
         let mut p = PolicyState {
+            socket,
             selector: Selector::parse(&payload[..SELECTOR_LEN])?,
             lifetime: LifetimeConfig::parse(&payload[56..])?,
             current: LifetimeCurrent::parse(&payload[120..])?,
             priority: u32_at(payload, 152),
             index: u32_at(payload, 156),
-            dir: Direction::from_u8(payload[160])?,
+            dir: Direction::from_u8(if socket { raw_dir - 3 } else { raw_dir })?,
             action: match payload[161] {
                 0 => Action::Allow,
                 1 => Action::Block,
@@ -451,9 +461,17 @@ mod tests {
         assert_eq!(st.templates, p.templates);
         assert_eq!(st.mark, p.mark);
         assert_eq!(st.id(), Some(p.id()));
+        assert!(!st.socket);
         for n in 0..msg.len() - HEADER_LEN {
             let _ = PolicyState::parse(&msg[HEADER_LEN..HEADER_LEN + n]);
         }
+        // The same policy as a socket policy (direction + XFRM_POLICY_MAX) has no id.
+        let mut sock = msg[HEADER_LEN..].to_vec();
+        sock[160] += 3;
+        let st = PolicyState::parse(&sock).unwrap();
+        assert!(st.socket && st.dir == Direction::Out && st.id().is_none());
+        sock[160] = 6;
+        assert!(PolicyState::parse(&sock).is_err());
     }
 
     #[test]

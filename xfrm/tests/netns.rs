@@ -156,12 +156,27 @@ fn policies_install_dump_and_delete_only_ours() {
     );
     assert!(text.contains("mode tunnel"), "{text}");
     ns.run(|| {
+        // A socket with bypass policies (as the daemon's IKE sockets have): kernels that dump
+        // socket policies report them with direction + 3; they are decoded and never ours.
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        xfrm::socket_policy::bypass_policies(&udp, xfrm::socket_policy::SocketFamily::V4).unwrap();
         let k = XfrmKernel::open().unwrap();
+        let listed = k.policies().unwrap();
+        assert!(listed
+            .iter()
+            .filter(|p| p.socket)
+            .all(|p| p.templates.is_empty() && p.id().is_none()));
         let f = k.flush_ours().unwrap();
         assert_eq!((f.sas, f.policies), (0, 2));
-        let left = k.policies().unwrap();
+        let left: Vec<_> = k
+            .policies()
+            .unwrap()
+            .into_iter()
+            .filter(|p| !p.socket)
+            .collect();
         assert_eq!(left.len(), 1);
         assert_eq!(left[0].templates[0].reqid, 1);
+        drop(udp);
     });
 }
 

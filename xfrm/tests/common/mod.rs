@@ -63,6 +63,22 @@ impl Netns {
         })
     }
 
+    /// Runs `f` on a new thread inside the namespace and returns its handle (for a server
+    /// that must run while another namespace acts).
+    pub fn spawn<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> std::thread::JoinHandle<T> {
+        let path = format!("/run/netns/{}", self.name);
+        std::thread::spawn(move || {
+            let file = File::open(&path).expect("open netns");
+            // SAFETY: setns on a valid namespace fd; affects only this thread.
+            let r = unsafe { libc::setns(file.as_raw_fd(), libc::CLONE_NEWNET) };
+            assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
+            f()
+        })
+    }
+
     /// `ip -n NAME args…`.
     pub fn ip(&self, args: &[&str]) -> Output {
         Command::new("ip")
