@@ -545,6 +545,41 @@ fn send_segments(
                 }
             }
         }
+        if !done {
+            if let Socket::Raw(fd) = socket {
+                // Raw ESP has no GSO: hand the kernel the whole run in one sendmmsg.
+                let mut slices: [&[u8]; sys::MMSG_MAX] = [&[]; sys::MMSG_MAX];
+                let k = n.min(sys::MMSG_MAX);
+                for (j, slot) in slices.iter_mut().enumerate().take(k) {
+                    let len = if first + j + 1 == count {
+                        last_len
+                    } else {
+                        stride
+                    };
+                    let at = (first + j) * stride;
+                    *slot = &arena[at..at + len];
+                }
+                let mut sent = 0;
+                while sent < k {
+                    match sys::sendmmsg_v4(fd.as_raw_fd(), &slices[sent..k], sh.cfg.peer) {
+                        Ok(m) if m > 0 => sent += m,
+                        Err(e)
+                            if e.kind() == io::ErrorKind::WouldBlock
+                                && !sh.stop.load(Ordering::Relaxed) =>
+                        {
+                            let _ = sys::wait_writable(fd.as_raw_fd(), POLL_MS);
+                        }
+                        _ => break,
+                    }
+                }
+                let bytes: usize = slices[..sent].iter().map(|b| b.len()).sum();
+                bump(&st.tx_packets, sent as u64);
+                bump(&st.tx_bytes, bytes as u64);
+                bump(&st.tx_errors, (k - sent) as u64);
+                first += k;
+                continue;
+            }
+        }
         if done {
             bump(&st.tx_gso_segments, n as u64);
             bump(&st.tx_packets, n as u64);
@@ -707,6 +742,11 @@ fn rx_loop(sh: &Shared, tun: &File, socket: &Socket) {
         let (n, seg, from) = match received {
             Ok(r) => r,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                // Nothing more queued: deliver what is held before sleeping. Holding segments
+                // across reads lets coalescing work even when each read brings one packet
+                // (raw ESP, or UDP without GRO); while packets keep coming, the coalescer
+                // flushes itself when full or when the flow's run ends.
+                coalescer.flush(&mut write_tun);
                 let _ = sys::wait_readable(socket.fd(), POLL_MS);
                 continue;
             }
@@ -754,8 +794,8 @@ fn rx_loop(sh: &Shared, tun: &File, socket: &Socket) {
             VnetHdr::emit_data_valid(&mut buf[vnet_start..ip_start]);
             write_tun(&buf[vnet_start..payload.end]);
         }
-        coalescer.flush(&mut write_tun);
     }
+    coalescer.flush(&mut write_tun);
 }
 
 /// Opens the datagram at `buf[at..at + len]`; returns the next header and where the

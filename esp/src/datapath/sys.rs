@@ -213,6 +213,38 @@ pub(crate) fn send_to_v4(fd: RawFd, buf: &[u8], dst: Ipv4Addr) -> io::Result<usi
     Ok(n as usize)
 }
 
+/// Most messages one `sendmmsg` call takes here.
+pub(crate) const MMSG_MAX: usize = 64;
+
+/// sendmmsg(2) on a raw socket: sends each of `bufs` (at most [`MMSG_MAX`]) as one packet to
+/// `dst`; returns how many were sent (the rest may be retried).
+pub(crate) fn sendmmsg_v4(fd: RawFd, bufs: &[&[u8]], dst: Ipv4Addr) -> io::Result<usize> {
+    let n = bufs.len().min(MMSG_MAX);
+    let mut sa = sockaddr_v4(dst, 0);
+    let mut iovs: [libc::iovec; MMSG_MAX] = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MMSG_MAX];
+    // SAFETY: mmsghdr is plain old data; all-zero is valid before we fill it.
+    let mut msgs: [libc::mmsghdr; MMSG_MAX] = unsafe { std::mem::zeroed() };
+    for i in 0..n {
+        iovs[i] = libc::iovec {
+            iov_base: bufs[i].as_ptr() as *mut libc::c_void,
+            iov_len: bufs[i].len(),
+        };
+        msgs[i].msg_hdr.msg_name = &mut sa as *mut libc::sockaddr_in as *mut libc::c_void;
+        msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msgs[i].msg_hdr.msg_iov = &mut iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: n headers, each pointing at a live iovec, buffer and address.
+    let sent = unsafe { libc::sendmmsg(fd, msgs.as_mut_ptr(), n as libc::c_uint, 0) };
+    if sent < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(sent as usize)
+}
+
 /// recv(2) without blocking.
 pub(crate) fn recv_nonblocking(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
     // SAFETY: buf is valid for writes of its length.
