@@ -150,16 +150,14 @@ fn run_datapath(
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
     let h = in_ns(ns, move || {
         let tun = cfg.tun_name.clone();
-        let prio = cfg.rule_priority;
         let dp = Datapath::start(cfg, sas.0, sas.1).expect("datapath start");
         ready_tx.send(()).unwrap();
         let _ = stop_rx.recv();
         let stats = dp.shutdown();
         let leftovers = sh_out(&["ip", "rule"])
             .lines()
-            .filter(|l| {
-                l.starts_with(&format!("{prio}:")) || l.starts_with(&format!("{}:", prio + 1))
-            })
+            // Our rules carry routing protocol 73.
+            .filter(|l| l.contains("proto 73"))
             .map(str::to_string)
             .chain(
                 sh_out(&["ip", "-o", "link"])
@@ -460,14 +458,19 @@ fn start_cleans_up_after_a_crash() {
     for cmd in [
         format!("ip tuntap add dev {tun} mode tun"),
         format!("ip link set dev {tun} up"),
-        format!("ip rule add priority {prio} fwmark 0x1e5 lookup main"),
+        format!("ip rule add priority {prio} fwmark 0x1e5 lookup main protocol 73"),
         format!(
-            "ip rule add priority {} to 10.77.0.2/32 lookup {table}",
+            "ip rule add priority {} to 10.77.0.2/32 lookup {table} protocol 73",
             prio + 1
         ),
         format!(
-            "ip rule add priority {} to 10.77.0.9/32 lookup {table}",
+            "ip rule add priority {} to 10.77.0.9/32 lookup {table} protocol 73",
             prio + 3
+        ),
+        // Not ours (no protocol tag) although it shares a priority: must survive.
+        format!(
+            "ip rule add priority {} to 10.77.0.77/32 lookup main",
+            prio + 1
         ),
         format!("ip route add 10.77.0.2/32 dev {tun} table {table}"),
     ] {
@@ -505,7 +508,11 @@ fn start_cleans_up_after_a_crash() {
     );
     assert!(left_a.is_empty(), "left behind:\n{left_a}");
     let rules = sh_out(&["ip", "-n", &lab.a, "rule"]);
-    assert!(!rules.contains("10.77.0.9"), "stale rule kept:\n{rules}");
+    assert!(!rules.contains("10.77.0.9 "), "stale rule kept:\n{rules}");
+    assert!(
+        rules.contains("10.77.0.77"),
+        "foreign rule removed:\n{rules}"
+    );
 }
 
 /// IKE and ESP share UDP 4500 (RFC 3948 §2.2): an IKE message sent through one datapath's

@@ -9,14 +9,19 @@
 //! table T: PEER/32 dev TUN src LOCAL
 //! ```
 //!
-//! Everything is owned by priority and table number, so a restart after a crash removes
-//! leftovers by those numbers alone. The commands are iproute2's `ip` (a dependency the
+//! Our rules and route carry routing protocol number [`RULE_PROTOCOL`] (`proto 73` in
+//! `ip rule`): a restart after a crash removes leftovers by priority *and* that tag, so a
+//! foreign rule that happens to share a priority is never touched. The commands are iproute2's `ip` (a dependency the
 //! project's install script provides).
 
 use std::io;
 use std::process::Command;
 
 use super::{DatapathConfig, Selector};
+
+/// The rtnetlink protocol number that marks our rules and routes (unassigned in iproute2's
+/// `rt_protos`; 73 is ASCII `I`).
+pub(crate) const RULE_PROTOCOL: u8 = 73;
 
 /// Runs `ip ARGS`; errors carry the command and its stderr.
 fn ip(args: &[String]) -> io::Result<()> {
@@ -79,6 +84,8 @@ pub(crate) fn install(cfg: &DatapathConfig) -> io::Result<()> {
         s(cfg.local),
         s("table"),
         table.clone(),
+        s("proto"),
+        s(RULE_PROTOCOL),
     ])?;
     ip(&[
         s("rule"),
@@ -89,6 +96,8 @@ pub(crate) fn install(cfg: &DatapathConfig) -> io::Result<()> {
         format!("{:#x}", cfg.mark),
         s("lookup"),
         s("main"),
+        s("protocol"),
+        s(RULE_PROTOCOL),
     ])?;
     let all = [Selector::default()];
     let selectors: &[Selector] = if cfg.selectors.is_empty() {
@@ -106,20 +115,28 @@ pub(crate) fn install(cfg: &DatapathConfig) -> io::Result<()> {
             format!("{}/32", cfg.peer),
         ];
         args.extend(selector_words(sel));
-        args.extend([s("lookup"), table.clone()]);
+        args.extend([s("lookup"), table.clone(), s("protocol"), s(RULE_PROTOCOL)]);
         ip(&args)?;
     }
     Ok(())
 }
 
-/// Removes our rules (by priority), the table's routes and a TUN left behind by a previous
-/// run. Safe to call when nothing is installed.
+/// Removes our rules (by priority and protocol tag), the table's routes and a TUN left behind
+/// by a previous run. Safe to call when nothing is installed.
 pub(crate) fn remove(cfg: &DatapathConfig) {
     let last = cfg.rule_priority + 1 + cfg.selectors.len().max(1) as u32;
     for prio in cfg.rule_priority..=last + MAX_STALE_SELECTORS {
         // A priority can hold several rules after repeated crashes; delete until none is left.
         for _ in 0..16 {
-            if ip(&[s("rule"), s("del"), s("priority"), s(prio)]).is_err() {
+            let del = [
+                s("rule"),
+                s("del"),
+                s("priority"),
+                s(prio),
+                s("protocol"),
+                s(RULE_PROTOCOL),
+            ];
+            if ip(&del).is_err() {
                 break;
             }
         }
