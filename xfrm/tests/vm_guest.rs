@@ -238,6 +238,31 @@ fn guest_transport_mode_esp_between_namespaces() {
     }
     assert!(soft, "no soft EXPIRE for the a→b SA");
 
+    // Rekey, the kernel side (RFC 7296 §2.8): new SAs with the same reqids installed next to
+    // the old ones, then the old ones deleted; traffic keeps flowing on the new SPIs.
+    let spi_ab2 = allocate(&b, pa, pb, r_ab);
+    let spi_ba2 = allocate(&a, pb, pa, r_ba);
+    let mut ab2 = SaSpec::transport(pa, pb, spi_ab2, r_ab, Crypto::aes_gcm(&[0x66; 36]).unwrap());
+    ab2.replay = Replay {
+        window: 128,
+        esn: true,
+    };
+    let ba2 = SaSpec::transport(pb, pa, spi_ba2, r_ba, Crypto::aes_gcm(&[0x77; 20]).unwrap());
+    for (ns, inbound, outbound) in [(&a, &ba2, &ab2), (&b, &ab2, &ba2)] {
+        let (inbound, outbound) = (inbound.clone(), outbound.clone());
+        ns.run(move || {
+            let k = XfrmKernel::open().unwrap();
+            k.update_sa(&inbound).unwrap();
+            k.add_sa(&outbound).unwrap();
+            k.delete_sa(&ab_id).unwrap();
+            k.delete_sa(&ba_id).unwrap();
+        });
+    }
+    assert!(ping(&a, pb, "3", "2"), "ping a→b after the rekey failed");
+    let ab_id = ab2.id();
+    let in_b = b.run(move || XfrmKernel::open().unwrap().get_sa(&ab_id).unwrap());
+    assert!(in_b.current.packets >= 3, "new a→b SA unused: {in_b:?}");
+
     // Without b's inbound SA the traffic must stop (and b counts XfrmInNoStates).
     let before = xfrm_stat(&b, "XfrmInNoStates");
     b.run(move || XfrmKernel::open().unwrap().delete_sa(&ab_id).unwrap());
