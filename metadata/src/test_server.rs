@@ -26,6 +26,10 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 use tokio::task::JoinHandle;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+use tokio_rustls::TlsAcceptor;
 
 use crate::api::{self, CertificateResponse, ErrorBody, ErrorTarget, ServiceError, TokenResponse};
 use crate::timestamp::rfc3339;
@@ -68,20 +72,43 @@ pub trait Issuer: Send + Sync + 'static {
     fn root_ca_pem(&self) -> String;
 }
 
+/// The server's own certificate for https, like the real service's secure endpoint.
+#[derive(Clone)]
+pub struct TlsIdentity {
+    /// The server certificate chain, PEM, leaf first.
+    pub chain_pem: String,
+    /// The server's private key, PKCS#8 DER.
+    pub key_pkcs8_der: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for TlsIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsIdentity")
+            .field("key", &"<redacted>")
+            .finish_non_exhaustive()
+    }
+}
+
+/// The instance id used when none is configured.
+pub const DEFAULT_INSTANCE_ID: &str = "0717_a1b2c3d4-0000-4000-8000-00000000test";
+
 /// Settings of a test server.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct TestServerConfig {
     /// Written into each certificate's subject CN, as the real service writes the instance id.
     pub instance_id: String,
     /// Where to write the root CA ([`ROOT_CA_FILE`]); nothing is written when `None`.
     pub state_dir: Option<PathBuf>,
+    /// Serve https with this identity instead of plain http.
+    pub tls: Option<TlsIdentity>,
 }
 
 impl Default for TestServerConfig {
     fn default() -> Self {
         TestServerConfig {
-            instance_id: "0717_a1b2c3d4-0000-4000-8000-00000000test".to_string(),
+            instance_id: DEFAULT_INSTANCE_ID.to_string(),
             state_dir: None,
+            tls: None,
         }
     }
 }
@@ -92,6 +119,7 @@ struct Faults {
     fail_status: u16,
     delay: Duration,
     disabled: bool,
+    expired_tokens: bool,
 }
 
 struct Shared {
@@ -133,6 +161,11 @@ impl ServerControl {
         lock(&self.shared.faults).disabled = disabled;
     }
 
+    /// Hand out tokens that are already expired (a clock skew between client and service).
+    pub fn issue_expired_tokens(&self, expired: bool) {
+        lock(&self.shared.faults).expired_tokens = expired;
+    }
+
     /// Make every token issued so far expired.
     pub fn expire_tokens(&self) {
         let past = SystemTime::UNIX_EPOCH;
@@ -155,6 +188,7 @@ impl ServerControl {
 /// A running test server.
 pub struct TestServer {
     addr: SocketAddr,
+    https: bool,
     control: ServerControl,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -190,7 +224,11 @@ impl TestServer {
             .local_addr()
             .map_err(|e| Error::TestServer(format!("local address: {e}")))?;
         let shared = Arc::new(Shared {
-            instance_id: config.instance_id,
+            instance_id: if config.instance_id.is_empty() {
+                DEFAULT_INSTANCE_ID.to_string()
+            } else {
+                config.instance_id.clone()
+            },
             issuer,
             tokens: Mutex::new(HashMap::new()),
             faults: Mutex::new(Faults::default()),
@@ -198,10 +236,16 @@ impl TestServer {
             issued: AtomicU64::new(0),
             rng: SystemRandom::new(),
         });
+        let acceptor = match &config.tls {
+            Some(identity) => Some(tls_acceptor(identity)?),
+            None => None,
+        };
+        let https = acceptor.is_some();
         let (shutdown, stop) = watch::channel(false);
-        let task = tokio::spawn(accept_loop(listener, shared.clone(), stop));
+        let task = tokio::spawn(accept_loop(listener, shared.clone(), acceptor, stop));
         Ok(TestServer {
             addr,
+            https,
             control: ServerControl { shared },
             shutdown,
             task,
@@ -214,9 +258,10 @@ impl TestServer {
         self.addr
     }
 
-    /// `http://ADDR`, for [`crate::ClientConfig::base_url`].
+    /// `http://ADDR` (or `https://` with TLS), for [`crate::ClientConfig::base_url`].
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// Where the root CA was written, if a state directory was given.
@@ -242,7 +287,25 @@ impl TestServer {
     }
 }
 
-async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+fn tls_acceptor(identity: &TlsIdentity) -> Result<TlsAcceptor, Error> {
+    let chain = CertificateDer::pem_slice_iter(identity.chain_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| Error::TestServer(format!("server certificate chain: {e}")))?;
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(identity.key_pkcs8_der.to_vec()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .and_then(|b| b.with_no_client_auth().with_single_cert(chain, key))
+        .map_err(|e| Error::TestServer(format!("TLS setup: {e}")))?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    acceptor: Option<TlsAcceptor>,
+    mut stop: watch::Receiver<bool>,
+) {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
         let accepted = tokio::select! {
@@ -261,19 +324,33 @@ async fn accept_loop(listener: TcpListener, shared: Arc<Shared>, mut stop: watch
             return;
         };
         let shared = shared.clone();
+        let acceptor = acceptor.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let shared = shared.clone();
-                async move { Ok::<_, Infallible>(handle(&shared, req).await) }
-            });
-            if let Err(e) = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
-                tracing::debug!("metadata test server: connection from {peer}: {e}");
+            match acceptor {
+                None => serve(stream, peer, shared).await,
+                Some(acceptor) => match acceptor.accept(stream).await {
+                    Ok(tls) => serve(tls, peer, shared).await,
+                    Err(e) => tracing::debug!("metadata test server: TLS from {peer}: {e}"),
+                },
             }
             drop(permit);
         });
+    }
+}
+
+async fn serve<S>(stream: S, peer: SocketAddr, shared: Arc<Shared>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = hyper::service::service_fn(move |req| {
+        let shared = shared.clone();
+        async move { Ok::<_, Infallible>(handle(&shared, req).await) }
+    });
+    if let Err(e) = hyper::server::conn::http1::Builder::new()
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!("metadata test server: connection from {peer}: {e}");
     }
 }
 
@@ -518,7 +595,10 @@ async fn token(shared: &Shared, req: Request<Incoming>) -> Result<Response<Full<
     )?;
     let secret = random_hex(&shared.rng, 32)?;
     let now = SystemTime::now();
-    let expiry = now + Duration::from_secs(u64::from(lifetime));
+    let mut expiry = now + Duration::from_secs(u64::from(lifetime));
+    if lock(&shared.faults).expired_tokens {
+        expiry = now;
+    }
     {
         let mut tokens = lock(&shared.tokens);
         tokens.retain(|_, e| *e > now);

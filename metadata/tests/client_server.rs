@@ -109,6 +109,18 @@ async fn expired_token_is_refused_with_401() {
 }
 
 #[tokio::test]
+async fn refused_token_is_replaced_once_then_the_error_surfaces() {
+    let (server, _dir) = start().await;
+    server.control().issue_expired_tokens(true);
+    let c = client(server.url(), Api::Current);
+    let err = c.fetch_certificate(&GOOD_CSR, 600).await.unwrap_err();
+    assert_eq!(err.http_status(), Some(401), "{err}");
+    // token, certificate (401), fresh token, certificate (401): one refresh, no loop.
+    assert_eq!(server.control().requests(), 4);
+    server.shutdown().await;
+}
+
+#[tokio::test]
 async fn token_call_needs_the_flavor_header() {
     let (server, _dir) = start().await;
     let addr = server.local_addr();

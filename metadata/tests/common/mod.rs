@@ -63,7 +63,7 @@ pub async fn start() -> (TestServer, tempfile::TempDir) {
 pub fn check_issued(issued: &IssuedCertificate, _lifetime: u32) {
     assert!(issued
         .leaf_pem
-        .contains(&TestServerConfig::default().instance_id));
+        .contains(&metadata::test_server::DEFAULT_INSTANCE_ID));
 }
 
 /// One HTTP/1.1 request over a fresh connection; returns the status and the body.
