@@ -21,6 +21,8 @@ enum Command {
         #[command(subcommand)]
         command: IkeCommand,
     },
+    /// Serve the metadata identity API locally, issuing from a test CA (tests, demo, lab).
+    MetadataTestServer(ibm_ipsec::commands::metadata_server::Args),
 }
 
 #[derive(Subcommand)]
@@ -44,6 +46,9 @@ fn main() -> std::process::ExitCode {
         Command::Ike {
             command: IkeCommand::Decode(args),
         } => return ike_decode::run(&args),
+        Command::MetadataTestServer(args) => {
+            ibm_ipsec::commands::metadata_server::run(args).map(|_| ())
+        }
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -16,6 +16,7 @@ mod client;
 mod error;
 pub mod renewal;
 pub mod share_conf;
+mod test_ca;
 pub mod test_server;
 mod timestamp;
 mod transport;

@@ -31,6 +31,8 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio_rustls::TlsAcceptor;
 
+pub use crate::test_ca::tls_identity;
+
 use crate::api::{self, CertificateResponse, ErrorBody, ErrorTarget, ServiceError, TokenResponse};
 use crate::timestamp::rfc3339;
 use crate::Error;

@@ -415,3 +415,45 @@ async fn root_ca_is_written_to_the_state_dir() {
     assert!(pem.contains("-----BEGIN CERTIFICATE-----"));
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn csr_asking_for_a_ca_certificate_is_rejected() {
+    let (server, _dir) = start().await;
+    let key = pki::HostKey::generate(pki::KeySize::Rsa2048).unwrap();
+    let is_ca = x509_cert::ext::pkix::BasicConstraints {
+        ca: true,
+        path_len_constraint: None,
+    };
+    let ext = pki::ca::extension(&is_ca, true).unwrap();
+    let der = pki::ca::forge_csr(&key, "C=US,O=IBM Corporation", &[ext], None).unwrap();
+    let csr = pki::pem::encode("CERTIFICATE REQUEST", &der);
+    let c = client(server.url(), Api::Current);
+    let err = c.fetch_certificate(&csr, 600).await.unwrap_err();
+    assert_eq!(err.http_status(), Some(400));
+    assert!(err.to_string().contains("CA certificate"), "{err}");
+    let err = c
+        .fetch_certificate(
+            "-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----\n",
+            600,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(err.http_status(), Some(400));
+    assert!(err.to_string().contains("The CSR is not valid"), "{err}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn rejected_csr_message_as_the_user_sees_it() {
+    let (server, _dir) = start().await;
+    let c = client(server.url(), Api::Current);
+    let err = c.fetch_certificate(&CSR_WITH_CN, 600).await.unwrap_err();
+    let expected = format!(
+        "metadata service at {}/identity/v1/certificates?version=2025-08-26 refused the certificate \
+         request: HTTP 400 invalid_value: The metadata service rejects CSRs with a Common Name: it \
+         sets CN to the instance id itself.",
+        server.url()
+    );
+    assert!(err.to_string().starts_with(&expected), "{err}");
+    server.shutdown().await;
+}

@@ -2,3 +2,4 @@
 
 pub mod cert;
 pub mod ike_decode;
+pub mod metadata_server;

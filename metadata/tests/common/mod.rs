@@ -1,69 +1,106 @@
-//! Shared by the integration tests: a test server on a loopback port, CSRs, raw HTTP.
+//! Shared by the integration tests: a test server on a loopback port issuing from the pki
+//! crate's test CA, CSRs that follow and break the service's rules, raw HTTP.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
-use metadata::test_server::{IssueError, Issuer, TestServer, TestServerConfig};
+use der::Decode;
+use metadata::test_server::{TestServer, TestServerConfig, DEFAULT_INSTANCE_ID};
 use metadata::IssuedCertificate;
+use pki::ca::TestCa;
+use pki::{build_csr, CsrSubject, HostKey, KeySize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-/// Stand-in CA until the pki crate's test CA is wired in: answers with PEM-shaped blocks and
-/// rejects the CSR marked as carrying a Common Name.
-struct StandInIssuer;
+/// One CA for the whole test binary: generating it costs two RSA key generations.
+pub static CA: LazyLock<Arc<TestCa>> =
+    LazyLock::new(|| Arc::new(TestCa::generate(SystemTime::now()).unwrap()));
 
-impl Issuer for StandInIssuer {
-    fn issue(
-        &self,
-        csr: &str,
-        cn: &str,
-        _: SystemTime,
-        _: Duration,
-    ) -> Result<Vec<String>, IssueError> {
-        if csr.contains("with-cn") {
-            return Err(IssueError::Rejected(
-                "the CSR has a Common Name; the service sets it".into(),
-            ));
-        }
-        Ok(vec![
-            format!("-----BEGIN CERTIFICATE-----\n{cn}\n-----END CERTIFICATE-----\n"),
-            "-----BEGIN CERTIFICATE-----\nintermediate\n-----END CERTIFICATE-----\n".into(),
-        ])
-    }
+static KEY: LazyLock<HostKey> = LazyLock::new(|| HostKey::generate(KeySize::Rsa2048).unwrap());
 
-    fn root_ca_pem(&self) -> String {
-        "-----BEGIN CERTIFICATE-----\nroot\n-----END CERTIFICATE-----\n".into()
-    }
-}
-
+/// A CSR as the IBM mount helper makes it.
 pub static GOOD_CSR: LazyLock<String> = LazyLock::new(|| {
-    "-----BEGIN CERTIFICATE REQUEST-----\ngood\n-----END CERTIFICATE REQUEST-----\n".into()
+    let subject = CsrSubject::parse(CsrSubject::IBM_DEFAULT).unwrap();
+    build_csr(&KEY, &subject).unwrap().to_pem()
 });
+
+/// A CSR whose subject carries a Common Name, which the service refuses.
 pub static CSR_WITH_CN: LazyLock<String> = LazyLock::new(|| {
-    "-----BEGIN CERTIFICATE REQUEST-----\nwith-cn\n-----END CERTIFICATE REQUEST-----\n".into()
+    let der = pki::ca::forge_csr(&KEY, "C=US,O=IBM Corporation,CN=my-host", &[], None).unwrap();
+    pki::pem::encode("CERTIFICATE REQUEST", &der)
 });
 
 pub async fn start() -> (TestServer, tempfile::TempDir) {
+    start_with(TestServerConfig::default()).await
+}
+
+pub async fn start_with(config: TestServerConfig) -> (TestServer, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let config = TestServerConfig {
         state_dir: Some(dir.path().to_path_buf()),
-        ..TestServerConfig::default()
+        ..config
     };
-    let server = TestServer::start(
-        "127.0.0.1:0".parse().unwrap(),
-        config,
-        Arc::new(StandInIssuer),
-    )
-    .await
-    .unwrap();
+    let issuer: Arc<TestCa> = CA.clone();
+    let server = TestServer::start("127.0.0.1:0".parse().unwrap(), config, issuer)
+        .await
+        .unwrap();
     (server, dir)
 }
 
-pub fn check_issued(issued: &IssuedCertificate, _lifetime: u32) {
-    assert!(issued
-        .leaf_pem
-        .contains(&metadata::test_server::DEFAULT_INSTANCE_ID));
+/// The leaf has CN = the instance id, the CSR's subject, the requested lifetime, and chains
+/// to the test root through the intermediate (checked with openssl when it is installed).
+pub fn check_issued(issued: &IssuedCertificate, lifetime: u32) {
+    let der = pki::pem::certificates(issued.leaf_pem.as_bytes())
+        .unwrap()
+        .remove(0);
+    let cert = x509_cert::Certificate::from_der(&der).unwrap();
+    let tbs = &cert.tbs_certificate;
+    let subject = pki::name::display_name(&tbs.subject);
+    assert!(
+        subject.contains(&format!("CN={DEFAULT_INSTANCE_ID}")),
+        "{subject}"
+    );
+    assert!(subject.contains("O=IBM Corporation"), "{subject}");
+    let not_before = tbs.validity.not_before.to_system_time();
+    let not_after = tbs.validity.not_after.to_system_time();
+    assert_eq!(
+        not_after.duration_since(not_before).unwrap(),
+        Duration::from_secs(lifetime.into())
+    );
+    assert_eq!(issued.intermediates_pem, vec![CA.intermediate_pem()]);
+
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let root = write("root.pem", &CA.root_pem());
+    let intermediate = write("intermediate.pem", &issued.intermediates_pem[0]);
+    let leaf = write("leaf.pem", &issued.leaf_pem);
+    openssl_verify(&root, &intermediate, &leaf);
+}
+
+fn openssl_verify(root: &Path, intermediate: &Path, leaf: &Path) {
+    let output = std::process::Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(root)
+        .arg("-untrusted")
+        .arg(intermediate)
+        .arg(leaf)
+        .output();
+    match output {
+        Err(e) => eprintln!("skipping the openssl chain check: cannot run openssl: {e}"),
+        Ok(out) => assert!(
+            out.status.success(),
+            "openssl verify: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    }
 }
 
 /// One HTTP/1.1 request over a fresh connection; returns the status and the body.
