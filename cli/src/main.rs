@@ -41,14 +41,16 @@ fn main() -> std::process::ExitCode {
         .init();
     let Cli { command } = Cli::parse();
     let result = match command {
+        // Exits with the IBM mount helper's codes (1 unreachable, 2 token, 3 certificate).
+        Command::Cert {
+            command: ibm_ipsec::commands::cert::CertCommand::Fetch(args),
+        } => return ibm_ipsec::commands::cert_fetch::run(args),
         Command::Cert { command } => ibm_ipsec::commands::cert::run(command),
         // Prints its own one-line error and chooses its exit code.
         Command::Ike {
             command: IkeCommand::Decode(args),
         } => return ike_decode::run(&args),
-        Command::MetadataTestServer(args) => {
-            ibm_ipsec::commands::metadata_server::run(args).map(|_| ())
-        }
+        Command::MetadataTestServer(args) => ibm_ipsec::commands::metadata_server::run(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -23,3 +23,4 @@ mod transport;
 
 pub use client::{AccessToken, Client, ClientConfig, IssuedCertificate, RetryPolicy, DEFAULT_URL};
 pub use error::{Error, Step};
+pub use timestamp::rfc3339;

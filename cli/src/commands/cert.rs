@@ -1,5 +1,6 @@
 //! `ibm-ipsec cert …`: the host key, CSRs under the metadata service's rules, and a look at
-//! certificate files. (`cert fetch`, which talks to the metadata service, joins this group.)
+//! certificate files; `cert fetch` (in `cert_fetch.rs`) gets a certificate from the metadata
+//! service.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -18,6 +19,9 @@ pub enum CertCommand {
     Csr(CsrArgs),
     /// Show the certificates in a PEM (or DER) file: names, validity, SANs, key, fingerprint.
     Show(ShowArgs),
+    /// Get a certificate from the metadata service: host key (generated once), CSR, token,
+    /// certificate; writes host.key (0600), host.pem and intermediate.pem.
+    Fetch(super::cert_fetch::FetchArgs),
 }
 
 /// `cert key` arguments.
@@ -80,6 +84,8 @@ pub fn run_with(
         CertCommand::Key(args) => key(&args, err),
         CertCommand::Csr(args) => csr(&args, out),
         CertCommand::Show(args) => show(&args, now, out),
+        // Prints to the real stdout/stderr: it talks to the network, not a fixture.
+        CertCommand::Fetch(args) => super::cert_fetch::fetch(args),
     }
 }
 

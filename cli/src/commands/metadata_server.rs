@@ -5,7 +5,6 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -29,7 +28,7 @@ pub struct Args {
 }
 
 /// Runs the server until SIGINT or SIGTERM.
-pub fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub fn run(args: Args) -> anyhow::Result<()> {
     let ca = load_or_create_ca(args.state_dir.as_deref())?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -55,7 +54,7 @@ pub fn run(args: Args) -> anyhow::Result<ExitCode> {
         shutdown_signal().await?;
         tracing::info!("metadata test server stopping");
         server.shutdown().await;
-        Ok(ExitCode::SUCCESS)
+        Ok(())
     })
 }
 

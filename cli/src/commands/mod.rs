@@ -1,5 +1,6 @@
 //! One module per `ibm-ipsec` subcommand; `main.rs` only parses arguments and dispatches.
 
 pub mod cert;
+pub mod cert_fetch;
 pub mod ike_decode;
 pub mod metadata_server;

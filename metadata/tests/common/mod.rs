@@ -7,7 +7,6 @@ use std::path::Path;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, SystemTime};
 
-use der::Decode;
 use metadata::test_server::{TestServer, TestServerConfig, DEFAULT_INSTANCE_ID};
 use metadata::IssuedCertificate;
 use pki::ca::TestCa;
@@ -55,16 +54,15 @@ pub fn check_issued(issued: &IssuedCertificate, lifetime: u32) {
     let der = pki::pem::certificates(issued.leaf_pem.as_bytes())
         .unwrap()
         .remove(0);
-    let cert = x509_cert::Certificate::from_der(&der).unwrap();
-    let tbs = &cert.tbs_certificate;
-    let subject = pki::name::display_name(&tbs.subject);
+    let info = pki::CertificateInfo::from_der(&der).unwrap();
+    let subject = &info.subject;
     assert!(
         subject.contains(&format!("CN={DEFAULT_INSTANCE_ID}")),
         "{subject}"
     );
     assert!(subject.contains("O=IBM Corporation"), "{subject}");
-    let not_before = tbs.validity.not_before.to_system_time();
-    let not_after = tbs.validity.not_after.to_system_time();
+    assert!(!info.is_ca);
+    let (not_before, not_after) = (info.not_before, info.not_after);
     assert_eq!(
         not_after.duration_since(not_before).unwrap(),
         Duration::from_secs(lifetime.into())
