@@ -915,6 +915,15 @@ mod tests {
         assert!(Selector::default().matches(1, None, false));
     }
 
+    /// The daemon keeps the datapath in async tasks and SAs cross threads.
+    #[test]
+    fn handles_cross_threads() {
+        fn send_sync<T: Send + Sync>() {}
+        send_sync::<Datapath>();
+        send_sync::<OutboundSa>();
+        send_sync::<InboundSa>();
+    }
+
     #[test]
     fn ports_of_short_or_portless_payloads() {
         assert_eq!(ports(6, &[0, 80, 1, 0]), Some((80, 256)));
