@@ -202,7 +202,7 @@ impl Client {
         }
         let granted = response.expires_in.unwrap_or(expires_in);
         Ok(AccessToken {
-            secret: Zeroizing::new(response.access_token.clone()),
+            secret: Zeroizing::new(response.access_token),
             lifetime: Duration::from_secs(u64::from(granted)),
             obtained: started,
         })

@@ -48,6 +48,24 @@ pub struct Validity {
 }
 
 impl Validity {
+    /// The validity of the first certificate in `pem` (the leaf of an issued chain).
+    pub fn of_certificate_pem(pem: &str) -> Result<Validity, Error> {
+        let invalid = |reason: String| Error::InvalidSetting {
+            what: "certificate",
+            message: reason,
+        };
+        let der = pki::pem::certificates(pem.as_bytes())
+            .map_err(|e| invalid(e.to_string()))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| invalid("no certificate in the PEM text".into()))?;
+        let info = pki::CertificateInfo::from_der(&der).map_err(|e| invalid(e.to_string()))?;
+        Ok(Validity {
+            not_before: info.not_before,
+            not_after: info.not_after,
+        })
+    }
+
     /// notAfter − notBefore, zero if inverted.
     pub fn lifetime(&self) -> Duration {
         self.not_after
@@ -385,6 +403,31 @@ mod tests {
             clock.now(),
         );
         assert_eq!(s.renew_at(), clock.wall + 42 * MIN);
+    }
+
+    #[test]
+    fn validity_is_read_from_an_issued_leaf() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let ca = pki::ca::TestCa::generate(now).unwrap();
+        let key = pki::HostKey::generate(pki::KeySize::Rsa2048).unwrap();
+        let der = ca
+            .issue_for_key(
+                key.public_key_info_der(),
+                "C=US,CN=leaf",
+                pki::ca::Validity::starting_at(now, 60 * MIN),
+                &pki::ca::LeafOptions::default(),
+            )
+            .unwrap();
+        let pem = pki::pem::encode("CERTIFICATE", &der) + &ca.intermediate_pem();
+        let v = Validity::of_certificate_pem(&pem).unwrap();
+        assert_eq!(
+            v,
+            Validity {
+                not_before: now,
+                not_after: now + 60 * MIN
+            }
+        );
+        assert!(Validity::of_certificate_pem("no pem here").is_err());
     }
 
     #[test]
