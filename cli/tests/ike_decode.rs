@@ -108,6 +108,33 @@ fn detects_the_non_esp_marker_and_prints_text() {
 }
 
 #[test]
+fn decodes_a_decrypted_ike_auth_chain() {
+    let out = decode(&["--inner", "IDr"], &fixture("psk/04-ike_auth-r.plain"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("IDr      ID_FQDN:share.ibm-ipsec.test"),
+        "{text}"
+    );
+    assert!(text.contains("TSi      10.213.7.1["), "{text}");
+    let out = decode(
+        &["--json", "--inner", "36"],
+        &fixture("psk/04-ike_auth-r.plain"),
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["first_payload"], "IDr");
+    assert_eq!(v["payloads"][1]["method"], "SHARED_KEY_MIC");
+    // The wrong first type is a clean error.
+    let out = decode(&["--inner", "SA"], &fixture("psk/04-ike_auth-r.plain"));
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(String::from_utf8(out.stderr).unwrap().lines().count(), 1);
+}
+
+#[test]
 fn malformed_files_fail_with_one_line_and_exit_code_1() {
     let dir = tempfile::tempdir().unwrap();
     let original = std::fs::read(fixture("cert-ecp384/01-ike_sa_init-i.bin")).unwrap();

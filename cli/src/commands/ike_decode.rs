@@ -6,7 +6,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use ike::wire::{strip_non_esp_marker, Message, Payload, PayloadType, TrafficSelector, HEADER_LEN};
+use ike::wire::{
+    parse_chain, strip_non_esp_marker, IdType, Identification, Message, Payload, PayloadType,
+    TrafficSelector, HEADER_LEN,
+};
 use serde_json::{json, Value};
 
 /// Arguments of `ike decode`.
@@ -18,6 +21,27 @@ pub struct DecodeArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Decode FILE as a decrypted payload chain (the plaintext of SK/SKF, without IV,
+    /// padding and ICV) whose first payload is of this type: a name such as `IDi`, `SA`, `N`,
+    /// or a number (the SK payload's next-payload field).
+    #[arg(long, value_name = "FIRST_PAYLOAD", value_parser = parse_payload_type)]
+    pub inner: Option<PayloadType>,
+}
+
+fn parse_payload_type(s: &str) -> Result<PayloadType, String> {
+    if let Ok(n) = s.parse::<u8>() {
+        return Ok(PayloadType::from(n));
+    }
+    let wanted = match s {
+        "Ni" | "Nr" => "Nonce",
+        other => other,
+    };
+    (0..=u8::MAX)
+        .map(PayloadType::from)
+        .find(|t| t.name().is_some_and(|n| n.eq_ignore_ascii_case(wanted)))
+        .ok_or_else(|| {
+            format!("unknown payload type {s:?} (use a name such as IDi, SA, N, or a number)")
+        })
 }
 
 /// A decoded datagram.
@@ -57,6 +81,25 @@ pub fn run(args: &DecodeArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(first) = args.inner {
+        return match parse_chain(&bytes, first) {
+            Ok(payloads) if args.json => {
+                println!("{:#}", chain_json(first, &payloads));
+                ExitCode::SUCCESS
+            }
+            Ok(payloads) => {
+                print!("{}", chain_text(first, &payloads));
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!(
+                    "error: {}: not a valid IKEv2 payload chain: {e}",
+                    args.file.display()
+                );
+                ExitCode::FAILURE
+            }
+        };
+    }
     match decode(&bytes) {
         Ok(d) if args.json => {
             println!("{:#}", to_json(&d));
@@ -76,6 +119,16 @@ pub fn run(args: &DecodeArgs) -> ExitCode {
     }
 }
 
+/// An identity as text; a DER distinguished name is shown in RFC 4514 form when it decodes.
+fn id_text(id: &Identification) -> String {
+    if id.id_type == IdType::DerAsn1Dn {
+        if let Ok(name) = <x509_cert::name::Name as der::Decode>::from_der(&id.data) {
+            return format!("{}:{name}", id.id_type);
+        }
+    }
+    id.to_string()
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter()
         .fold(String::with_capacity(b.len() * 2), |mut s, x| {
@@ -84,11 +137,12 @@ fn hex(b: &[u8]) -> String {
         })
 }
 
-/// The payload's short name as RFC 7296 writes it; Nonce is Ni in requests, Nr in responses.
-fn type_name(p: &Payload, response: bool) -> String {
+/// The payload's short name as RFC 7296 writes it; Nonce is Ni in requests, Nr in responses
+/// (`None`: direction unknown).
+fn type_name(p: &Payload, response: Option<bool>) -> String {
     match p {
-        Payload::Nonce(_) if response => "Nr".into(),
-        Payload::Nonce(_) => "Ni".into(),
+        Payload::Nonce(_) if response == Some(true) => "Nr".into(),
+        Payload::Nonce(_) if response == Some(false) => "Ni".into(),
         other => other.payload_type().to_string(),
     }
 }
@@ -109,7 +163,7 @@ fn selector_json(s: &TrafficSelector) -> Value {
     }
 }
 
-fn payload_json(p: &Payload, response: bool) -> Value {
+fn payload_json(p: &Payload, response: Option<bool>) -> Value {
     let mut v = match p {
         Payload::Sa(sa) => json!({
             "proposals": sa.proposals.iter().map(|p| json!({
@@ -129,7 +183,7 @@ fn payload_json(p: &Payload, response: bool) -> Value {
             json!({"group": ke.dh_group.to_string(), "length": ke.data.len(), "data": hex(&ke.data)})
         }
         Payload::IdI(id) | Payload::IdR(id) => {
-            json!({"id_type": id.id_type.to_string(), "id": id.to_string()})
+            json!({"id_type": id.id_type.to_string(), "id": id_text(id)})
         }
         Payload::Cert(c) => json!({"encoding": c.encoding.to_string(), "length": c.data.len()}),
         Payload::CertReq(c) => json!({
@@ -181,7 +235,7 @@ fn payload_json(p: &Payload, response: bool) -> Value {
 /// "length", "non_esp_marker", "payloads": [{"type": ..., ...}]}`.
 pub fn to_json(d: &Decoded) -> Value {
     let h = &d.message.header;
-    let response = h.flags.response();
+    let response = Some(h.flags.response());
     json!({
         "exchange": h.exchange_type.to_string(),
         "initiator_spi": format!("{:016x}", h.initiator_spi),
@@ -203,7 +257,7 @@ fn payload_line(p: &Payload) -> String {
             .collect::<Vec<_>>()
             .join("; "),
         Payload::Ke(ke) => format!("{}, {} bytes", ke.dh_group, ke.data.len()),
-        Payload::IdI(id) | Payload::IdR(id) => id.to_string(),
+        Payload::IdI(id) | Payload::IdR(id) => id_text(id),
         Payload::Cert(c) => format!("{}, {} bytes", c.encoding, c.data.len()),
         Payload::CertReq(c) => match c.authority_hashes() {
             Some(h) => format!("{}, {} CA hash(es)", c.encoding, h.count()),
@@ -308,7 +362,32 @@ pub fn to_text(d: &Decoded) -> String {
         h.length as usize - HEADER_LEN
     );
     for p in &d.message.payloads {
-        let _ = writeln!(s, "  {:<8} {}", type_name(p, response), payload_line(p));
+        let _ = writeln!(
+            s,
+            "  {:<8} {}",
+            type_name(p, Some(response)),
+            payload_line(p)
+        );
+    }
+    s
+}
+
+/// JSON for a decrypted chain: `{"first_payload": ..., "payloads": [...]}`.
+pub fn chain_json(first: PayloadType, payloads: &[Payload]) -> Value {
+    json!({
+        "first_payload": first.to_string(),
+        "payloads": payloads.iter().map(|p| payload_json(p, None)).collect::<Vec<_>>(),
+    })
+}
+
+/// Text for a decrypted chain.
+pub fn chain_text(first: PayloadType, payloads: &[Payload]) -> String {
+    let mut s = format!(
+        "decrypted payload chain starting with {first}, {} payloads:\n",
+        payloads.len()
+    );
+    for p in payloads {
+        let _ = writeln!(s, "  {:<8} {}", type_name(p, None), payload_line(p));
     }
     s
 }
@@ -365,6 +444,19 @@ mod tests {
         let t = to_text(&d);
         assert!(t.starts_with("IKE_SA_INIT request, message id 0"), "{t}");
         assert!(t.contains("NAT_DETECTION_SOURCE_IP"), "{t}");
+    }
+
+    #[test]
+    fn distinguished_names_print_as_text() {
+        // SEQUENCE { SET { SEQUENCE { OID 2.5.4.3 (CN), UTF8String "share" } } }
+        let der = [
+            0x30, 0x10, 0x31, 0x0e, 0x30, 0x0c, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x05, b's',
+            b'h', b'a', b'r', b'e',
+        ];
+        let id = Identification::der_asn1_dn(der.to_vec());
+        assert_eq!(id_text(&id), "ID_DER_ASN1_DN:CN=share");
+        let bad = Identification::der_asn1_dn(vec![0x30, 0x05]);
+        assert_eq!(id_text(&bad), "ID_DER_ASN1_DN:3005");
     }
 
     #[test]
