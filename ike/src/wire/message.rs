@@ -316,6 +316,15 @@ mod tests {
             .with(sk)
             .with(Notify::new(NotifyType::InitialContact));
         assert_eq!(bad.to_bytes(), Err(Error::EncryptedNotLast));
+
+        let none = Message::new(header(ExchangeType::Informational)).with(Payload::Unknown(
+            UnknownPayload {
+                payload_type: PayloadType::NoNextPayload,
+                critical: false,
+                body: vec![],
+            },
+        ));
+        assert!(matches!(none.to_bytes(), Err(Error::BadValue { .. })));
     }
 
     #[test]

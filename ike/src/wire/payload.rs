@@ -416,6 +416,13 @@ pub fn emit_chain(payloads: &[Payload], buf: &mut [u8]) -> Result<usize> {
     }
     let mut w = Writer::new(buf, total)?;
     for (i, p) in payloads.iter().enumerate() {
+        if p.payload_type() == PayloadType::NoNextPayload {
+            // Type 0 would end the chain on the receiving side.
+            return Err(Error::BadValue {
+                what: "payload type",
+                value: 0,
+            });
+        }
         let next = payloads.get(i + 1);
         if next.is_some() && matches!(p, Payload::Sk(_) | Payload::Skf(_)) {
             return Err(Error::EncryptedNotLast);
