@@ -2,8 +2,31 @@
 //!
 //! Nothing in this crate performs I/O, reads a clock or draws randomness on its own: time and
 //! random bytes are passed in by the caller, so every exchange can be replayed byte for byte.
+//!
+//! The protocol surface follows quinn-proto: an [`Endpoint`] routes datagrams to [`IkeSa`]s;
+//! input is `handle_datagram(now, from, local, bytes)`, `handle_timeout(now)` and commands
+//! (`initiate`, `rekey_child`, `delete_child`, `delete`, `dpd`); output is polled with
+//! `poll_transmit`, `poll_timeout` and `poll_event` ([`Event`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod auth;
+pub mod config;
 pub mod crypto;
+pub mod endpoint;
+pub mod error;
+pub mod event;
+pub mod fragment;
+pub mod proposal;
+pub mod retransmit;
+pub mod sa;
+pub mod testing;
+pub mod traffic_selector;
 pub mod wire;
+
+pub use auth::{LocalAuthenticator, PeerAuthenticator, PeerIdentity, Psk};
+pub use config::Config;
+pub use endpoint::{Endpoint, SaHandle};
+pub use error::{Error, Result};
+pub use event::{ChildSa, Event, Lifetime, Mode, UdpEncap};
+pub use sa::{Accept, Datagram, IkeSa};

@@ -1,0 +1,124 @@
+//! What an IKE SA tells its driver.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use crate::auth::PeerIdentity;
+use crate::crypto::{DirectionKeys, EncrAlgorithm, IkeSuite, IntegAlgorithm};
+use crate::wire::{Identification, ProtocolId, TsRange};
+
+/// IPsec mode of a CHILD_SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Transport mode, requested with `USE_TRANSPORT_MODE` (RFC 7296 §1.3.1).
+    Transport,
+    /// Tunnel mode (the default when the notify is absent).
+    Tunnel,
+}
+
+/// UDP encapsulation of ESP (RFC 3948): the ports ESP-in-UDP uses on this host and the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UdpEncap {
+    /// Our port (4500).
+    pub local_port: u16,
+    /// The peer's port (4500, or what a NAT mapped it to).
+    pub remote_port: u16,
+}
+
+/// Everything a datapath needs to install one CHILD_SA (a pair of ESP SAs).
+///
+/// Keys are zeroized on drop and redacted in `Debug`.
+#[derive(Debug, Clone)]
+pub struct ChildSa {
+    /// Identifies the policy this SA belongs to; kept across rekeys (the XFRM reqid).
+    pub reqid: u32,
+    /// SPI of the inbound ESP SA (chosen by us).
+    pub spi_in: u32,
+    /// SPI of the outbound ESP SA (chosen by the peer).
+    pub spi_out: u32,
+    /// Transport or tunnel.
+    pub mode: Mode,
+    /// Always ESP here.
+    pub protocol: ProtocolId,
+    /// Encryption (for AES-GCM the key material ends with the 4-byte salt).
+    pub encr: EncrAlgorithm,
+    /// Integrity, `None` for AEAD.
+    pub integ: Option<IntegAlgorithm>,
+    /// Keys of the inbound SA.
+    pub keys_in: DirectionKeys,
+    /// Keys of the outbound SA.
+    pub keys_out: DirectionKeys,
+    /// Extended sequence numbers.
+    pub esn: bool,
+    /// Our traffic selectors.
+    pub local_ts: Vec<TsRange>,
+    /// The peer's traffic selectors.
+    pub remote_ts: Vec<TsRange>,
+    /// When to rekey (soft) and when the SA must be gone (hard).
+    pub lifetime: Lifetime,
+    /// Our IKE address.
+    pub local: SocketAddr,
+    /// The peer's IKE address.
+    pub remote: SocketAddr,
+    /// ESP-in-UDP ports when NAT traversal is in use.
+    pub encap: Option<UdpEncap>,
+}
+
+/// Soft and hard lifetimes of an SA.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Lifetime {
+    /// Rekey after this long.
+    pub soft: Duration,
+    /// Delete after this long if the rekey did not happen.
+    pub hard: Duration,
+}
+
+/// Outputs of an IKE SA, in the order they happened.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// IKE_AUTH completed: the peer is authenticated.
+    IkeSaUp {
+        /// Our IKE SPI.
+        local_spi: u64,
+        /// Who we authenticated as.
+        local_id: Identification,
+        /// Who the peer is.
+        peer: PeerIdentity,
+        /// The IKE SA's algorithms.
+        suite: IkeSuite,
+        /// Whether UDP encapsulation is in use (NAT detected or forced).
+        encap: bool,
+    },
+    /// A CHILD_SA is ready: install inbound and outbound ESP SAs.
+    ChildSaUp(Box<ChildSa>),
+    /// A CHILD_SA was rekeyed: install `new`; the old one (`old_spi_in`) follows as
+    /// `ChildSaDown` once it is deleted.
+    ChildSaRekeyed {
+        /// Inbound SPI of the SA being replaced.
+        old_spi_in: u32,
+        /// The replacement.
+        new: Box<ChildSa>,
+    },
+    /// A CHILD_SA is gone: remove both ESP SAs.
+    ChildSaDown {
+        /// Its reqid.
+        reqid: u32,
+        /// Inbound SPI.
+        spi_in: u32,
+        /// Outbound SPI.
+        spi_out: u32,
+        /// Why.
+        reason: String,
+    },
+    /// The IKE SA is gone (its CHILD_SAs were reported down first).
+    IkeSaDown {
+        /// Why.
+        reason: String,
+    },
+    /// Something failed, with a reason for humans (the SA may still be up, e.g. when only a
+    /// CHILD_SA was refused).
+    Failed {
+        /// What went wrong.
+        reason: String,
+    },
+}

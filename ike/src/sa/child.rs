@@ -1,0 +1,573 @@
+//! CHILD_SA negotiation shared by IKE_AUTH and CREATE_CHILD_SA (RFC 7296 §1.3, §2.17): ESP
+//! proposal, mode (`USE_TRANSPORT_MODE`, §1.3.1), traffic selector narrowing (§2.9), optional
+//! PFS, KEYMAT; and the CREATE_CHILD_SA exchange for new and rekeyed CHILD_SAs (§1.3.3).
+
+use std::time::Instant;
+
+use super::{dh_secret, random_esp_spi, random_nonce, rules, Child, Command, IkeSa, Task};
+use crate::crypto::{DhGroup, DhSecret, Random, Role, SharedSecret};
+use crate::error::Result;
+use crate::event::{ChildSa, Event, Mode};
+use crate::proposal::{check_chosen_esp, choose_esp, Describe};
+use crate::traffic_selector::{is_narrowing_of, narrow};
+use crate::wire::{
+    ExchangeType, KeyExchange, Nonce, Notify, NotifyType, Payload, ProtocolId, Sa,
+    TrafficSelectors, TsRange,
+};
+
+/// Our proposal of a CHILD_SA, kept until the response arrives.
+pub(super) struct ChildRequest {
+    spi_in: u32,
+    dh: Option<DhSecret>,
+    /// Our nonce in CREATE_CHILD_SA (IKE_AUTH uses the IKE_SA_INIT nonces).
+    nonce: Vec<u8>,
+    local_ts: Vec<TsRange>,
+    remote_ts: Vec<TsRange>,
+    rekey_of: Option<u32>,
+    reqid: u32,
+}
+
+/// A CHILD_SA we accepted as responder of the exchange.
+pub(super) struct Accepted {
+    pub(super) payloads: Vec<Payload>,
+    pub(super) child: Child,
+    pub(super) event: ChildSa,
+}
+
+/// Why we refused a CHILD_SA: the notify to send and a reason for humans.
+pub(super) type Refusal = (NotifyType, String);
+
+fn wire_group(g: DhGroup) -> crate::wire::DhGroup {
+    crate::wire::DhGroup::from(g.iana_id())
+}
+
+fn find<'a, T>(payloads: &'a [Payload], f: impl Fn(&'a Payload) -> Option<&'a T>) -> Option<&'a T> {
+    payloads.iter().find_map(f)
+}
+
+fn ts_of(payloads: &[Payload]) -> (Option<&TrafficSelectors>, Option<&TrafficSelectors>) {
+    (
+        find(payloads, |p| match p {
+            Payload::TsI(t) => Some(t),
+            _ => None,
+        }),
+        find(payloads, |p| match p {
+            Payload::TsR(t) => Some(t),
+            _ => None,
+        }),
+    )
+}
+
+fn sa_of(payloads: &[Payload]) -> Option<&Sa> {
+    find(payloads, |p| match p {
+        Payload::Sa(s) => Some(s),
+        _ => None,
+    })
+}
+
+fn ke_of(payloads: &[Payload]) -> Option<&KeyExchange> {
+    find(payloads, |p| match p {
+        Payload::Ke(k) => Some(k),
+        _ => None,
+    })
+}
+
+pub(super) fn nonce_of(payloads: &[Payload]) -> Option<&Nonce> {
+    find(payloads, |p| match p {
+        Payload::Nonce(n) => Some(n),
+        _ => None,
+    })
+}
+
+fn has_notify(payloads: &[Payload], t: NotifyType) -> bool {
+    payloads
+        .iter()
+        .any(|p| p.as_notify().is_some_and(|n| n.notify_type == t))
+}
+
+impl IkeSa {
+    /// Our selectors: configured, or our and the peer's IKE addresses (`%dynamic`).
+    fn default_ts(&self) -> (Vec<TsRange>, Vec<TsRange>) {
+        let local = if self.config.local_ts.is_empty() {
+            vec![TsRange::host(self.local.ip(), 0, None)]
+        } else {
+            self.config.local_ts.clone()
+        };
+        let remote = if self.config.remote_ts.is_empty() {
+            vec![TsRange::host(self.remote.ip(), 0, None)]
+        } else {
+            self.config.remote_ts.clone()
+        };
+        (local, remote)
+    }
+
+    /// A new CHILD_SA proposal; `create_child_sa` adds a nonce and, if our first ESP proposal
+    /// wants PFS, a DH secret.
+    pub(super) fn child_request(
+        &self,
+        create_child_sa: bool,
+        rekey_of: Option<&Child>,
+        rng: &mut dyn Random,
+    ) -> Result<ChildRequest> {
+        let (local_ts, remote_ts) = match rekey_of {
+            Some(c) => (c.local_ts.clone(), c.remote_ts.clone()),
+            None => self.default_ts(),
+        };
+        let pfs = self
+            .config
+            .esp_proposals
+            .first()
+            .and_then(|p| p.dh.first().copied())
+            .filter(|_| create_child_sa);
+        Ok(ChildRequest {
+            spi_in: random_esp_spi(rng),
+            dh: pfs.map(|g| dh_secret(g, rng)).transpose()?,
+            nonce: if create_child_sa {
+                random_nonce(rng)
+            } else {
+                Vec::new()
+            },
+            local_ts,
+            remote_ts,
+            rekey_of: rekey_of.map(|c| c.spi_in),
+            reqid: rekey_of.map_or(self.reqid, |c| c.reqid),
+        })
+    }
+
+    /// The payloads proposing `req`.
+    pub(super) fn child_request_payloads(
+        &self,
+        req: &ChildRequest,
+        in_ike_auth: bool,
+    ) -> Vec<Payload> {
+        let mut v: Vec<Payload> = Vec::new();
+        if let Some(old) = req.rekey_of {
+            v.push(Notify::rekey_sa(ProtocolId::Esp, old).into());
+        }
+        if self.config.mode == Mode::Transport {
+            v.push(Notify::new(NotifyType::UseTransportMode).into());
+        }
+        v.push(Notify::new(NotifyType::EspTfcPaddingNotSupported).into());
+        let proposals = self
+            .config
+            .esp_proposals
+            .iter()
+            .enumerate()
+            .map(|(i, p)| p.to_wire(i as u8 + 1, req.spi_in, !in_ike_auth && req.dh.is_some()))
+            .collect();
+        v.push(Sa::new(proposals).into());
+        if !in_ike_auth {
+            v.push(Nonce(req.nonce.clone()).into());
+            if let Some(dh) = &req.dh {
+                v.push(KeyExchange::new(wire_group(dh.group()), dh.public_value().to_vec()).into());
+            }
+        }
+        v.push(Payload::TsI(TrafficSelectors::new(
+            req.local_ts.iter().cloned(),
+        )));
+        v.push(Payload::TsR(TrafficSelectors::new(
+            req.remote_ts.iter().cloned(),
+        )));
+        v
+    }
+
+    /// Accepts (or refuses) the peer's CHILD_SA proposal as responder of the exchange.
+    /// `ni` is the peer's nonce, `nr` ours; in CREATE_CHILD_SA (`in_ike_auth == false`) our
+    /// nonce and, with PFS, our KE go into the response.
+    pub(super) fn accept_child(
+        &self,
+        payloads: &[Payload],
+        ni: &[u8],
+        nr: &[u8],
+        in_ike_auth: bool,
+        reqid: u32,
+        rng: &mut dyn Random,
+    ) -> core::result::Result<Accepted, Refusal> {
+        let (Some(sa), (Some(tsi), Some(tsr))) = (sa_of(payloads), ts_of(payloads)) else {
+            return Err((
+                NotifyType::InvalidSyntax,
+                "CHILD_SA request without SA/TS".into(),
+            ));
+        };
+        let peer_ke = if in_ike_auth { None } else { ke_of(payloads) };
+        let pfs_group = match peer_ke {
+            Some(ke) => match DhGroup::from_iana_id(ke.dh_group.value()) {
+                Some(g) => Some(g),
+                None => {
+                    return Err((
+                        NotifyType::NoProposalChosen,
+                        format!("peer wants PFS with unsupported {}", ke.dh_group),
+                    ))
+                }
+            },
+            None => None,
+        };
+        let Some((number, spi_out, suite)) =
+            choose_esp(&self.config.esp_proposals, sa, pfs_group, in_ike_auth)
+        else {
+            let ours: Vec<_> = self
+                .config
+                .esp_proposals
+                .iter()
+                .enumerate()
+                .map(|(i, p)| p.to_wire(i as u8 + 1, 0, !in_ike_auth))
+                .collect();
+            return Err((
+                NotifyType::NoProposalChosen,
+                format!(
+                    "no proposal chosen: peer offered {}, we accept {}",
+                    Describe(&sa.proposals),
+                    Describe(&ours)
+                ),
+            ));
+        };
+        let transport = has_notify(payloads, NotifyType::UseTransportMode);
+        let mode = match (self.config.mode, transport) {
+            (Mode::Transport, true) => Mode::Transport,
+            (Mode::Transport, false) => {
+                return Err((
+                    NotifyType::NoProposalChosen,
+                    "peer asked for tunnel mode, we only do transport".into(),
+                ))
+            }
+            (Mode::Tunnel, _) => Mode::Tunnel,
+        };
+        let (our_local, our_remote) = self.default_ts();
+        let tsi_ranges: Vec<TsRange> = tsi.ranges().cloned().collect();
+        let tsr_ranges: Vec<TsRange> = tsr.ranges().cloned().collect();
+        let remote_ts = narrow(&tsi_ranges, &our_remote);
+        let local_ts = narrow(&tsr_ranges, &our_local);
+        if remote_ts.is_empty() || local_ts.is_empty() {
+            return Err((
+                NotifyType::TsUnacceptable,
+                "peer's traffic selectors do not match our policy".into(),
+            ));
+        }
+        let mut our_ke = None;
+        let g_ir: Option<SharedSecret> = match (peer_ke, suite.dh) {
+            (Some(ke), Some(g)) => {
+                let dh =
+                    dh_secret(g, rng).map_err(|e| (NotifyType::NoProposalChosen, e.to_string()))?;
+                let s = dh
+                    .shared_secret(&ke.data)
+                    .map_err(|e| (NotifyType::InvalidSyntax, format!("peer's KE: {e}")))?;
+                our_ke = Some(KeyExchange::new(wire_group(g), dh.public_value().to_vec()));
+                Some(s)
+            }
+            _ => None,
+        };
+        let Some(keys) = self.keys.as_ref() else {
+            return Err((NotifyType::TemporaryFailure, "no IKE keys".into()));
+        };
+        let child_keys = keys
+            .ike
+            .child_keys(suite.encr, suite.integ, g_ir.as_ref(), ni, nr)
+            .map_err(|e| (NotifyType::NoProposalChosen, e.to_string()))?;
+        let child = Child {
+            reqid,
+            spi_in: random_esp_spi(rng),
+            spi_out,
+            suite,
+            mode,
+            local_ts,
+            remote_ts,
+            rekeying: false,
+        };
+        let event = self.child_event(&child, &child_keys, Role::Responder);
+        let mut out: Vec<Payload> = Vec::new();
+        if mode == Mode::Transport {
+            out.push(Notify::new(NotifyType::UseTransportMode).into());
+        }
+        out.push(Notify::new(NotifyType::EspTfcPaddingNotSupported).into());
+        out.push(Sa::new(vec![suite.to_wire(number, child.spi_in)]).into());
+        if !in_ike_auth {
+            out.push(Nonce(nr.to_vec()).into());
+            if let Some(ke) = our_ke {
+                out.push(ke.into());
+            }
+        }
+        out.push(Payload::TsI(TrafficSelectors::new(
+            child.remote_ts.iter().cloned(),
+        )));
+        out.push(Payload::TsR(TrafficSelectors::new(
+            child.local_ts.iter().cloned(),
+        )));
+        Ok(Accepted {
+            payloads: out,
+            child,
+            event,
+        })
+    }
+
+    /// Checks the responder's answer to our CHILD_SA proposal and derives its keys. On
+    /// refusal the reason is for humans. `ni`/`nr` are the exchange's nonces (ours first).
+    pub(super) fn complete_child(
+        &mut self,
+        req: &ChildRequest,
+        payloads: &[Payload],
+        ni: &[u8],
+        nr: &[u8],
+        in_ike_auth: bool,
+    ) -> core::result::Result<(Child, ChildSa), String> {
+        if let Some(n) = payloads
+            .iter()
+            .filter_map(Payload::as_notify)
+            .find(|n| n.notify_type.is_error())
+        {
+            if n.notify_type == NotifyType::NoProposalChosen {
+                let ours: Vec<_> = self
+                    .config
+                    .esp_proposals
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| {
+                        p.to_wire(i as u8 + 1, req.spi_in, !in_ike_auth && req.dh.is_some())
+                    })
+                    .collect();
+                return Err(format!(
+                    "no proposal chosen: we offered {}, peer accepted none",
+                    Describe(&ours)
+                ));
+            }
+            return Err(format!("peer refused the CHILD_SA: {}", n.notify_type));
+        }
+        let (Some(sa), (Some(tsi), Some(tsr))) = (sa_of(payloads), ts_of(payloads)) else {
+            return Err("peer's response carries no CHILD_SA".into());
+        };
+        let pfs_group = req.dh.as_ref().map(DhSecret::group);
+        let Some((spi_out, suite)) = check_chosen_esp(&self.config.esp_proposals, sa, pfs_group)
+        else {
+            return Err(format!(
+                "peer chose an ESP proposal we did not offer: {}",
+                Describe(&sa.proposals)
+            ));
+        };
+        let transport = has_notify(payloads, NotifyType::UseTransportMode);
+        let mode = match (self.config.mode, transport) {
+            (Mode::Transport, true) => Mode::Transport,
+            (Mode::Transport, false) => {
+                // The peer installed a tunnel-mode SA with our SPI: delete it (§1.3.1).
+                self.commands
+                    .push_back(Command::DeleteChild { spi_in: req.spi_in });
+                return Err("peer chose tunnel mode".into());
+            }
+            (Mode::Tunnel, true) => {
+                self.commands
+                    .push_back(Command::DeleteChild { spi_in: req.spi_in });
+                return Err("peer chose transport mode".into());
+            }
+            (Mode::Tunnel, false) => Mode::Tunnel,
+        };
+        let local_ts: Vec<TsRange> = tsi.ranges().cloned().collect();
+        let remote_ts: Vec<TsRange> = tsr.ranges().cloned().collect();
+        if !is_narrowing_of(&local_ts, &req.local_ts)
+            || !is_narrowing_of(&remote_ts, &req.remote_ts)
+        {
+            self.commands
+                .push_back(Command::DeleteChild { spi_in: req.spi_in });
+            return Err("peer's traffic selectors are outside our proposal".into());
+        }
+        let g_ir = match (&req.dh, in_ike_auth) {
+            (Some(dh), false) => {
+                let Some(ke) =
+                    ke_of(payloads).filter(|k| k.dh_group.value() == dh.group().iana_id())
+                else {
+                    return Err("peer's PFS answer has no KE for our group".into());
+                };
+                Some(
+                    dh.shared_secret(&ke.data)
+                        .map_err(|e| format!("peer's KE: {e}"))?,
+                )
+            }
+            _ => None,
+        };
+        let Some(keys) = self.keys.as_ref() else {
+            return Err("no IKE keys".into());
+        };
+        let child_keys = keys
+            .ike
+            .child_keys(suite.encr, suite.integ, g_ir.as_ref(), ni, nr)
+            .map_err(|e| e.to_string())?;
+        let child = Child {
+            reqid: req.reqid,
+            spi_in: req.spi_in,
+            spi_out,
+            suite,
+            mode,
+            local_ts,
+            remote_ts,
+            rekeying: false,
+        };
+        let event = self.child_event(&child, &child_keys, Role::Initiator);
+        Ok((child, event))
+    }
+
+    pub(super) fn start_rekey_child(
+        &mut self,
+        now: Instant,
+        spi_in: u32,
+        rng: &mut dyn Random,
+    ) -> Result<()> {
+        let Some(old) = self
+            .children
+            .iter()
+            .find(|c| c.spi_in == spi_in && !c.rekeying)
+        else {
+            return Ok(()); // deleted or already rekeyed meanwhile
+        };
+        let req = self.child_request(true, Some(&old.clone()), rng)?;
+        let payloads = self.child_request_payloads(&req, false);
+        if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == spi_in) {
+            c.rekeying = true;
+        }
+        self.send_request(
+            now,
+            ExchangeType::CreateChildSa,
+            payloads,
+            Task::CreateChild(req),
+            rng,
+        )
+    }
+
+    pub(super) fn handle_create_child_response(
+        &mut self,
+        _now: Instant,
+        payloads: Vec<Payload>,
+        req: ChildRequest,
+        _rng: &mut dyn Random,
+    ) {
+        let has_error = payloads
+            .iter()
+            .filter_map(Payload::as_notify)
+            .any(|n| n.notify_type.is_error());
+        let result = if has_error {
+            self.complete_child(&req, &payloads, &req.nonce, &[], false)
+        } else if let Err(e) = rules::check(&payloads, &rules::CREATE_CHILD_SA) {
+            Err(e.to_string())
+        } else {
+            match nonce_of(&payloads)
+                .filter(|n| n.has_valid_len())
+                .map(|n| n.0.clone())
+            {
+                Some(nr) => self.complete_child(&req, &payloads, &req.nonce, &nr, false),
+                None => Err("CREATE_CHILD_SA response without a valid nonce".into()),
+            }
+        };
+        match result {
+            Ok((child, event)) => {
+                let new = Box::new(event);
+                match req.rekey_of {
+                    Some(old_spi_in) => {
+                        self.events
+                            .push_back(Event::ChildSaRekeyed { old_spi_in, new });
+                        self.commands
+                            .push_back(Command::DeleteChild { spi_in: old_spi_in });
+                    }
+                    None => self.events.push_back(Event::ChildSaUp(new)),
+                }
+                self.children.push(child);
+            }
+            Err(reason) => {
+                if let Some(old) = req.rekey_of {
+                    if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == old) {
+                        c.rekeying = false;
+                    }
+                }
+                self.events.push_back(Event::Failed { reason });
+            }
+        }
+    }
+
+    pub(super) fn handle_create_child_request(
+        &mut self,
+        _now: Instant,
+        id: u32,
+        payloads: Vec<Payload>,
+        rng: &mut dyn Random,
+    ) {
+        let refuse = |t: NotifyType| vec![Payload::from(Notify::new(t))];
+        if rules::check(&payloads, &rules::CREATE_CHILD_SA).is_err() {
+            self.send_response(
+                ExchangeType::CreateChildSa,
+                id,
+                refuse(NotifyType::InvalidSyntax),
+                rng,
+            );
+            return;
+        }
+        if sa_of(&payloads)
+            .is_some_and(|sa| sa.proposals.iter().any(|p| p.protocol == ProtocolId::Ike))
+        {
+            // IKE SA rekeying is not implemented yet; refusing keeps the old SA usable and
+            // the peer will retry or reauthenticate.
+            self.send_response(
+                ExchangeType::CreateChildSa,
+                id,
+                refuse(NotifyType::NoProposalChosen),
+                rng,
+            );
+            self.events.push_back(Event::Failed {
+                reason: "peer tried to rekey the IKE SA, which we do not support yet".into(),
+            });
+            return;
+        }
+        let Some(ni) = nonce_of(&payloads)
+            .filter(|n| n.has_valid_len())
+            .map(|n| n.0.clone())
+        else {
+            self.send_response(
+                ExchangeType::CreateChildSa,
+                id,
+                refuse(NotifyType::InvalidSyntax),
+                rng,
+            );
+            return;
+        };
+        let rekey = payloads
+            .iter()
+            .filter_map(Payload::as_notify)
+            .find(|n| n.notify_type == NotifyType::RekeySa)
+            .map(|n| n.spi_u32());
+        let old = match rekey {
+            None => None,
+            Some(spi) => {
+                let found =
+                    spi.and_then(|s| self.children.iter().find(|c| c.spi_out == s).cloned());
+                match found {
+                    Some(c) => Some(c),
+                    None => {
+                        let n = Notify::new(NotifyType::ChildSaNotFound)
+                            .with_spi(ProtocolId::Esp, spi.unwrap_or(0).to_be_bytes());
+                        self.send_response(ExchangeType::CreateChildSa, id, vec![n.into()], rng);
+                        return;
+                    }
+                }
+            }
+        };
+        let nr = random_nonce(rng);
+        let reqid = old.as_ref().map_or(self.reqid, |c| c.reqid);
+        match self.accept_child(&payloads, &ni, &nr, false, reqid, rng) {
+            Ok(accepted) => {
+                self.send_response(ExchangeType::CreateChildSa, id, accepted.payloads, rng);
+                let new = Box::new(accepted.event);
+                match old {
+                    Some(o) => {
+                        if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == o.spi_in) {
+                            c.rekeying = true;
+                        }
+                        self.events.push_back(Event::ChildSaRekeyed {
+                            old_spi_in: o.spi_in,
+                            new,
+                        });
+                    }
+                    None => self.events.push_back(Event::ChildSaUp(new)),
+                }
+                self.children.push(accepted.child);
+            }
+            Err((notify, reason)) => {
+                self.send_response(ExchangeType::CreateChildSa, id, refuse(notify), rng);
+                self.events.push_back(Event::Failed { reason });
+            }
+        }
+    }
+}

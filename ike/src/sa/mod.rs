@@ -1,0 +1,803 @@
+//! The sans-IO IKE SA: one IKEv2 security association with one peer, in either role.
+//!
+//! Exchanges are small tasks in the submodules (strongSwan style): [`ike_init`] (IKE_SA_INIT
+//! with NAT detection), [`ike_auth`] (IKE_AUTH and the first CHILD_SA), [`child`]
+//! (CREATE_CHILD_SA: new and rekeyed CHILD_SAs) and [`informational`] (DELETE, liveness).
+//! Before any handler runs, [`rules`] checks which payloads the message must and may carry
+//! (libreswan style).
+//!
+//! The SA keeps a message-ID window of one in each direction (RFC 7296 §2.3): one outstanding
+//! request of ours, retransmitted on a timer until its response arrives, and the last response
+//! we sent, replayed when the peer retransmits its request (§2.1). Commands issued while a
+//! request is outstanding wait in a queue.
+//!
+//! Keys live only where they are needed: the IKE_SA_INIT task holds the DH secret and nonce;
+//! SK_* keys exist from the end of IKE_SA_INIT; the IKE_SA_INIT messages and nonces that
+//! IKE_AUTH signs are dropped once IKE_AUTH is done.
+
+mod child;
+mod ike_auth;
+mod ike_init;
+mod informational;
+mod natd;
+mod protect;
+mod rules;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::auth::PeerIdentity;
+use crate::config::Config;
+use crate::crypto::{DhSecret, IkeKeys, Random, Role, SkCipher};
+use crate::error::{Error, Result};
+use crate::event::{ChildSa, Event, Mode, UdpEncap};
+use crate::fragment::{self, Reassembly};
+use crate::proposal::ChildSuite;
+use crate::retransmit::{Retransmitter, Timeout};
+use crate::wire::{
+    prepend_non_esp_marker, strip_non_esp_marker, ExchangeType, Flags, HashAlgorithm, Header,
+    HeaderPacket, Message, Payload, TsRange,
+};
+
+pub use ike_init::Accept;
+
+/// One UDP datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Datagram {
+    /// Send from this address (our IKE port, 500 or 4500).
+    pub local: SocketAddr,
+    /// To this address.
+    pub remote: SocketAddr,
+    /// Whether `payload` starts with the 4-byte non-ESP marker (port 4500, RFC 3948 §2.2).
+    pub non_esp_marker: bool,
+    /// The UDP payload, marker included when `non_esp_marker` is set.
+    pub payload: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// IKE_SA_INIT or IKE_AUTH in progress.
+    Connecting,
+    /// IKE_AUTH done.
+    Established,
+    /// We sent a DELETE for the IKE SA.
+    Deleting,
+    /// Gone; only queued output remains.
+    Closed,
+}
+
+/// The SK_* keys and the two directions' SK protection.
+struct SaKeys {
+    ike: IkeKeys,
+    seal: SkCipher,
+    open: SkCipher,
+    /// GCM IVs only have to be unique per key (RFC 5282 §3.1): a counter.
+    iv_counter: u64,
+}
+
+impl SaKeys {
+    fn new(ike: IkeKeys, local: Role) -> Result<Self> {
+        Ok(SaKeys {
+            seal: ike.sk_cipher(local)?,
+            open: ike.sk_cipher(local.peer())?,
+            ike,
+            iv_counter: 0,
+        })
+    }
+}
+
+/// What IKE_AUTH signs, kept from IKE_SA_INIT until IKE_AUTH is done.
+struct InitMaterial {
+    ni: Vec<u8>,
+    nr: Vec<u8>,
+    request: Vec<u8>,
+    response: Vec<u8>,
+}
+
+/// Our outstanding request.
+struct Pending {
+    message_id: u32,
+    exchange: ExchangeType,
+    task: Task,
+    packets: Vec<Vec<u8>>,
+    timer: Retransmitter,
+}
+
+/// The state of the exchange we initiated, waiting for its response.
+enum Task {
+    Init(ike_init::InitTask),
+    Auth(child::ChildRequest),
+    CreateChild(child::ChildRequest),
+    Dpd,
+    DeleteChild { spi_in: u32 },
+    DeleteIke,
+}
+
+/// A command waiting for the request window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Command {
+    Dpd,
+    RekeyChild { spi_in: u32 },
+    DeleteChild { spi_in: u32 },
+    DeleteIke,
+}
+
+/// An installed CHILD_SA.
+#[derive(Debug, Clone)]
+struct Child {
+    reqid: u32,
+    spi_in: u32,
+    spi_out: u32,
+    suite: ChildSuite,
+    mode: Mode,
+    local_ts: Vec<TsRange>,
+    remote_ts: Vec<TsRange>,
+    /// A rekey of this SA is in progress or done: do not start another.
+    rekeying: bool,
+}
+
+/// One IKE SA. See the [module documentation](self).
+pub struct IkeSa {
+    config: Arc<Config>,
+    role: Role,
+    spi_i: u64,
+    spi_r: u64,
+    local: SocketAddr,
+    remote: SocketAddr,
+    /// UDP encapsulation (NAT-T) for IKE after IKE_SA_INIT and for ESP.
+    encap: bool,
+    state: State,
+    keys: Option<SaKeys>,
+    init: Option<InitMaterial>,
+    next_message_id: u32,
+    pending: Option<Pending>,
+    commands: VecDeque<Command>,
+    peer_message_id: u32,
+    last_response: Option<(u32, Vec<Vec<u8>>)>,
+    reassembly: Option<Reassembly>,
+    children: Vec<Child>,
+    reqid: u32,
+    peer: Option<PeerIdentity>,
+    peer_hash_algorithms: Vec<HashAlgorithm>,
+    peer_fragmentation: bool,
+    half_open_deadline: Option<Instant>,
+    transmits: VecDeque<Datagram>,
+    events: VecDeque<Event>,
+}
+
+impl core::fmt::Debug for IkeSa {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("IkeSa")
+            .field("role", &self.role)
+            .field("spi_i", &format_args!("{:016x}", self.spi_i))
+            .field("spi_r", &format_args!("{:016x}", self.spi_r))
+            .field("local", &self.local)
+            .field("remote", &self.remote)
+            .field("state", &self.state)
+            .field("children", &self.children.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl IkeSa {
+    fn new(
+        config: Arc<Config>,
+        role: Role,
+        spi_i: u64,
+        spi_r: u64,
+        local: SocketAddr,
+        remote: SocketAddr,
+        reqid: u32,
+    ) -> Self {
+        IkeSa {
+            config,
+            role,
+            spi_i,
+            spi_r,
+            local,
+            remote,
+            encap: false,
+            state: State::Connecting,
+            keys: None,
+            init: None,
+            next_message_id: 0,
+            pending: None,
+            commands: VecDeque::new(),
+            peer_message_id: 0,
+            last_response: None,
+            reassembly: None,
+            children: Vec::new(),
+            reqid,
+            peer: None,
+            peer_hash_algorithms: Vec::new(),
+            peer_fragmentation: false,
+            half_open_deadline: None,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// Our role (the party that sent IKE_SA_INIT is the initiator).
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Our SPI: the key under which an [`Endpoint`](crate::Endpoint) routes to this SA.
+    pub fn local_spi(&self) -> u64 {
+        match self.role {
+            Role::Initiator => self.spi_i,
+            Role::Responder => self.spi_r,
+        }
+    }
+
+    /// The (initiator, responder) SPI pair; the responder's is 0 until IKE_SA_INIT completes.
+    pub fn spis(&self) -> (u64, u64) {
+        (self.spi_i, self.spi_r)
+    }
+
+    /// The peer's current address.
+    pub fn remote(&self) -> SocketAddr {
+        self.remote
+    }
+
+    /// Whether IKE_AUTH has completed and the SA is not being deleted.
+    pub fn is_established(&self) -> bool {
+        self.state == State::Established
+    }
+
+    /// Whether the SA is gone (after its `IkeSaDown` event).
+    pub fn is_closed(&self) -> bool {
+        self.state == State::Closed
+    }
+
+    /// Whether UDP encapsulation is in use.
+    pub fn uses_encap(&self) -> bool {
+        self.encap
+    }
+
+    /// The authenticated peer, once established.
+    pub fn peer(&self) -> Option<&PeerIdentity> {
+        self.peer.as_ref()
+    }
+
+    /// (inbound, outbound) SPIs of the installed CHILD_SAs.
+    pub fn child_spis(&self) -> Vec<(u32, u32)> {
+        self.children
+            .iter()
+            .map(|c| (c.spi_in, c.spi_out))
+            .collect()
+    }
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Datagram> {
+        self.transmits.pop_front()
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        self.events.pop_front()
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) must next be called.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let retransmit = self.pending.as_ref().map(|p| p.timer.deadline());
+        match (retransmit, self.half_open_deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs timers due at `now`: retransmission, giving up on a silent peer, and the
+    /// responder's half-open limit.
+    pub fn handle_timeout(&mut self, now: Instant, rng: &mut dyn Random) {
+        if self.state == State::Closed {
+            return;
+        }
+        if self.half_open_deadline.is_some_and(|d| now >= d) {
+            self.half_open_deadline = None;
+            if self.state == State::Connecting {
+                self.fail("peer did not complete IKE_AUTH in time".into());
+                return;
+            }
+        }
+        let Some(p) = self.pending.as_mut() else {
+            return;
+        };
+        match p.timer.on_timeout(now, &self.config.retransmit, rng) {
+            Timeout::Wait => {}
+            Timeout::Retransmit => {
+                let packets = p.packets.clone();
+                for packet in packets {
+                    self.push_transmit(packet);
+                }
+            }
+            Timeout::GiveUp => {
+                let exchange = p.exchange;
+                let tries = p.timer.retransmissions();
+                if matches!(p.task, Task::DeleteIke) {
+                    self.close("deleted (peer did not confirm)".into());
+                } else {
+                    self.fail(format!(
+                        "peer did not answer {exchange} after {tries} retransmissions"
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Processes one UDP datagram received from `from` on our address `local`. On the NAT-T
+    /// port it must start with the non-ESP marker (other datagrams there are ESP or
+    /// keepalives and are ignored). Errors mean the datagram was dropped; the SA is unchanged
+    /// unless an event says otherwise.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        local: SocketAddr,
+        udp_payload: &[u8],
+        rng: &mut dyn Random,
+    ) -> Result<()> {
+        if self.state == State::Closed {
+            return Ok(());
+        }
+        let data = if local.port() == self.config.nat_t_port {
+            match strip_non_esp_marker(udp_payload) {
+                Some(m) => m,
+                None => return Ok(()),
+            }
+        } else {
+            udp_payload
+        };
+        let packet = HeaderPacket::new_checked(data)?;
+        let header = Header::parse(&packet)?;
+        if header.initiator_spi != self.spi_i {
+            return Err(Error::Protocol("initiator SPI does not match".into()));
+        }
+        // The I flag names the original initiator (RFC 7296 §3.1).
+        if header.flags.initiator() != (self.role == Role::Responder) {
+            return Err(Error::Protocol("I flag does not match our role".into()));
+        }
+        if header.flags.response() {
+            self.handle_response(now, from, local, data, header, rng)
+        } else {
+            self.handle_request(now, from, local, data, header, rng)
+        }
+    }
+
+    fn handle_response(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        local: SocketAddr,
+        data: &[u8],
+        header: Header,
+        rng: &mut dyn Random,
+    ) -> Result<()> {
+        let Some(p) = self.pending.as_ref() else {
+            return Err(Error::Protocol("unexpected response".into()));
+        };
+        if header.message_id != p.message_id || header.exchange_type != p.exchange {
+            return Err(Error::Protocol("response to no outstanding request".into()));
+        }
+        if header.exchange_type == ExchangeType::IkeSaInit {
+            return self.handle_init_response(now, data, header, rng);
+        }
+        if header.responder_spi != self.spi_r {
+            return Err(Error::Protocol("responder SPI does not match".into()));
+        }
+        let Some(payloads) = self.unprotect(data, header.message_id)? else {
+            return Ok(());
+        };
+        self.note_peer_address(from, local);
+        let Some(p) = self.pending.take() else {
+            return Ok(());
+        };
+        match p.task {
+            Task::Init(_) => {}
+            Task::Auth(req) => self.handle_auth_response(now, payloads, req, rng),
+            Task::CreateChild(req) => self.handle_create_child_response(now, payloads, req, rng),
+            Task::Dpd => {}
+            Task::DeleteChild { spi_in } => self.handle_delete_child_response(spi_in, &payloads),
+            Task::DeleteIke => self.close("deleted".into()),
+        }
+        self.kick(now, rng);
+        Ok(())
+    }
+
+    fn handle_request(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        local: SocketAddr,
+        data: &[u8],
+        header: Header,
+        rng: &mut dyn Random,
+    ) -> Result<()> {
+        let id = header.message_id;
+        // A retransmitted request: replay our response (RFC 7296 §2.1). For a fragmented
+        // request only fragment 1 triggers the replay (RFC 7383 §2.6.3).
+        if let Some((last_id, packets)) = &self.last_response {
+            if id == *last_id && id.wrapping_add(1) == self.peer_message_id {
+                let first_fragment = match Message::parse(data)?.fragment() {
+                    Some(f) => f.fragment_number == 1,
+                    None => true,
+                };
+                if first_fragment {
+                    let packets = packets.clone();
+                    for packet in packets {
+                        self.push_transmit(packet);
+                    }
+                }
+                return Ok(());
+            }
+        }
+        if header.exchange_type == ExchangeType::IkeSaInit {
+            return Err(Error::Protocol(
+                "IKE_SA_INIT request on an existing SA".into(),
+            ));
+        }
+        if header.responder_spi != self.spi_r || id != self.peer_message_id {
+            return Err(Error::Protocol("request outside the window".into()));
+        }
+        if self.keys.is_none() {
+            return Err(Error::NotEstablished);
+        }
+        let Some(payloads) = self.unprotect(data, id)? else {
+            return Ok(());
+        };
+        self.note_peer_address(from, local);
+        self.peer_message_id = id.wrapping_add(1);
+        match (header.exchange_type, self.state) {
+            (ExchangeType::IkeAuth, State::Connecting) if self.role == Role::Responder => {
+                self.handle_auth_request(now, id, payloads, rng)
+            }
+            (ExchangeType::CreateChildSa, State::Established) => {
+                self.handle_create_child_request(now, id, payloads, rng)
+            }
+            (ExchangeType::Informational, State::Established | State::Deleting) => {
+                self.handle_informational_request(now, id, payloads, rng)
+            }
+            (exchange, _) => {
+                // Not acceptable now: answer so the peer's window moves on.
+                let n = crate::wire::Notify::new(crate::wire::NotifyType::InvalidSyntax);
+                self.send_response(exchange, id, vec![n.into()], rng);
+            }
+        }
+        self.kick(now, rng);
+        Ok(())
+    }
+
+    /// Decrypts an SK message or collects an SKF fragment; `None` while fragments are missing.
+    fn unprotect(&mut self, data: &[u8], message_id: u32) -> Result<Option<Vec<Payload>>> {
+        let message = Message::parse(data)?;
+        message.check_critical()?;
+        let keys = self.keys.as_ref().ok_or(Error::NotEstablished)?;
+        if let Some(f) = message.fragment() {
+            let plaintext = protect::open_skf(data, f, &keys.open)?;
+            let limits = fragment::Limits {
+                max_fragments: self.config.max_fragments,
+                max_bytes: crate::wire::MAX_MESSAGE_LEN,
+            };
+            let done = Reassembly::add(
+                &mut self.reassembly,
+                message_id,
+                f.fragment_number,
+                f.total_fragments,
+                f.next_payload,
+                plaintext,
+                limits,
+            )?;
+            return match done {
+                None => Ok(None),
+                Some((first, chain)) => {
+                    let payloads = crate::wire::parse_chain(&chain, first)?;
+                    crate::wire::check_critical(&payloads)?;
+                    Ok(Some(payloads))
+                }
+            };
+        }
+        let payloads = protect::open_sk(data, &message, &keys.open)?;
+        crate::wire::check_critical(&payloads)?;
+        Ok(Some(payloads))
+    }
+
+    /// After an authenticated message: follow the peer's address (NAT-T floating and NAT
+    /// mapping changes, RFC 7296 §2.23).
+    fn note_peer_address(&mut self, from: SocketAddr, local: SocketAddr) {
+        self.remote = from;
+        self.local = local;
+        if local.port() == self.config.nat_t_port {
+            self.encap = true;
+        }
+    }
+
+    fn header(&self, exchange: ExchangeType, message_id: u32, response: bool) -> Header {
+        let mut flags = Flags::empty();
+        if self.role == Role::Initiator {
+            flags = flags | Flags::INITIATOR;
+        }
+        if response {
+            flags = flags | Flags::RESPONSE;
+        }
+        Header::new(exchange, self.spi_i, self.spi_r, message_id, flags)
+    }
+
+    /// Largest IKE message (without the marker) before fragmentation kicks in.
+    fn max_message_len(&self) -> Option<usize> {
+        if !(self.peer_fragmentation && self.config.fragmentation) {
+            return None;
+        }
+        let marker = if self.local.port() == self.config.nat_t_port {
+            4
+        } else {
+            0
+        };
+        Some(
+            self.config
+                .fragment_size
+                .saturating_sub(fragment::ip_udp_overhead(self.remote.is_ipv6()) + marker),
+        )
+    }
+
+    fn protect(
+        &mut self,
+        header: &Header,
+        inner: &[Payload],
+        rng: &mut dyn Random,
+    ) -> Result<Vec<Vec<u8>>> {
+        let max_len = self.max_message_len();
+        let keys = self.keys.as_mut().ok_or(Error::NotEstablished)?;
+        let SaKeys {
+            seal, iv_counter, ..
+        } = keys;
+        let aead = seal.encr().is_aead();
+        let iv_len = seal.iv_len();
+        let mut next_iv = || {
+            let mut iv = vec![0u8; iv_len];
+            if aead {
+                *iv_counter += 1;
+                iv.copy_from_slice(&iv_counter.to_be_bytes());
+            } else {
+                rng.fill(&mut iv);
+            }
+            iv
+        };
+        protect::seal(header, inner, seal, max_len, &mut next_iv)
+    }
+
+    /// Sends a protected request and makes it the outstanding one.
+    fn send_request(
+        &mut self,
+        now: Instant,
+        exchange: ExchangeType,
+        inner: Vec<Payload>,
+        task: Task,
+        rng: &mut dyn Random,
+    ) -> Result<()> {
+        let id = self.next_message_id;
+        let header = self.header(exchange, id, false);
+        let packets = self.protect(&header, &inner, rng)?;
+        for p in &packets {
+            self.push_transmit(p.clone());
+        }
+        self.pending = Some(Pending {
+            message_id: id,
+            exchange,
+            task,
+            packets,
+            timer: Retransmitter::new(now, &self.config.retransmit, rng),
+        });
+        self.next_message_id = id.wrapping_add(1);
+        Ok(())
+    }
+
+    /// Sends a protected response and caches it for retransmitted requests.
+    fn send_response(
+        &mut self,
+        exchange: ExchangeType,
+        message_id: u32,
+        inner: Vec<Payload>,
+        rng: &mut dyn Random,
+    ) {
+        let header = self.header(exchange, message_id, true);
+        match self.protect(&header, &inner, rng) {
+            Ok(packets) => {
+                for p in &packets {
+                    self.push_transmit(p.clone());
+                }
+                self.last_response = Some((message_id, packets));
+            }
+            Err(e) => self.fail(format!("cannot build {exchange} response: {e}")),
+        }
+    }
+
+    fn push_transmit(&mut self, ike: Vec<u8>) {
+        let marker = self.local.port() == self.config.nat_t_port;
+        let payload = if marker {
+            prepend_non_esp_marker(&ike)
+        } else {
+            ike
+        };
+        self.transmits.push_back(Datagram {
+            local: self.local,
+            remote: self.remote,
+            non_esp_marker: marker,
+            payload,
+        });
+    }
+
+    /// Starts queued commands while the request window is free.
+    fn kick(&mut self, now: Instant, rng: &mut dyn Random) {
+        while self.pending.is_none() && matches!(self.state, State::Established) {
+            let Some(cmd) = self.commands.pop_front() else {
+                return;
+            };
+            let result = match cmd {
+                Command::Dpd => {
+                    self.send_request(now, ExchangeType::Informational, Vec::new(), Task::Dpd, rng)
+                }
+                Command::DeleteIke => {
+                    self.state = State::Deleting;
+                    self.send_request(
+                        now,
+                        ExchangeType::Informational,
+                        vec![crate::wire::Delete::ike().into()],
+                        Task::DeleteIke,
+                        rng,
+                    )
+                }
+                Command::DeleteChild { spi_in } => self.start_delete_child(now, spi_in, rng),
+                Command::RekeyChild { spi_in } => self.start_rekey_child(now, spi_in, rng),
+            };
+            if let Err(e) = result {
+                self.events.push_back(Event::Failed {
+                    reason: format!("could not start request: {e}"),
+                });
+            }
+        }
+    }
+
+    fn command(&mut self, now: Instant, cmd: Command, rng: &mut dyn Random) -> Result<()> {
+        if self.state != State::Established {
+            return Err(Error::NotEstablished);
+        }
+        if !self.commands.contains(&cmd) {
+            self.commands.push_back(cmd);
+        }
+        self.kick(now, rng);
+        Ok(())
+    }
+
+    /// Sends a liveness check (an empty INFORMATIONAL request, RFC 7296 §1.4); a peer that
+    /// never answers fails the SA after the retransmission schedule.
+    pub fn dpd(&mut self, now: Instant, rng: &mut dyn Random) -> Result<()> {
+        self.command(now, Command::Dpd, rng)
+    }
+
+    /// Rekeys the CHILD_SA with inbound SPI `spi_in` (RFC 7296 §2.8): CREATE_CHILD_SA with
+    /// REKEY_SA, then DELETE of the old SA.
+    pub fn rekey_child(&mut self, now: Instant, spi_in: u32, rng: &mut dyn Random) -> Result<()> {
+        if !self.children.iter().any(|c| c.spi_in == spi_in) {
+            return Err(Error::NoSuchChild(spi_in));
+        }
+        self.command(now, Command::RekeyChild { spi_in }, rng)
+    }
+
+    /// Deletes one CHILD_SA (INFORMATIONAL with DELETE, RFC 7296 §1.4.1).
+    pub fn delete_child(&mut self, now: Instant, spi_in: u32, rng: &mut dyn Random) -> Result<()> {
+        if !self.children.iter().any(|c| c.spi_in == spi_in) {
+            return Err(Error::NoSuchChild(spi_in));
+        }
+        self.command(now, Command::DeleteChild { spi_in }, rng)
+    }
+
+    /// Deletes the IKE SA and with it every CHILD_SA.
+    pub fn delete(&mut self, now: Instant, rng: &mut dyn Random) -> Result<()> {
+        self.command(now, Command::DeleteIke, rng)
+    }
+
+    /// Reports a failure and ends the SA.
+    fn fail(&mut self, reason: String) {
+        self.events.push_back(Event::Failed {
+            reason: reason.clone(),
+        });
+        self.close(reason);
+    }
+
+    /// Ends the SA: every CHILD_SA down, then the IKE SA (always the last event).
+    fn close(&mut self, reason: String) {
+        if self.state == State::Closed {
+            return;
+        }
+        for c in std::mem::take(&mut self.children) {
+            self.events.push_back(Event::ChildSaDown {
+                reqid: c.reqid,
+                spi_in: c.spi_in,
+                spi_out: c.spi_out,
+                reason: reason.clone(),
+            });
+        }
+        self.events.push_back(Event::IkeSaDown { reason });
+        self.state = State::Closed;
+        self.pending = None;
+        self.keys = None;
+        self.init = None;
+        self.commands.clear();
+        self.reassembly = None;
+        self.half_open_deadline = None;
+    }
+
+    fn encap_ports(&self) -> Option<UdpEncap> {
+        self.encap.then_some(UdpEncap {
+            local_port: self.local.port(),
+            remote_port: self.remote.port(),
+        })
+    }
+
+    /// Builds the event data for a new CHILD_SA.
+    #[allow(clippy::too_many_arguments)]
+    fn child_event(
+        &self,
+        child: &Child,
+        keys: &crate::crypto::ChildKeys,
+        exchange_role: Role,
+    ) -> ChildSa {
+        ChildSa {
+            reqid: child.reqid,
+            spi_in: child.spi_in,
+            spi_out: child.spi_out,
+            mode: child.mode,
+            protocol: crate::wire::ProtocolId::Esp,
+            encr: child.suite.encr,
+            integ: child.suite.integ,
+            keys_in: keys.inbound(exchange_role).clone(),
+            keys_out: keys.outbound(exchange_role).clone(),
+            esn: child.suite.esn,
+            local_ts: child.local_ts.clone(),
+            remote_ts: child.remote_ts.clone(),
+            lifetime: self.config.child_lifetime,
+            local: self.local,
+            remote: self.remote,
+            encap: self.encap_ports(),
+        }
+    }
+}
+
+/// Draws a non-zero 64-bit IKE SPI.
+fn random_ike_spi(rng: &mut dyn Random) -> u64 {
+    loop {
+        let mut b = [0u8; 8];
+        rng.fill(&mut b);
+        let spi = u64::from_be_bytes(b);
+        if spi != 0 {
+            return spi;
+        }
+    }
+}
+
+/// Draws an ESP SPI outside the reserved range 0..=255 (RFC 4303 §2.1).
+fn random_esp_spi(rng: &mut dyn Random) -> u32 {
+    loop {
+        let mut b = [0u8; 4];
+        rng.fill(&mut b);
+        let spi = u32::from_be_bytes(b);
+        if spi > 255 {
+            return spi;
+        }
+    }
+}
+
+/// A fresh nonce; 32 bytes, as strongSwan sends (RFC 7296 §2.10: at least half the PRF key
+/// size and at least 16).
+fn random_nonce(rng: &mut dyn Random) -> Vec<u8> {
+    let mut n = vec![0u8; 32];
+    rng.fill(&mut n);
+    n
+}
+
+/// A DH secret for `group`.
+fn dh_secret(group: crate::crypto::DhGroup, rng: &mut dyn Random) -> Result<DhSecret> {
+    Ok(DhSecret::generate(group, rng)?)
+}
