@@ -537,12 +537,24 @@ mod tests {
         let sa = wire::Sa::new(vec![pfs.to_wire(1, 7, true)]);
         // We do not do PFS: refuse a PFS-only offer.
         assert!(choose_esp(&ours, &sa, Some(DhGroup::Curve25519), false).is_none());
-        let (_, _, s) = choose_esp(&[pfs.clone()], &sa, Some(DhGroup::Curve25519), false).unwrap();
+        let (_, _, s) = choose_esp(
+            std::slice::from_ref(&pfs),
+            &sa,
+            Some(DhGroup::Curve25519),
+            false,
+        )
+        .unwrap();
         assert_eq!(s.dh, Some(DhGroup::Curve25519));
-        assert!(choose_esp(&[pfs.clone()], &sa, Some(DhGroup::Ecp256), false).is_none());
+        assert!(choose_esp(
+            std::slice::from_ref(&pfs),
+            &sa,
+            Some(DhGroup::Ecp256),
+            false
+        )
+        .is_none());
         // In IKE_AUTH a PFS proposal is accepted without a group.
         let (_, _, s) = choose_esp(
-            &[pfs.clone()],
+            std::slice::from_ref(&pfs),
             &wire::Sa::new(vec![pfs.to_wire(1, 7, false)]),
             None,
             true,

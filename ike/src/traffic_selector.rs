@@ -99,10 +99,16 @@ mod tests {
         // IBM: local 0.0.0.0/0, remote <ip>/32; the initiator proposes its own address.
         let any = TsRange::any_v4();
         let proposed = [host([10, 0, 0, 5], 0, None)];
-        assert_eq!(narrow(&proposed, &[any.clone()]), proposed.to_vec());
+        assert_eq!(
+            narrow(&proposed, std::slice::from_ref(&any)),
+            proposed.to_vec()
+        );
         let nfs = host([10, 0, 0, 5], 6, Some(2049));
-        assert_eq!(narrow(&[any.clone()], &[nfs.clone()]), vec![nfs.clone()]);
-        assert!(is_narrowing_of(&[nfs.clone()], &[any]));
+        assert_eq!(
+            narrow(std::slice::from_ref(&any), std::slice::from_ref(&nfs)),
+            vec![nfs.clone()]
+        );
+        assert!(is_narrowing_of(std::slice::from_ref(&nfs), &[any]));
         assert!(!is_narrowing_of(&[host([10, 0, 0, 6], 0, None)], &[nfs]));
     }
 

@@ -136,7 +136,7 @@ mod tests {
             &IKE_AUTH_REQUEST,
         )
         .unwrap();
-        assert!(check(&[id.clone()], &IKE_AUTH_REQUEST).is_err());
+        assert!(check(std::slice::from_ref(&id), &IKE_AUTH_REQUEST).is_err());
         assert!(check(&[id.clone(), id.clone(), auth.clone()], &IKE_AUTH_REQUEST).is_err());
         let nonce = Payload::Nonce(Nonce(vec![0; 16]));
         assert!(check(&[id.clone(), auth.clone(), nonce], &IKE_AUTH_REQUEST).is_err());
