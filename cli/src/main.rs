@@ -16,6 +16,12 @@ enum Command {
         #[command(subcommand)]
         command: ibm_ipsec::commands::cert::CertCommand,
     },
+    /// Run the per-host daemon in the foreground (control socket, datapath, identity).
+    Daemon(ibm_ipsec::commands::daemon::DaemonArgs),
+    /// Show the daemon, its datapath and identity, and every IKE SA and CHILD_SA.
+    Status(ibm_ipsec::commands::status::StatusArgs),
+    /// Delete the SAs with a peer (or with every peer).
+    Down(ibm_ipsec::commands::down::DownArgs),
     /// IKEv2 tools.
     Ike {
         #[command(subcommand)]
@@ -46,6 +52,9 @@ fn main() -> std::process::ExitCode {
             command: ibm_ipsec::commands::cert::CertCommand::Fetch(args),
         } => return ibm_ipsec::commands::cert_fetch::run(args),
         Command::Cert { command } => ibm_ipsec::commands::cert::run(command),
+        Command::Daemon(args) => ibm_ipsec::commands::daemon::run(args),
+        Command::Status(args) => ibm_ipsec::commands::status::run(args),
+        Command::Down(args) => ibm_ipsec::commands::down::run(args),
         // Prints its own one-line error and chooses its exit code.
         Command::Ike {
             command: IkeCommand::Decode(args),

@@ -2,5 +2,8 @@
 
 pub mod cert;
 pub mod cert_fetch;
+pub mod daemon;
+pub mod down;
 pub mod ike_decode;
 pub mod metadata_server;
+pub mod status;
