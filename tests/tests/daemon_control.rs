@@ -2,7 +2,9 @@
 //! its control socket by the `ibm-ipsec` CLI, as an operator would: `status` answers (text and
 //! JSON) with the datapath the daemon chose, `down` of a peer it has no SA with fails with a
 //! clear message, a second daemon never displaces a live one, SIGTERM stops it cleanly and
-//! removes its socket, and a socket left by a killed daemon is replaced on restart.
+//! removes its socket, and a socket left by a killed daemon is replaced on restart. With
+//! `--config`, the daemon gets its certificate from the metadata test server, and keeps trying
+//! (saying why in `status`) while the service is unreachable.
 //!
 //! Needs root (CI runs as root) and the `ibm-ipsec` binary (`cargo build --bin ibm-ipsec`,
 //! or `cargo test --workspace`); without root each test prints why it skipped.
@@ -26,11 +28,15 @@ fn binary() -> String {
 
 /// Starts `ibm-ipsec daemon` in `host` and waits until `status` answers.
 fn start_daemon(host: &Host, control: &Path) -> Daemon {
+    start_daemon_with(host, control, &[])
+}
+
+fn start_daemon_with(host: &Host, control: &Path, extra: &[&str]) -> Daemon {
     let bin = binary();
     let control_arg = control.to_str().unwrap();
-    let mut process = host
-        .spawn(&[&bin, "daemon", "--control", control_arg])
-        .unwrap();
+    let mut args = vec![bin.as_str(), "daemon", "--control", control_arg];
+    args.extend_from_slice(extra);
+    let mut process = host.spawn(&args).unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if host
@@ -159,4 +165,69 @@ fn a_live_daemon_is_never_displaced() {
         json.contains(&format!("\"pid\": {}", first.process.pid().unwrap())),
         "{json}"
     );
+}
+
+#[test]
+fn identity_comes_from_the_metadata_service_once_it_answers() {
+    let Some(lab) = Lab::require_root() else {
+        return;
+    };
+    let host = lab.host("client").unwrap();
+    let control = lab.dir().join("control.sock");
+    let conf = lab.dir().join("share.conf");
+    let state = lab.dir().join("state");
+    // No retries inside one attempt and 1 s between attempts, so the test is quick; a
+    // 2048-bit key because RSA-4096 generation takes seconds in a debug build.
+    std::fs::write(
+        &conf,
+        format!(
+            "metadata_url = http://127.0.0.1:18169\nmetadata_retry_count = 0\n\
+             metadata_retry_interval = 1\nkey_bits = 2048\nstate_dir = {}\n\
+             certificate_duration_seconds = 300\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let daemon = start_daemon_with(&host, &control, &["--config", conf.to_str().unwrap()]);
+
+    // The service is not running yet: status says so and the daemon keeps going.
+    let waited = wait_for_status(&host, &control, "last attempt failed");
+    assert!(waited.contains("Identity:  no certificate yet"), "{waited}");
+
+    let bin = binary();
+    let srv_state = lab.dir().join("srv");
+    let _server = host
+        .spawn(&[
+            &bin,
+            "metadata-test-server",
+            "--listen",
+            "127.0.0.1:18169",
+            "--state-dir",
+            srv_state.to_str().unwrap(),
+        ])
+        .unwrap();
+    let text = wait_for_status(&host, &control, "renews at");
+    assert!(text.contains("OU=IBM Software Group, CN=0717_"), "{text}");
+    assert!(text.contains("(75 % of its life)"), "{text}");
+    assert!(!text.contains("last attempt failed"), "{text}");
+    assert!(
+        state.join("host.key").exists(),
+        "host key kept for renewals"
+    );
+    drop(daemon);
+}
+
+fn wait_for_status(host: &Host, control: &Path, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let text = cli(host, &["status"], control).unwrap();
+        if text.contains(needle) {
+            return text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never showed {needle:?}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }

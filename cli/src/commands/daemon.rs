@@ -6,7 +6,8 @@ use std::path::PathBuf;
 use clap::Args;
 
 use crate::control::{DatapathRequest, CONTROL_ENV, DEFAULT_CONTROL_PATH};
-use crate::daemon::{self, DaemonOptions};
+use crate::daemon::{self, DaemonOptions, MetadataIdentity};
+use metadata::share_conf;
 
 /// Arguments of `ibm-ipsec daemon`.
 #[derive(Debug, Args)]
@@ -14,6 +15,12 @@ use crate::daemon::{self, DaemonOptions};
   ibm-ipsec daemon
   ibm-ipsec daemon --control /run/ibm-ipsec/ns1.sock --datapath userspace
   ibm-ipsec daemon --cert host.pem --key host.key
+  ibm-ipsec daemon --config /etc/ibmcloud/share.conf
+  ibm-ipsec daemon --metadata-url http://169.254.169.254
+
+With --config or --metadata-url the host certificate comes from the metadata service (key in
+share.conf's state_dir, generated once) and is renewed at 70-75 % of its life; a failed
+renewal keeps the current certificate until it expires. `status` shows both.
 
 Stops cleanly on SIGTERM or SIGINT (the control socket is removed). A socket left by a daemon
 that was killed is detected and replaced; a daemon still answering is never displaced.")]
@@ -30,6 +37,13 @@ pub struct DaemonArgs {
     /// The certificate's private key (PKCS#8 PEM).
     #[arg(long, requires = "cert")]
     pub key: Option<PathBuf>,
+    /// Get the certificate from the metadata service with these settings (share.conf).
+    #[arg(long, conflicts_with = "cert")]
+    pub config: Option<PathBuf>,
+    /// Get the certificate from the metadata service at this URL (overrides share.conf's
+    /// metadata_url; reads /etc/ibmcloud/share.conf or /etc/ibmshare/share.conf unless --config).
+    #[arg(long, conflicts_with = "cert")]
+    pub metadata_url: Option<String>,
 }
 
 /// Runs the daemon until it is told to stop.
@@ -37,6 +51,26 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let mut options = DaemonOptions::new(args.control);
     options.datapath = args.datapath;
     options.identity_files = args.cert.zip(args.key);
+    if args.config.is_some() || args.metadata_url.is_some() {
+        let (mut conf, source) = match &args.config {
+            Some(path) => (share_conf::load_file(path)?, path.display().to_string()),
+            None => {
+                let loaded = share_conf::load_default()?;
+                let source = loaded.source.map_or_else(
+                    || "defaults: no share.conf found".to_owned(),
+                    |p| p.display().to_string(),
+                );
+                (loaded.conf, source)
+            }
+        };
+        if let Some(url) = args.metadata_url {
+            conf.metadata_url = url;
+        }
+        options.metadata = Some(MetadataIdentity {
+            conf,
+            config_source: source,
+        });
+    }
     daemon::run(options)?;
     Ok(())
 }

@@ -75,9 +75,18 @@ pub fn render(report: &StatusReport, now: u64) -> String {
                 id.source
             );
         }
+        None if report.identity_error.is_some() => {
+            let _ = writeln!(out, "Identity:  no certificate yet");
+        }
         None => {
             let _ = writeln!(out, "Identity:  none configured");
         }
+    }
+    if let Some(renewal) = report.identity.as_ref().and_then(|i| i.renewal.as_ref()) {
+        let _ = writeln!(out, "           {renewal}");
+    }
+    if let Some(error) = &report.identity_error {
+        let _ = writeln!(out, "           last attempt failed: {error}");
     }
 
     let _ = writeln!(out, "\nIKE SAs");
@@ -224,6 +233,7 @@ mod tests {
                 reason: "kernel datapath unusable: kernel has no ESP support".into(),
             },
             identity: None,
+            identity_error: None,
             ike_sas: vec![],
             child_sas: vec![],
         }
@@ -249,7 +259,9 @@ mod tests {
             issuer: "CN=int".into(),
             not_after_unix: 4600,
             source: "host.pem".into(),
+            renewal: Some("renews at 1970-01-01 01:00:00 UTC".into()),
         });
+        r.identity_error = Some("token failed".into());
         r.ike_sas.push(IkeSaStatus {
             peer: "10.240.0.5".parse().unwrap(),
             local: "10.240.0.4".parse().unwrap(),
@@ -277,6 +289,8 @@ mod tests {
         let text = render(&r, 1000);
         assert!(text.contains("expires 1970-01-01"), "{text}");
         assert!(text.contains("(in 1h 0m)"), "{text}");
+        assert!(text.contains("\n           renews at 1970"), "{text}");
+        assert!(text.contains("last attempt failed: token failed"), "{text}");
         let header = text.lines().find(|l| l.contains("Initiator SPI")).unwrap();
         let row = text.lines().find(|l| l.contains("established")).unwrap();
         assert_eq!(header.find("State"), row.find("established"), "{text}");

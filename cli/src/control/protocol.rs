@@ -107,6 +107,9 @@ pub struct StatusReport {
     pub datapath: DatapathInfo,
     /// The certificate the daemon authenticates with, when it has one.
     pub identity: Option<IdentityInfo>,
+    /// The last failure to get or renew the certificate, while it is unresolved.
+    #[serde(default)]
+    pub identity_error: Option<String>,
     /// One row per IKE SA (ONTAP's `security ipsec show-ikesa`).
     pub ike_sas: Vec<IkeSaStatus>,
     /// One row per CHILD_SA (ONTAP's `security ipsec show-ipsecsa`).
@@ -172,6 +175,9 @@ pub struct IdentityInfo {
     pub not_after_unix: u64,
     /// Where it came from (file paths or the metadata URL).
     pub source: String,
+    /// When it will be renewed (metadata identities only).
+    #[serde(default)]
+    pub renewal: Option<String>,
 }
 
 /// One IKE SA.
@@ -309,6 +315,7 @@ mod tests {
                 reason: "kernel has no ESP support".into(),
             },
             identity: None,
+            identity_error: Some("metadata unreachable".into()),
             ike_sas: vec![],
             child_sas: vec![ChildSaStatus {
                 peer: "10.0.0.2".parse().unwrap(),

@@ -18,5 +18,6 @@ pub fn load_identity(cert: &Path, key: &Path) -> Result<IdentityInfo, Error> {
         issuer: info.issuer,
         not_after_unix: unix_secs(info.not_after),
         source: format!("{} (key {})", cert.display(), key.display()),
+        renewal: None,
     })
 }

@@ -13,6 +13,7 @@
 
 pub mod datapath;
 mod identity;
+mod metadata_identity;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -31,6 +32,8 @@ use crate::control::{
 use crate::error::Error;
 
 pub use identity::load_identity;
+use metadata_identity::IdentityUpdate;
+pub use metadata_identity::MetadataIdentity;
 
 /// How long a client may take to send its request line.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -44,6 +47,8 @@ pub struct DaemonOptions {
     pub datapath: DatapathRequest,
     /// `--cert` and `--key`: the host identity from files instead of the metadata service.
     pub identity_files: Option<(PathBuf, PathBuf)>,
+    /// The host identity from the metadata service, renewed on schedule.
+    pub metadata: Option<MetadataIdentity>,
 }
 
 impl DaemonOptions {
@@ -53,6 +58,7 @@ impl DaemonOptions {
             control,
             datapath: DatapathRequest::Auto,
             identity_files: None,
+            metadata: None,
         }
     }
 }
@@ -64,6 +70,13 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
     let mut control = ControlListener::bind(&options.control)?;
     let identity = match &options.identity_files {
         Some((cert, key)) => Some(load_identity(cert, key)?),
+        None => None,
+    };
+    let metadata = match options.metadata.clone() {
+        Some(m) => {
+            let client = metadata_identity::client(&m)?;
+            Some((m, client))
+        }
         None => None,
     };
     let datapath = datapath::choose(options.datapath, xfrm::probe, || {
@@ -91,6 +104,7 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
         },
         datapath,
         identity,
+        identity_error: None,
         ike_sas: Vec::new(),
         child_sas: Vec::new(),
     };
@@ -102,7 +116,11 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
     let result = runtime.block_on(async move {
         let listener =
             UnixListener::from_std(std_listener).map_err(|e| Error::io(&options.control, e))?;
-        serve(listener, state).await
+        let (updates_tx, updates) = mpsc::channel(8);
+        if let Some((m, client)) = metadata {
+            tokio::spawn(metadata_identity::run(m, client, updates_tx));
+        }
+        serve(listener, state, updates).await
     });
     // `control` drops here and removes the socket file.
     drop(control);
@@ -115,6 +133,7 @@ struct State {
     info: DaemonInfo,
     datapath: DatapathInfo,
     identity: Option<IdentityInfo>,
+    identity_error: Option<String>,
     ike_sas: Vec<IkeSaStatus>,
     child_sas: Vec<ChildSaStatus>,
 }
@@ -126,6 +145,7 @@ impl State {
                 daemon: self.info.clone(),
                 datapath: self.datapath.clone(),
                 identity: self.identity.clone(),
+                identity_error: self.identity_error.clone(),
                 ike_sas: self.ike_sas.clone(),
                 child_sas: self.child_sas.clone(),
             })),
@@ -160,7 +180,11 @@ impl State {
 
 type Job = (Request, oneshot::Sender<Response>);
 
-async fn serve(listener: UnixListener, mut state: State) -> Result<(), Error> {
+async fn serve(
+    listener: UnixListener,
+    mut state: State,
+    mut identity_updates: mpsc::Receiver<IdentityUpdate>,
+) -> Result<(), Error> {
     let mut sigterm = signal(SignalKind::terminate())
         .map_err(|e| Error::io(std::path::Path::new("SIGTERM handler"), e))?;
     let mut sigint = signal(SignalKind::interrupt())
@@ -174,6 +198,13 @@ async fn serve(listener: UnixListener, mut state: State) -> Result<(), Error> {
             Some((request, reply)) = jobs.recv() => {
                 let _ = reply.send(state.handle(request));
             }
+            Some(update) = identity_updates.recv() => match update {
+                IdentityUpdate::Issued(info) => {
+                    state.identity = Some(info);
+                    state.identity_error = None;
+                }
+                IdentityUpdate::Failed(error) => state.identity_error = Some(error),
+            },
         }
     }
     accept.abort();
@@ -285,6 +316,7 @@ mod tests {
                 reason: "test".into(),
             },
             identity: None,
+            identity_error: None,
             ike_sas: vec![],
             child_sas: vec![],
         }
