@@ -46,7 +46,10 @@ pub struct Config {
     pub initial_contact: bool,
     /// Request retransmission schedule.
     pub retransmit: RetransmitConfig,
-    /// How long a responder keeps an SA that finished IKE_SA_INIT but not IKE_AUTH.
+    /// How long a responder keeps an SA that finished IKE_SA_INIT but not IKE_AUTH. It must
+    /// cover several of the initiator's IKE_AUTH retransmissions (4 s, 11.2 s, 24.2 s, 47.5 s
+    /// after the first with strongSwan's schedule), or a lossy link loses SAs that would have
+    /// completed.
     pub half_open_timeout: Duration,
     /// CHILD_SA lifetimes reported in events (IBM: rekey after 1 h).
     pub child_lifetime: Lifetime,
@@ -76,7 +79,7 @@ impl Config {
             max_fragments: 32,
             initial_contact: true,
             retransmit: RetransmitConfig::default(),
-            half_open_timeout: Duration::from_secs(30),
+            half_open_timeout: Duration::from_secs(60),
             child_lifetime: Lifetime {
                 soft: Duration::from_secs(3600),
                 hard: Duration::from_secs(3960),

@@ -22,8 +22,9 @@ pub struct Endpoint {
     nat_t_port: u16,
     rng: Box<dyn Random + Send>,
     sas: HashMap<SaHandle, IkeSa>,
-    /// Half-open responder SAs by (peer SPI, peer address), to route IKE_SA_INIT
-    /// retransmissions (their responder SPI is still zero).
+    /// Responder SAs by (peer SPI, peer address), to route IKE_SA_INIT retransmissions (their
+    /// responder SPI is still zero) for the SA's whole life: a late duplicate must never
+    /// create a second SA.
     half_open: HashMap<(u64, SocketAddr), SaHandle>,
     half_open_keys: HashMap<SaHandle, (u64, SocketAddr)>,
     next_reqid: u32,
@@ -152,7 +153,7 @@ impl Endpoint {
         while let Some(e) = sa.poll_event() {
             self.events.push_back((handle, e));
         }
-        if sa.is_established() || sa.is_closed() {
+        if sa.is_closed() {
             if let Some(key) = self.half_open_keys.remove(&handle) {
                 self.half_open.remove(&key);
             }

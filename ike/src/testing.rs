@@ -90,6 +90,8 @@ pub struct Network {
     pub dropped: usize,
     /// Errors returned by `handle_datagram` (dropped datagrams), for diagnosis.
     pub errors: Vec<String>,
+    /// Largest IP datagram sent so far (UDP payload + 8 + 20 or 40), to check fragmentation.
+    pub max_datagram: usize,
     link: LinkConfig,
     rng: SeededRandom,
     in_flight: std::collections::BinaryHeap<InFlight>,
@@ -132,6 +134,7 @@ impl Network {
             delivered: 0,
             dropped: 0,
             errors: Vec::new(),
+            max_datagram: 0,
             link,
             rng: SeededRandom::new(seed),
             in_flight: std::collections::BinaryHeap::new(),
@@ -158,6 +161,8 @@ impl Network {
                 self.events[i].push(e);
             }
             while let Some(d) = self.endpoints[i].1.poll_transmit() {
+                let ip_header = if d.remote.is_ipv6() { 40 } else { 20 };
+                self.max_datagram = self.max_datagram.max(d.payload.len() + 8 + ip_header);
                 let Some(to) = self
                     .endpoints
                     .iter()

@@ -383,6 +383,7 @@ fn lossy_links_still_establish_rekey_and_delete() {
     let patient = |mut c: Config| {
         c.retransmit.tries = 15;
         c.retransmit.limit = Duration::from_secs(30);
+        c.half_open_timeout = Duration::from_secs(600);
         c
     };
     for seed in 0..40 {
