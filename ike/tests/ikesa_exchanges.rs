@@ -125,7 +125,7 @@ fn psk_handshake_installs_matching_transport_child_sas() {
     assert_eq!(i.local_ts.len(), 1);
     assert_eq!(i.local_ts[0].start_addr, I_IP.parse::<IpAddr>().unwrap());
     assert_eq!(i.remote_ts, r.local_ts);
-    assert_eq!(i.reqid, r.reqid.max(i.reqid).min(i.reqid));
+    assert_eq!((i.reqid, r.reqid), (1, 1), "first SA of each endpoint");
     // IKE SA up on both sides with IBM's suite, authenticated peer ids.
     for (ev, peer) in p.net.events.iter().zip(["share", "client"]) {
         let up = ev.iter().find_map(|(_, e)| match e {
@@ -425,4 +425,111 @@ fn lossy_links_still_establish_rekey_and_delete() {
         let r = child_ups(&p.net.events[1]).pop().unwrap();
         assert_eq!(i.keys_out.encr(), r.keys_in.encr(), "seed {seed}");
     }
+}
+
+#[test]
+fn original_responder_can_rekey_dpd_and_delete() {
+    let mut p = default_pair(20);
+    assert!(p
+        .net
+        .run_until(p.net.now + Duration::from_secs(5), established));
+    let r_handle = p.net.events[1][0].0;
+    let spi_in = child_ups(&p.net.events[1])[0].spi_in;
+    let now = p.net.now;
+    p.net.endpoints[1].1.dpd(now, r_handle).unwrap();
+    p.net.endpoints[1]
+        .1
+        .rekey_child(now, r_handle, spi_in)
+        .unwrap();
+    p.net.run_until(p.net.now + Duration::from_secs(5), |n| {
+        n.events
+            .iter()
+            .all(|e| count(e, |e| matches!(e, Event::ChildSaDown { .. })) == 1)
+    });
+    // KEYMAT directions follow the exchange's roles (RFC 7296 §2.17): still symmetric.
+    let new_i = child_ups(&p.net.events[0]).pop().unwrap();
+    let new_r = child_ups(&p.net.events[1]).pop().unwrap();
+    assert_eq!((new_i.spi_in, new_i.spi_out), (new_r.spi_out, new_r.spi_in));
+    assert_eq!(new_i.keys_out.encr(), new_r.keys_in.encr());
+    assert_eq!(new_i.keys_in.encr(), new_r.keys_out.encr());
+    assert_eq!(new_i.local_ts, new_r.remote_ts);
+    assert_eq!(
+        new_i.local_ts[0].start_addr,
+        I_IP.parse::<IpAddr>().unwrap()
+    );
+    let now = p.net.now;
+    p.net.endpoints[1].1.delete(now, r_handle).unwrap();
+    assert!(p.net.run_until(p.net.now + Duration::from_secs(5), |n| {
+        n.endpoints.iter().all(|(_, e)| e.is_empty())
+    }));
+    assert!(failures(&p.net.events[0]).is_empty() && failures(&p.net.events[1]).is_empty());
+}
+
+#[test]
+fn tampered_and_out_of_window_messages_are_dropped() {
+    let mut p = default_pair(21);
+    assert!(p
+        .net
+        .run_until(p.net.now + Duration::from_secs(5), established));
+    let now = p.net.now;
+    p.net.endpoints[0].1.dpd(now, p.handle).unwrap();
+    let d = p.net.endpoints[0].1.poll_transmit().unwrap();
+    // Flip a bit in the ICV: the responder must drop it without answering.
+    let mut bad = d.payload.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    let r = &mut p.net.endpoints[1].1;
+    assert!(r.handle_datagram(now, d.local, d.remote, &bad).is_err());
+    assert!(r.poll_transmit().is_none());
+    // The genuine one is answered; a replay of it gets the cached answer, byte for byte.
+    r.handle_datagram(now, d.local, d.remote, &d.payload)
+        .unwrap();
+    let first = r.poll_transmit().unwrap();
+    r.handle_datagram(now, d.local, d.remote, &d.payload)
+        .unwrap();
+    assert_eq!(r.poll_transmit().unwrap(), first);
+    // A request from the past (message ID 1, IKE_AUTH) is neither answered nor harmful.
+    let mut old = d.payload.clone();
+    old[4 + 20..4 + 24].copy_from_slice(&0u32.to_be_bytes());
+    assert!(r.handle_datagram(now, d.local, d.remote, &old).is_err());
+    assert!(r.poll_transmit().is_none());
+    // Garbage never panics.
+    for len in [0, 3, 4, 20, 40] {
+        let _ = r.handle_datagram(now, d.local, d.remote, &vec![0xff; len]);
+    }
+    assert!(p.net.endpoints[1]
+        .1
+        .sa(p.net.events[1][0].0)
+        .unwrap()
+        .is_established());
+}
+
+#[test]
+fn traffic_selectors_are_narrowed_by_the_responder() {
+    let ic = config("client", "share", b"s");
+    let mut rc = config("share", "client", b"s");
+    let nfs = ike::wire::TsRange::host(R_IP.parse().unwrap(), 6, Some(2049));
+    rc.local_ts = vec![nfs.clone()];
+    let mut p = pair(ic, rc, LinkConfig::perfect(), 22);
+    assert!(p
+        .net
+        .run_until(p.net.now + Duration::from_secs(5), established));
+    let i = child_ups(&p.net.events[0]).remove(0);
+    assert_eq!(i.remote_ts, vec![nfs]);
+
+    let ic = config("client", "share", b"s");
+    let mut rc = config("share", "client", b"s");
+    rc.local_ts = vec![ike::wire::TsRange::host(
+        "10.9.9.9".parse().unwrap(),
+        0,
+        None,
+    )];
+    let mut p = pair(ic, rc, LinkConfig::perfect(), 23);
+    p.net.run_until(p.net.now + Duration::from_secs(5), |n| {
+        !failures(&n.events[0]).is_empty()
+    });
+    assert_eq!(
+        failures(&p.net.events[0]),
+        vec!["peer refused the CHILD_SA: TS_UNACCEPTABLE".to_string()]
+    );
 }
