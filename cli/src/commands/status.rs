@@ -78,6 +78,10 @@ pub fn render(report: &StatusReport, now: u64) -> String {
         None if report.identity_error.is_some() => {
             let _ = writeln!(out, "Identity:  no certificate yet");
         }
+        None if report.identity_service.is_some() => {
+            let service = report.identity_service.as_deref().unwrap_or_default();
+            let _ = writeln!(out, "Identity:  requesting a certificate from {service}");
+        }
         None => {
             let _ = writeln!(out, "Identity:  none configured");
         }
@@ -234,6 +238,7 @@ mod tests {
             },
             identity: None,
             identity_error: None,
+            identity_service: None,
             ike_sas: vec![],
             child_sas: vec![],
         }
@@ -249,6 +254,13 @@ mod tests {
         );
         assert!(text.contains("Identity:  none configured"), "{text}");
         assert_eq!(text.matches("(none)").count(), 2, "{text}");
+        let mut pending = report();
+        pending.identity_service = Some("http://169.254.169.254".into());
+        let text = render(&pending, 1000);
+        assert!(
+            text.contains("Identity:  requesting a certificate from http://169.254.169.254"),
+            "{text}"
+        );
     }
 
     #[test]

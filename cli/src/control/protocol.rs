@@ -110,6 +110,9 @@ pub struct StatusReport {
     /// The last failure to get or renew the certificate, while it is unresolved.
     #[serde(default)]
     pub identity_error: Option<String>,
+    /// Where the certificate is requested from, when the daemon requests one itself.
+    #[serde(default)]
+    pub identity_service: Option<String>,
     /// One row per IKE SA (ONTAP's `security ipsec show-ikesa`).
     pub ike_sas: Vec<IkeSaStatus>,
     /// One row per CHILD_SA (ONTAP's `security ipsec show-ipsecsa`).
@@ -316,6 +319,7 @@ mod tests {
             },
             identity: None,
             identity_error: Some("metadata unreachable".into()),
+            identity_service: Some("http://169.254.169.254".into()),
             ike_sas: vec![],
             child_sas: vec![ChildSaStatus {
                 peer: "10.0.0.2".parse().unwrap(),

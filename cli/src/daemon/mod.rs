@@ -105,6 +105,10 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
         datapath,
         identity,
         identity_error: None,
+        identity_service: options
+            .metadata
+            .as_ref()
+            .map(|m| m.conf.metadata_url.clone()),
         ike_sas: Vec::new(),
         child_sas: Vec::new(),
     };
@@ -122,6 +126,8 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
         }
         serve(listener, state, updates).await
     });
+    // A key generation in a blocking task must not hold up SIGTERM for long.
+    runtime.shutdown_timeout(Duration::from_secs(2));
     // `control` drops here and removes the socket file.
     drop(control);
     tracing::info!("daemon stopped");
@@ -134,6 +140,7 @@ struct State {
     datapath: DatapathInfo,
     identity: Option<IdentityInfo>,
     identity_error: Option<String>,
+    identity_service: Option<String>,
     ike_sas: Vec<IkeSaStatus>,
     child_sas: Vec<ChildSaStatus>,
 }
@@ -146,6 +153,7 @@ impl State {
                 datapath: self.datapath.clone(),
                 identity: self.identity.clone(),
                 identity_error: self.identity_error.clone(),
+                identity_service: self.identity_service.clone(),
                 ike_sas: self.ike_sas.clone(),
                 child_sas: self.child_sas.clone(),
             })),
@@ -317,6 +325,7 @@ mod tests {
             },
             identity: None,
             identity_error: None,
+            identity_service: None,
             ike_sas: vec![],
             child_sas: vec![],
         }
