@@ -32,6 +32,14 @@ const KEY_BA: [u8; 36] = [0x22; 36];
 /// Bytes that must never be seen on the wire.
 const SECRET: &[u8] = b"NFS-PLAINTEXT-MUST-NOT-LEAK";
 
+/// `nft list tables` in the calling thread's namespace, one table a line.
+fn nft_tables() -> Vec<String> {
+    sh_out(&["nft", "list", "tables"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
 fn skip_reason() -> Option<String> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
@@ -40,7 +48,7 @@ fn skip_reason() -> Option<String> {
     if !std::path::Path::new("/dev/net/tun").exists() {
         return Some("/dev/net/tun missing".into());
     }
-    for tool in ["ip", "tcpdump"] {
+    for tool in ["ip", "tcpdump", "nft"] {
         let ok = Command::new(tool)
             .arg(if tool == "ip" { "-V" } else { "--version" })
             .output()
@@ -150,7 +158,9 @@ fn run_datapath(
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
     let h = in_ns(ns, move || {
         let tun = cfg.tun_name.clone();
+        let nft_table = format!("table inet {}", cfg.nft_table);
         let dp = Datapath::start(cfg, sas.0, sas.1).expect("datapath start");
+        assert!(dp.inbound_policy_enforced());
         ready_tx.send(()).unwrap();
         let _ = stop_rx.recv();
         let stats = dp.shutdown();
@@ -165,6 +175,7 @@ fn run_datapath(
                     .filter(|l| l.contains(&tun))
                     .map(str::to_string),
             )
+            .chain(nft_tables().into_iter().filter(|t| t.contains(&nft_table)))
             .collect::<Vec<_>>()
             .join("\n");
         (stats, leftovers)
@@ -473,6 +484,10 @@ fn start_cleans_up_after_a_crash() {
             prio + 1
         ),
         format!("ip route add 10.77.0.2/32 dev {tun} table {table}"),
+        // A stale copy of our nftables table (dropping everything) and a foreign one.
+        "nft add table inet ibm_ipsec".into(),
+        "nft add chain inet ibm_ipsec inbound { type filter hook input priority 0 ; policy drop ; }".into(),
+        "nft add table inet someone_else".into(),
     ] {
         let mut args = vec!["ip", "netns", "exec", &ns];
         args.extend(cmd.split(' '));
@@ -507,6 +522,11 @@ fn start_cleans_up_after_a_crash() {
         "{stats_a:?}"
     );
     assert!(left_a.is_empty(), "left behind:\n{left_a}");
+    let tables = sh_out(&["ip", "netns", "exec", &lab.a, "nft", "list", "tables"]);
+    assert!(
+        tables.contains("table inet someone_else"),
+        "foreign nftables table removed:\n{tables}"
+    );
     let rules = sh_out(&["ip", "-n", &lab.a, "rule"]);
     assert!(!rules.contains("10.77.0.9 "), "stale rule kept:\n{rules}");
     assert!(
@@ -691,4 +711,150 @@ fn rekey_under_traffic_loses_nothing() {
     for (_, c) in in_a.iter().chain(&in_b) {
         assert_eq!(c.auth_failures + c.replay_drops + c.malformed, 0);
     }
+}
+
+/// Sets SO_MARK so the socket bypasses the datapath's capture rules: it plays an on-path
+/// attacker who sends cleartext with the peer's source address.
+fn marked(fd: i32, mark: u32) {
+    // SAFETY: setsockopt on a valid socket with a u32 option value.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_MARK,
+            (&mark as *const u32).cast(),
+            4,
+        )
+    };
+    assert_eq!(rc, 0, "SO_MARK: {}", std::io::Error::last_os_error());
+}
+
+/// Inbound policy (RFC 4301 §5.2): cleartext that carries the peer's address and matches a
+/// protected selector is dropped, as kernel XFRM's inbound policy would; the same datagram
+/// through ESP is delivered, and traffic outside the selectors still flows in clear.
+#[test]
+fn cleartext_from_the_peer_on_protected_selectors_is_dropped() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED esp_userspace inbound policy: {why}");
+        return;
+    }
+    let lab = Lab::new("pol");
+    let udp = Encapsulation::Udp {
+        local_port: 4500,
+        peer_port: 4500,
+    };
+    // B protects TCP 5001 and UDP 5002 (its local ports); 5003 is outside the selectors.
+    let (cfg_a, cfg_b) = configs("po", udp, true);
+    let mark = cfg_a.mark;
+    let mut cap = Capture::start(&lab.b, "vb", "pol");
+    let (stop_a, dp_a) = run_datapath(&lab.a, cfg_a, sa_pair(SPI_AB, &KEY_AB, SPI_BA, &KEY_BA));
+    let (stop_b, dp_b) = run_datapath(&lab.b, cfg_b, sa_pair(SPI_BA, &KEY_BA, SPI_AB, &KEY_AB));
+
+    let (ready_tx, ready_rx) = mpsc::channel::<()>();
+    let server = in_ns(&lab.b, move || {
+        let protected = UdpSocket::bind(SocketAddrV4::new(B, 5002)).unwrap();
+        let open = UdpSocket::bind(SocketAddrV4::new(B, 5003)).unwrap();
+        let tcp = TcpListener::bind(SocketAddrV4::new(B, 5001)).unwrap();
+        tcp.set_nonblocking(true).unwrap();
+        ready_tx.send(()).unwrap();
+        let collect = |u: &UdpSocket| {
+            u.set_read_timeout(Some(Duration::from_millis(1500)))
+                .unwrap();
+            let mut got = Vec::new();
+            let mut b = [0u8; 256];
+            while let Ok(n) = u.recv(&mut b) {
+                got.push(b[..n].to_vec());
+            }
+            got
+        };
+        let (p, o) = (collect(&protected), collect(&open));
+        let mut accepted = 0;
+        while tcp.accept().is_ok() {
+            accepted += 1;
+        }
+        let counters = sh_out(&["nft", "list", "table", "inet", "ibm_ipsec"]);
+        (p, o, accepted, counters)
+    });
+    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
+    let attacker = in_ns(&lab.a, move || {
+        let fake = UdpSocket::bind(SocketAddrV4::new(A, 0)).unwrap();
+        marked(fake.as_raw_fd(), mark);
+        let honest = UdpSocket::bind(SocketAddrV4::new(A, 0)).unwrap();
+        for _ in 0..3 {
+            fake.send_to(b"injected-cleartext", SocketAddrV4::new(B, 5002))
+                .unwrap();
+            honest
+                .send_to(b"through-esp", SocketAddrV4::new(B, 5002))
+                .unwrap();
+            fake.send_to(b"outside-selectors", SocketAddrV4::new(B, 5003))
+                .unwrap();
+        }
+        // A cleartext TCP SYN to the protected port is dropped: the connect times out.
+        // SAFETY: socket(2) has no preconditions.
+        let sock = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM, 0) };
+        assert!(sock >= 0);
+        marked(sock, mark);
+        // SAFETY: the fd was just created and is owned by the TcpStream from here on.
+        let s = unsafe { <TcpStream as std::os::fd::FromRawFd>::from_raw_fd(sock) };
+        let addr = libc::sockaddr_in {
+            sin_family: libc::AF_INET as libc::sa_family_t,
+            sin_port: 5001u16.to_be(),
+            sin_addr: libc::in_addr {
+                s_addr: u32::from(B).to_be(),
+            },
+            sin_zero: [0; 8],
+        };
+        // Non-blocking connect, then wait: the SYN must go unanswered.
+        // SAFETY: fcntl/connect on the valid fd with a correctly sized sockaddr_in.
+        unsafe {
+            libc::fcntl(sock, libc::F_SETFL, libc::O_NONBLOCK);
+            libc::connect(
+                sock,
+                (&addr as *const libc::sockaddr_in).cast(),
+                std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            );
+        }
+        thread::sleep(Duration::from_millis(1200));
+        let cleartext_connected = s.peer_addr().is_ok();
+        // The same connection through the datapath works.
+        let esp_connected =
+            TcpStream::connect_timeout(&SocketAddrV4::new(B, 5001).into(), Duration::from_secs(3))
+                .is_ok();
+        (cleartext_connected, esp_connected)
+    });
+    let (cleartext_connected, esp_connected) = attacker.join().unwrap();
+    let (protected, open, accepted, counters) = server.join().unwrap();
+    stop_a.send(()).unwrap();
+    stop_b.send(()).unwrap();
+    let (_, left_a) = dp_a.join().unwrap();
+    let (stats_b, left_b) = dp_b.join().unwrap();
+    cap.finish();
+    eprintln!("B {stats_b:?}\nB's table:\n{counters}");
+
+    let count = |v: &[Vec<u8>], m: &[u8]| v.iter().filter(|d| d.as_slice() == m).count();
+    assert_eq!(count(&protected, b"through-esp"), 3, "{protected:?}");
+    assert_eq!(
+        count(&protected, b"injected-cleartext"),
+        0,
+        "cleartext from the peer reached a protected socket"
+    );
+    assert_eq!(count(&open, b"outside-selectors"), 3, "{open:?}");
+    assert!(!cleartext_connected, "cleartext TCP handshake completed");
+    assert!(esp_connected, "TCP through the datapath failed");
+    assert_eq!(accepted, 1);
+    // The injected packets really were on B's wire, in clear, and our rules counted them.
+    assert_eq!(cap.count("udp dst port 5002"), 3);
+    assert!(cap.count("tcp dst port 5001") >= 1);
+    let dropped: u64 = counters
+        .lines()
+        .filter(|l| l.contains("drop"))
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            let i = w.iter().position(|x| *x == "packets")?;
+            w.get(i + 1)?.parse::<u64>().ok()
+        })
+        .sum();
+    assert!(dropped >= 4, "nft drop counters: {counters}");
+    assert!(left_a.is_empty(), "left behind in A:\n{left_a}");
+    assert!(left_b.is_empty(), "left behind in B:\n{left_b}");
 }

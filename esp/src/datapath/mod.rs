@@ -17,7 +17,10 @@
 //!   written to the TUN, from where the local stack delivers it to the application. The TUN
 //!   gets `rp_filter = 2` (loose), because the route back to the peer is not the TUN for
 //!   unmarked lookups of every flow.
-//! - **Teardown.** Rules, the table's routes and the TUN are removed on shutdown or drop, and
+//! - **Inbound policy.** Cleartext from the peer on a protected selector is dropped unless it
+//!   came in through the TUN (nftables, see [`inbound_policy`](self)), as kernel XFRM's
+//!   inbound policy would drop it.
+//! - **Teardown.** Rules, the nftables table, the table's routes and the TUN are removed on shutdown or drop, and
 //!   [`Datapath::start`] first removes anything a crashed predecessor left with the same
 //!   names and numbers.
 //!
@@ -33,6 +36,7 @@
 //! authenticated. Each offload falls back to the plain path where the kernel lacks it.
 //! IPv4 only for now.
 
+mod inbound_policy;
 mod offload;
 mod routing;
 mod sys;
@@ -118,6 +122,15 @@ pub struct DatapathConfig {
     pub rule_priority: u32,
     /// TUN MTU: the path MTU minus outer IPv4 (20), UDP (8) and ESP (at most 37) overhead.
     pub mtu: u16,
+    /// The nftables table (family `inet`) that holds our inbound policy: cleartext from the
+    /// peer matching a selector is dropped unless it came in through the TUN. The table is
+    /// ours alone: replaced at start, deleted at shutdown.
+    pub nft_table: String,
+    /// **Unsafe.** Start even when the inbound policy cannot be installed (no `nft` binary or
+    /// no nf_tables in the kernel). Cleartext from the peer on protected selectors is then
+    /// delivered like protected traffic, so an on-path attacker can inject plaintext that
+    /// the application takes as authenticated. Off by default.
+    pub allow_unprotected_inbound: bool,
 }
 
 impl DatapathConfig {
@@ -137,6 +150,8 @@ impl DatapathConfig {
             table: 0x1e5,
             rule_priority: 10500,
             mtu: 1400,
+            nft_table: "ibm_ipsec".into(),
+            allow_unprotected_inbound: false,
         }
     }
 }
@@ -205,6 +220,8 @@ struct Shared {
     peer_port: AtomicU16,
     stats: AtomicStats,
     ike_sink: Mutex<Option<IkeSink>>,
+    /// Whether our nftables inbound policy is installed.
+    inbound_policy: bool,
 }
 
 /// Where IKE messages received on the NAT-T socket go: (sender, message without the non-ESP
@@ -249,16 +266,44 @@ impl Datapath {
     /// Removes what a previous run with this configuration may have left behind.
     pub fn cleanup_stale(cfg: &DatapathConfig) {
         routing::remove(cfg);
+        inbound_policy::remove(cfg);
     }
 
-    /// Creates the TUN, installs routing and starts moving packets with the given SA pair.
-    /// Needs CAP_NET_ADMIN (and CAP_NET_RAW for [`Encapsulation::Raw`]).
+    /// Creates the TUN, installs routing and the inbound policy, and starts moving packets
+    /// with the given SA pair. Needs CAP_NET_ADMIN (and CAP_NET_RAW for
+    /// [`Encapsulation::Raw`]).
+    ///
+    /// Fails with [`io::ErrorKind::Unsupported`] when the inbound policy cannot be installed
+    /// (see [`DatapathConfig::allow_unprotected_inbound`]).
     pub fn start(
         cfg: DatapathConfig,
         outbound: OutboundSa,
         inbound: InboundSa,
     ) -> io::Result<Self> {
-        routing::remove(&cfg);
+        Self::cleanup_stale(&cfg);
+        // The policy goes in before any route sends traffic our way, so there is no window
+        // in which the peer's cleartext is accepted on a protected selector.
+        let inbound_policy = match inbound_policy::install(&cfg) {
+            Ok(()) => true,
+            Err(e) if cfg.allow_unprotected_inbound && e.kind() == io::ErrorKind::Unsupported => {
+                false
+            }
+            Err(e) => return Err(e),
+        };
+        let names = cfg.clone();
+        let started = Self::start_datapath(cfg, outbound, inbound, inbound_policy);
+        if started.is_err() {
+            Self::cleanup_stale(&names);
+        }
+        started
+    }
+
+    fn start_datapath(
+        cfg: DatapathConfig,
+        outbound: OutboundSa,
+        inbound: InboundSa,
+        inbound_policy: bool,
+    ) -> io::Result<Self> {
         let (tun, _offloads) = sys::open_tun(&cfg.tun_name)?;
         sys::set_nonblocking(tun.as_raw_fd())?;
         let (socket, peer_port) = match cfg.encapsulation {
@@ -279,10 +324,7 @@ impl Datapath {
         };
         sys::set_mark(socket.fd(), cfg.mark)?;
         sys::set_buffers(socket.fd(), 4 << 20);
-        if let Err(e) = routing::install(&cfg) {
-            routing::remove(&cfg);
-            return Err(e);
-        }
+        routing::install(&cfg)?;
         let shared = Arc::new(Shared {
             cfg,
             stop: AtomicBool::new(false),
@@ -291,6 +333,7 @@ impl Datapath {
             peer_port: AtomicU16::new(peer_port),
             stats: AtomicStats::default(),
             ike_sink: Mutex::new(None),
+            inbound_policy,
         });
         let tun = Arc::new(tun);
         let socket = Arc::new(socket);
@@ -332,6 +375,13 @@ impl Datapath {
     /// The configuration in use.
     pub fn config(&self) -> &DatapathConfig {
         &self.shared.cfg
+    }
+
+    /// Whether cleartext from the peer on protected selectors is being dropped (false only
+    /// when started with [`DatapathConfig::allow_unprotected_inbound`] on a host without
+    /// nftables); the daemon should report it.
+    pub fn inbound_policy_enforced(&self) -> bool {
+        self.shared.inbound_policy
     }
 
     /// Rekey in one step: [`add_inbound`](Self::add_inbound) then
@@ -447,7 +497,7 @@ impl Datapath {
         }
         if !self.cleaned {
             self.cleaned = true;
-            routing::remove(&self.shared.cfg);
+            Self::cleanup_stale(&self.shared.cfg);
         }
     }
 }
@@ -462,6 +512,7 @@ impl std::fmt::Debug for Datapath {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Datapath")
             .field("setup", &routing::describe(&self.shared.cfg))
+            .field("inbound_policy", &self.shared.inbound_policy)
             .field("stats", &self.stats())
             .finish()
     }

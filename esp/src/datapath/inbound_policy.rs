@@ -1,0 +1,238 @@
+//! Inbound policy: cleartext from the peer on protected selectors is dropped.
+//!
+//! With kernel ESP, the inbound XFRM policy drops a packet that matches a protected selector
+//! but did not arrive through an SA (RFC 4301 §5.2: "if the packet is not IPsec-protected
+//! and the SPD says PROTECT, discard it"). Our datapath delivers decrypted packets through
+//! the TUN, so the same rule becomes: a packet from the peer that matches a selector and
+//! did *not* come in on our TUN is dropped. Without it an on-path attacker could inject
+//! plaintext NFS traffic with the peer's source address.
+//!
+//! We hold one nftables table of our own, replaced atomically in one `nft -f` transaction
+//! (declare, delete, define: works whether or not a stale copy exists) and deleted on
+//! shutdown and before start; no other table is ever read or written.
+//!
+//! ```text
+//! table inet T {
+//!   chain inbound {
+//!     type filter hook input priority filter - 10; policy accept;
+//!     iifname "TUN" accept                                   decrypted by us
+//!     ip saddr PEER meta l4proto 50 accept                   ESP itself
+//!     ip saddr PEER udp dport { 500, NATT } accept           IKE and ESP-in-UDP
+//!     ip saddr PEER [meta l4proto X] [th sport R] [th dport L] counter drop   per selector
+//!   }
+//! }
+//! ```
+
+use std::io::{self, Write};
+use std::process::{Command, Stdio};
+
+use super::{DatapathConfig, Encapsulation, Selector};
+
+/// IKE's own port (RFC 7296 §2): never dropped, the daemon's IKE socket listens there.
+const IKE_PORT: u16 = 500;
+
+/// The protocols whose first four transport bytes are ports (as in `ports()` of the
+/// datapath): TCP, UDP, SCTP, UDP-Lite.
+const PORTED: &str = "{ 6, 17, 132, 136 }";
+
+/// Checks that the names we put in the ruleset cannot break out of it.
+fn validate(cfg: &DatapathConfig) -> io::Result<()> {
+    let t = &cfg.nft_table;
+    if t.is_empty()
+        || t.len() > 32
+        || !t.starts_with(|c: char| c.is_ascii_alphabetic())
+        || !t.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("nft_table {t:?}: use 1–32 letters, digits or '_', starting with a letter"),
+        ));
+    }
+    if !cfg
+        .tun_name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c))
+    {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("tun_name {:?}: unexpected characters", cfg.tun_name),
+        ));
+    }
+    Ok(())
+}
+
+/// The nftables match for one selector, seen on an inbound packet (source = the peer's
+/// side).
+fn selector_match(sel: &Selector) -> String {
+    let mut m = String::new();
+    let has_ports = sel.local_port.is_some() || sel.remote_port.is_some();
+    match sel.protocol {
+        Some(p) => m.push_str(&format!(" meta l4proto {p}")),
+        // Ports without a protocol mean "any protocol that has ports" (as in the outbound
+        // selector match); `th` needs the protocol pinned.
+        None if has_ports => m.push_str(&format!(" meta l4proto {PORTED}")),
+        None => {}
+    }
+    if let Some(p) = sel.remote_port {
+        m.push_str(&format!(" th sport {p}"));
+    }
+    if let Some(p) = sel.local_port {
+        m.push_str(&format!(" th dport {p}"));
+    }
+    m
+}
+
+/// The `nft -f` script that (re)creates our table.
+pub(crate) fn ruleset(cfg: &DatapathConfig) -> String {
+    let (table, peer, tun) = (&cfg.nft_table, cfg.peer, &cfg.tun_name);
+    let mut udp_ports = vec![IKE_PORT];
+    if let Encapsulation::Udp { local_port, .. } = cfg.encapsulation {
+        if local_port != IKE_PORT {
+            udp_ports.push(local_port);
+        }
+    }
+    let udp_ports = udp_ports
+        .iter()
+        .map(u16::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut s = format!(
+        "table inet {table} {{}}\n\
+         delete table inet {table}\n\
+         table inet {table} {{\n\
+         \tchain inbound {{\n\
+         \t\ttype filter hook input priority filter - 10; policy accept;\n\
+         \t\tiifname \"{tun}\" accept\n\
+         \t\tip saddr {peer} meta l4proto 50 accept\n\
+         \t\tip saddr {peer} udp dport {{ {udp_ports} }} accept\n"
+    );
+    let all = [Selector::default()];
+    let selectors: &[Selector] = if cfg.selectors.is_empty() {
+        &all
+    } else {
+        &cfg.selectors
+    };
+    for sel in selectors {
+        s.push_str(&format!(
+            "\t\tip saddr {peer}{} counter drop\n",
+            selector_match(sel)
+        ));
+    }
+    s.push_str("\t}\n}\n");
+    s
+}
+
+fn nft_missing(why: String) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!(
+            "cannot enforce the inbound policy (cleartext from the peer on protected \
+             selectors must be dropped): {why}; install nftables (the `nft` binary and \
+             kernel nf_tables), or set allow_unprotected_inbound (unsafe: an on-path attacker \
+             can inject plaintext)"
+        ),
+    )
+}
+
+/// Installs (or atomically replaces) our table.
+pub(crate) fn install(cfg: &DatapathConfig) -> io::Result<()> {
+    validate(cfg)?;
+    let mut child = Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| nft_missing(format!("running nft: {e}")))?;
+    let script = ruleset(cfg);
+    if let Some(mut stdin) = child.stdin.take() {
+        // A write error shows up as nft's failure below.
+        let _ = stdin.write_all(script.as_bytes());
+    }
+    let out = child.wait_with_output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(nft_missing(format!(
+            "nft -f: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )))
+    }
+}
+
+/// Deletes our table if it exists (nothing else). Safe when nft is absent.
+pub(crate) fn remove(cfg: &DatapathConfig) {
+    if validate(cfg).is_err() {
+        return;
+    }
+    let _ = Command::new("nft")
+        .args(["delete", "table", "inet", &cfg.nft_table])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn cfg() -> DatapathConfig {
+        DatapathConfig::new(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2))
+    }
+
+    #[test]
+    fn selectors_become_drop_rules_after_the_exemptions() {
+        let mut c = cfg();
+        c.selectors = vec![
+            Selector {
+                protocol: Some(6),
+                local_port: None,
+                remote_port: Some(2049),
+            },
+            Selector {
+                protocol: None,
+                local_port: Some(111),
+                remote_port: None,
+            },
+        ];
+        let r = ruleset(&c);
+        let lines: Vec<&str> = r.lines().map(str::trim).collect();
+        assert_eq!(lines[0], "table inet ibm_ipsec {}");
+        assert_eq!(lines[1], "delete table inet ibm_ipsec");
+        let tun = lines
+            .iter()
+            .position(|l| *l == "iifname \"ibmipsec0\" accept");
+        let first_drop = lines.iter().position(|l| l.ends_with("drop"));
+        assert!(tun.unwrap() < first_drop.unwrap());
+        assert!(lines.contains(&"ip saddr 10.0.0.2 udp dport { 500, 4500 } accept"));
+        assert!(lines.contains(&"ip saddr 10.0.0.2 meta l4proto 6 th sport 2049 counter drop"));
+        assert!(lines.contains(
+            &"ip saddr 10.0.0.2 meta l4proto { 6, 17, 132, 136 } th dport 111 counter drop"
+        ));
+        assert_eq!(lines.iter().filter(|l| l.ends_with("drop")).count(), 2);
+    }
+
+    #[test]
+    fn no_selectors_protect_everything_from_the_peer() {
+        let mut c = cfg();
+        c.encapsulation = Encapsulation::Raw;
+        let r = ruleset(&c);
+        assert!(r.contains("\t\tip saddr 10.0.0.2 counter drop\n"));
+        assert!(r.contains("udp dport { 500 } accept"));
+        assert!(r.contains("meta l4proto 50 accept"));
+    }
+
+    #[test]
+    fn names_that_could_escape_the_script_are_refused() {
+        for bad in ["", "1abc", "a b", "x;flush ruleset", &"a".repeat(33)] {
+            let mut c = cfg();
+            c.nft_table = bad.into();
+            assert!(validate(&c).is_err(), "{bad:?}");
+        }
+        let mut c = cfg();
+        c.tun_name = "tun\"0".into();
+        assert!(validate(&c).is_err());
+        assert!(validate(&cfg()).is_ok());
+    }
+}
