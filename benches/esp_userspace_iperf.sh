@@ -1,22 +1,22 @@
 #!/usr/bin/env bash
-# iperf3 throughput (one TCP stream, RUNS × SECONDS) between two network namespaces over
-#   1. plain veth,
-#   2. our userspace ESP datapath, transport mode, ESP in UDP 4500 (AES-256-GCM),
-#   3. the same with raw ESP (IP protocol 50),
-# printing each median and its ratio to strongSwan's userspace path (kernel-libipsec, tunnel
-# mode). strongSwan's figure is taken from STRONGSWAN_MBITS (default: the 470 Mbit/s middle of
-# the 449–497 range measured on this project's machines, see shared/strongswan-lab.md);
-# `cargo run -p ibm-ipsec-tests --example strongswan_reference` measures it afresh.
+# iperf3 throughput (one TCP stream, RUNS × SECONDS each), all in the same run:
+#   1. strongSwan 5.9.8's userspace path: two charon instances in namespaces, kernel-libipsec,
+#      tunnel mode, ESP in UDP, AES-256-GCM (tests/examples/strongswan_iperf.rs, which uses the
+#      lab harness in tests/src),
+#   2. plain veth between two namespaces,
+#   3. our userspace ESP datapath, transport mode, ESP in UDP 4500 (AES-256-GCM),
+#   4. the same with raw ESP (IP protocol 50),
+# then prints the medians and the ratios (ours / strongSwan, ours / veth).
 #
-#   sudo benches/esp_userspace_iperf.sh [RUNS] [SECONDS]
+#   sudo benches/esp_userspace_iperf.sh [RUNS] [SECONDS]        (default 3 × 10 s)
 #
-# Needs root, iproute2 and iperf3 (scripts/install-deps). Leaves nothing behind.
+# Needs root, iproute2, iperf3, nftables and strongSwan (scripts/install-deps). Leaves
+# nothing behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS=${1:-3}
 SECONDS_PER_RUN=${2:-10}
-STRONGSWAN_MBITS=${STRONGSWAN_MBITS:-470}
 A=espbenchA-$$
 B=espbenchB-$$
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target}
@@ -27,7 +27,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 cargo build --quiet --release -p esp --example userspace_peer
+cargo build --quiet --release -p ibm-ipsec-tests --example strongswan_iperf
 BIN=$CARGO_TARGET_DIR/release/examples/userspace_peer
+SWAN=$CARGO_TARGET_DIR/release/examples/strongswan_iperf
 
 cleanup() {
     ip netns del "$A" 2>/dev/null || true
@@ -57,15 +59,19 @@ run_iperf() {
 
 median() { sort -n | awk '{v[NR]=$1} END {print v[int((NR+1)/2)]}'; }
 
+# Prints one line for a set of runs and leaves the median in MED.
+report() {
+    local label=$1
+    shift
+    MED=$(printf '%s\n' "$@" | median)
+    printf '%-44s runs %-22s median %6s Mbit/s\n' "$label" "$*" "$MED"
+}
+
 measure() {
     local label=$1
     local values=()
     for _ in $(seq "$RUNS"); do values+=("$(run_iperf)"); done
-    local med
-    med=$(printf '%s\n' "${values[@]}" | median)
-    printf '%-34s runs %-28s median %6s Mbit/s  (%s× strongSwan userspace)\n' \
-        "$label" "${values[*]}" "$med" \
-        "$(python3 -c "print(round($med / $STRONGSWAN_MBITS, 1))")"
+    report "$label" "${values[@]}"
 }
 
 # Runs our datapath in both namespaces while the given measurement runs. Each side's stdin is
@@ -82,8 +88,23 @@ with_datapath() {
     wait "$pa" "$pb" 2>/dev/null || true
 }
 
+ratio() { python3 -c "print(round($1 / $2, 1))"; }
+percent() { python3 -c "print(round(100 * $1 / $2, 1))"; }
+
 echo "iperf3, 1 TCP stream, $RUNS × ${SECONDS_PER_RUN} s, $(nproc) CPUs, load $(cut -d' ' -f1-3 /proc/loadavg)"
+mapfile -t swan < <("$SWAN" "$RUNS" "$SECONDS_PER_RUN")
+if [ "${#swan[@]}" -ne "$RUNS" ]; then
+    echo "esp_userspace_iperf: strongSwan reference run failed (got: ${swan[*]})" >&2
+    exit 1
+fi
+report "strongSwan kernel-libipsec, tunnel, UDP 4500" "${swan[@]}"
+SWAN_MED=$MED
 measure "plain veth"
-with_datapath udp "userspace ESP, transport, UDP 4500"
-with_datapath raw "userspace ESP, transport, raw ESP"
-echo "strongSwan kernel-libipsec (tunnel, ESP in UDP): $STRONGSWAN_MBITS Mbit/s reference"
+VETH_MED=$MED
+with_datapath udp "ours, transport, ESP in UDP 4500"
+UDP_MED=$MED
+with_datapath raw "ours, transport, raw ESP (proto 50)"
+RAW_MED=$MED
+echo "ours (UDP 4500) / strongSwan: $(ratio "$UDP_MED" "$SWAN_MED")×   ours (raw ESP) / strongSwan: $(ratio "$RAW_MED" "$SWAN_MED")×"
+echo "share of plain veth: ours (UDP 4500) $(percent "$UDP_MED" "$VETH_MED") %, strongSwan $(percent "$SWAN_MED" "$VETH_MED") %"
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
