@@ -858,3 +858,100 @@ fn cleartext_from_the_peer_on_protected_selectors_is_dropped() {
     assert!(left_a.is_empty(), "left behind in A:\n{left_a}");
     assert!(left_b.is_empty(), "left behind in B:\n{left_b}");
 }
+
+/// Set in the child process of `refuses_to_start_without_nftables`, whose PATH has `ip` but
+/// no `nft`.
+const NO_NFT_CHILD: &str = "ESP_USERSPACE_NO_NFT_CHILD";
+
+/// Without nftables the inbound policy cannot be enforced: start refuses with a clear error,
+/// unless `allow_unprotected_inbound` is set, in which case it starts and says so. PATH is
+/// process-wide, so the check runs in a child process of this test binary whose PATH holds
+/// only `ip`.
+#[test]
+fn refuses_to_start_without_nftables() {
+    if std::env::var_os(NO_NFT_CHILD).is_some() {
+        return no_nft_child();
+    }
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED esp_userspace no-nftables refusal: {why}");
+        return;
+    }
+    let bin = tempfile_dir("nonft");
+    let ip_path = sh_out(&["sh", "-c", "command -v ip"]);
+    std::os::unix::fs::symlink(ip_path.trim(), bin.join("ip")).unwrap();
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "refuses_to_start_without_nftables",
+            "--nocapture",
+            "--test-threads",
+            "1",
+        ])
+        .env(NO_NFT_CHILD, "1")
+        .env("PATH", &bin)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&bin);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "child failed:\n{text}");
+    assert!(
+        text.contains("NO_NFT_CHILD_DONE"),
+        "child did not run:\n{text}"
+    );
+}
+
+fn tempfile_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("esp-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn no_nft_child() {
+    assert!(
+        Command::new("nft").arg("--version").output().is_err(),
+        "nft still on PATH"
+    );
+    let lab = Lab::new("nonft");
+    let (mut cfg, _) = configs(
+        "nn",
+        Encapsulation::Udp {
+            local_port: 4500,
+            peer_port: 4500,
+        },
+        true,
+    );
+    let tun = cfg.tun_name.clone();
+    let refused = in_ns(&lab.a, {
+        let cfg = cfg.clone();
+        move || {
+            let (o, i) = sa_pair(SPI_AB, &KEY_AB, SPI_BA, &KEY_BA);
+            Datapath::start(cfg, o, i).map(|_| ()).unwrap_err()
+        }
+    })
+    .join()
+    .unwrap();
+    assert_eq!(refused.kind(), std::io::ErrorKind::Unsupported, "{refused}");
+    assert!(
+        refused.to_string().contains("allow_unprotected_inbound"),
+        "{refused}"
+    );
+    // Nothing was set up before the refusal.
+    let links = sh_out(&["ip", "-n", &lab.a, "-o", "link"]);
+    assert!(!links.contains(&tun), "{links}");
+    assert!(!sh_out(&["ip", "-n", &lab.a, "rule"]).contains("proto 73"));
+
+    cfg.allow_unprotected_inbound = true;
+    let enforced = in_ns(&lab.a, move || {
+        let (o, i) = sa_pair(SPI_AB, &KEY_AB, SPI_BA, &KEY_BA);
+        let dp = Datapath::start(cfg, o, i).expect("start with allow_unprotected_inbound");
+        let e = dp.inbound_policy_enforced();
+        dp.shutdown();
+        e
+    })
+    .join()
+    .unwrap();
+    assert!(!enforced);
+    println!("NO_NFT_CHILD_DONE");
+}
