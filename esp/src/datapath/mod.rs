@@ -29,11 +29,10 @@
 //! recipe): the TUN runs with a virtio-net header and TCP segmentation offload, so one read
 //! returns up to 64 KiB of a TCP flow that we segment ourselves right before sealing
 //! ([`offload`](self)); the sealed segments leave in one `sendmsg` with UDP GSO; inbound,
-//! UDP GRO hands us a run of datagrams per read, whose TCP segments are coalesced back into
-//! one TSO packet per TUN write; delivered packets are marked
-//! `DATA_VALID` (or `NEEDS_CSUM` when coalesced) so the stack does not verify transport
-//! checksums that ESP already
-//! authenticated. Each offload falls back to the plain path where the kernel lacks it.
+//! UDP GRO hands us a run of datagrams per read (raw ESP: one `recvmmsg` takes up to 16
+//! packets), whose TCP segments are coalesced back into one TSO packet per TUN write;
+//! delivered packets are marked `DATA_VALID` (or `NEEDS_CSUM` when coalesced) so the stack
+//! does not verify transport checksums that ESP already authenticated. Each offload falls back to the plain path where the kernel lacks it.
 //! IPv4 only for now.
 
 mod inbound_policy;
@@ -183,6 +182,8 @@ pub struct DatapathStats {
     pub tx_gso_segments: u64,
     /// Socket reads that returned several coalesced datagrams (UDP GRO).
     pub rx_gro_reads: u64,
+    /// `recvmmsg` calls on the raw ESP socket that returned more than one packet.
+    pub rx_batched_reads: u64,
 }
 
 #[derive(Default)]
@@ -198,6 +199,7 @@ struct AtomicStats {
     tx_tso_packets: AtomicU64,
     tx_gso_segments: AtomicU64,
     rx_gro_reads: AtomicU64,
+    rx_batched_reads: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, by: u64) {
@@ -458,6 +460,7 @@ impl Datapath {
             tx_tso_packets: g(&s.tx_tso_packets),
             tx_gso_segments: g(&s.tx_gso_segments),
             rx_gro_reads: g(&s.rx_gro_reads),
+            rx_batched_reads: g(&s.rx_batched_reads),
         }
     }
 
@@ -770,10 +773,17 @@ fn tx_loop(sh: &Shared, tun: &File, socket: &Socket) {
     }
 }
 
+/// Raw ESP has no GRO: one `recvmmsg` fills up to this many slots of `HEADROOM + BUF_LEN`.
+const RAW_BATCH: usize = 16;
+const SLOT_LEN: usize = HEADROOM + BUF_LEN;
+
 fn rx_loop(sh: &Shared, tun: &File, socket: &Socket) {
-    let mut buf = vec![0u8; HEADROOM + BUF_LEN];
+    let slots = match socket {
+        Socket::Udp(_) => 1,
+        Socket::Raw(_) => RAW_BATCH,
+    };
+    let mut buf = vec![0u8; slots * SLOT_LEN];
     let mut coalescer = TcpCoalescer::new();
-    let (peer, local) = (sh.cfg.peer.octets(), sh.cfg.local.octets());
     let st = &sh.stats;
     let mut write_tun = |packet: &[u8]| {
         // A TUN write takes the whole packet or fails.
@@ -782,15 +792,22 @@ fn rx_loop(sh: &Shared, tun: &File, socket: &Socket) {
             _ => bump(&st.rx_dropped, 1),
         }
     };
+    let mut lens = [0usize; RAW_BATCH];
     while !sh.stop.load(Ordering::Relaxed) {
+        // (slots filled, GRO segment size, sender)
         let received = match socket {
-            Socket::Udp(s) => sys::recv_gro(s.as_raw_fd(), &mut buf[HEADROOM..])
-                .map(|(n, seg, from)| (n, seg, Some(from))),
+            Socket::Udp(s) => {
+                sys::recv_gro(s.as_raw_fd(), &mut buf[HEADROOM..]).map(|(n, seg, from)| {
+                    lens[0] = n;
+                    (1, seg, Some(from))
+                })
+            }
             Socket::Raw(fd) => {
-                sys::recv_nonblocking(fd.as_raw_fd(), &mut buf[HEADROOM..]).map(|n| (n, None, None))
+                sys::recvmmsg_slots(fd.as_raw_fd(), &mut buf, SLOT_LEN, HEADROOM, &mut lens)
+                    .map(|k| (k, None, None))
             }
         };
-        let (n, seg, from) = match received {
+        let (k, seg, from) = match received {
             Ok(r) => r,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 // Nothing more queued: deliver what is held before sleeping. Holding segments
@@ -803,50 +820,75 @@ fn rx_loop(sh: &Shared, tun: &File, socket: &Socket) {
             }
             Err(_) => continue,
         };
-        bump(&st.rx_bytes, n as u64);
-        // With UDP GRO one read holds several datagrams of `seg` bytes (the last may be
-        // shorter). Each is opened in turn; consecutive TCP segments are coalesced into one
-        // TUN write, anything else is written on its own (after what is held, keeping order).
-        // The headers built for one datagram may overwrite the tail of the one before, which
-        // is already delivered or copied.
-        let seg = seg.unwrap_or(n).max(1);
-        if seg < n {
-            bump(&st.rx_gro_reads, 1);
+        if k > 1 {
+            bump(&st.rx_batched_reads, 1);
         }
-        let mut off = 0;
-        while off < n {
-            let len = seg.min(n - off);
-            let at = HEADROOM + off;
-            off += len;
-            let Some((next_header, payload)) = open_one(sh, &mut buf, at, len, from) else {
-                continue;
-            };
-            bump(&st.rx_packets, 1);
-            if next_header == 6 && coalescer.add(&buf[payload.clone()], peer, local, &mut write_tun)
-            {
-                continue;
-            }
-            coalescer.flush(&mut write_tun);
-            // ESP header and IV (16 bytes) plus headroom hold the virtio and IPv4 headers.
-            let ip_start = payload.start - IPV4_HEADER_LEN;
-            let vnet_start = ip_start - VNET_HDR_LEN;
-            if write_ipv4_header(
-                &mut buf[ip_start..payload.start],
-                sh.cfg.peer,
-                sh.cfg.local,
-                next_header,
-                payload.len(),
-            )
-            .is_err()
-            {
+        for (i, &n) in lens.iter().enumerate().take(k) {
+            if n == 0 {
+                // Empty or truncated (larger than a slot): not an ESP packet we can open.
                 bump(&st.rx_dropped, 1);
                 continue;
             }
-            VnetHdr::emit_data_valid(&mut buf[vnet_start..ip_start]);
-            write_tun(&buf[vnet_start..payload.end]);
+            let slot = &mut buf[i * SLOT_LEN..(i + 1) * SLOT_LEN];
+            deliver_read(sh, slot, n, seg, from, &mut coalescer, &mut write_tun);
         }
     }
     coalescer.flush(&mut write_tun);
+}
+
+/// Opens and delivers what one read left at `slot[HEADROOM..HEADROOM + n]`.
+fn deliver_read(
+    sh: &Shared,
+    buf: &mut [u8],
+    n: usize,
+    seg: Option<usize>,
+    from: Option<SocketAddrV4>,
+    coalescer: &mut TcpCoalescer,
+    write_tun: &mut impl FnMut(&[u8]),
+) {
+    let st = &sh.stats;
+    let (peer, local) = (sh.cfg.peer.octets(), sh.cfg.local.octets());
+    bump(&st.rx_bytes, n as u64);
+    // With UDP GRO one read holds several datagrams of `seg` bytes (the last may be
+    // shorter). Each is opened in turn; consecutive TCP segments are coalesced into one
+    // TUN write, anything else is written on its own (after what is held, keeping order).
+    // The headers built for one datagram may overwrite the tail of the one before, which
+    // is already delivered or copied.
+    let seg = seg.unwrap_or(n).max(1);
+    if seg < n {
+        bump(&st.rx_gro_reads, 1);
+    }
+    let mut off = 0;
+    while off < n {
+        let len = seg.min(n - off);
+        let at = HEADROOM + off;
+        off += len;
+        let Some((next_header, payload)) = open_one(sh, buf, at, len, from) else {
+            continue;
+        };
+        bump(&st.rx_packets, 1);
+        if next_header == 6 && coalescer.add(&buf[payload.clone()], peer, local, write_tun) {
+            continue;
+        }
+        coalescer.flush(write_tun);
+        // ESP header and IV (16 bytes) plus headroom hold the virtio and IPv4 headers.
+        let ip_start = payload.start - IPV4_HEADER_LEN;
+        let vnet_start = ip_start - VNET_HDR_LEN;
+        if write_ipv4_header(
+            &mut buf[ip_start..payload.start],
+            sh.cfg.peer,
+            sh.cfg.local,
+            next_header,
+            payload.len(),
+        )
+        .is_err()
+        {
+            bump(&st.rx_dropped, 1);
+            continue;
+        }
+        VnetHdr::emit_data_valid(&mut buf[vnet_start..ip_start]);
+        write_tun(&buf[vnet_start..payload.end]);
+    }
 }
 
 /// Opens the datagram at `buf[at..at + len]`; returns the next header and where the

@@ -245,21 +245,58 @@ pub(crate) fn sendmmsg_v4(fd: RawFd, bufs: &[&[u8]], dst: Ipv4Addr) -> io::Resul
     Ok(sent as usize)
 }
 
-/// recv(2) without blocking.
-pub(crate) fn recv_nonblocking(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    // SAFETY: buf is valid for writes of its length.
-    let n = unsafe {
-        libc::recv(
+/// recvmmsg(2) without blocking into consecutive slots of `buf`, each `slot_len` long, with
+/// each message written at `headroom` into its slot (at most `lens.len()` messages). Returns
+/// how many arrived; `lens[i]` is message `i`'s length. A truncated message (bigger than its
+/// slot) gets length 0, so the caller drops it.
+pub(crate) fn recvmmsg_slots(
+    fd: RawFd,
+    buf: &mut [u8],
+    slot_len: usize,
+    headroom: usize,
+    lens: &mut [usize],
+) -> io::Result<usize> {
+    let n = lens.len().min(MMSG_MAX).min(buf.len() / slot_len.max(1));
+    if n == 0 || headroom >= slot_len {
+        return Err(io::ErrorKind::InvalidInput.into());
+    }
+    let mut iovs: [libc::iovec; MMSG_MAX] = [libc::iovec {
+        iov_base: std::ptr::null_mut(),
+        iov_len: 0,
+    }; MMSG_MAX];
+    // SAFETY: mmsghdr is plain old data; all-zero is valid before we fill it.
+    let mut msgs: [libc::mmsghdr; MMSG_MAX] = unsafe { std::mem::zeroed() };
+    for (i, chunk) in buf.chunks_exact_mut(slot_len).take(n).enumerate() {
+        let data = &mut chunk[headroom..];
+        iovs[i] = libc::iovec {
+            iov_base: data.as_mut_ptr() as *mut libc::c_void,
+            iov_len: data.len(),
+        };
+        msgs[i].msg_hdr.msg_iov = &mut iovs[i];
+        msgs[i].msg_hdr.msg_iovlen = 1;
+    }
+    // SAFETY: n headers, each pointing at a live iovec over a disjoint part of `buf`.
+    let got = unsafe {
+        libc::recvmmsg(
             fd,
-            buf.as_mut_ptr() as *mut libc::c_void,
-            buf.len(),
+            msgs.as_mut_ptr(),
+            n as libc::c_uint,
             libc::MSG_DONTWAIT,
+            std::ptr::null_mut(),
         )
     };
-    if n < 0 {
+    if got < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(n as usize)
+    let got = got as usize;
+    for (len, m) in lens.iter_mut().zip(&msgs[..got]) {
+        *len = if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+            0
+        } else {
+            m.msg_len as usize
+        };
+    }
+    Ok(got)
 }
 
 /// Puts a descriptor in non-blocking mode.
