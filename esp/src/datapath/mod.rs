@@ -123,7 +123,8 @@ pub struct DatapathConfig {
     pub mtu: u16,
     /// The nftables table (family `inet`) that holds our inbound policy: cleartext from the
     /// peer matching a selector is dropped unless it came in through the TUN. The table is
-    /// ours alone: replaced at start, deleted at shutdown.
+    /// ours alone: replaced at start, deleted at shutdown. Like `tun_name`, `table` and
+    /// `rule_priority`, it must differ between datapaths running on one host at once.
     pub nft_table: String,
     /// **Unsafe.** Start even when the inbound policy cannot be installed (no `nft` binary or
     /// no nf_tables in the kernel). Cleartext from the peer on protected selectors is then
