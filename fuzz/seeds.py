@@ -1,0 +1,359 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora under fuzz/corpus/<target>/ from the project's real fixtures:
+the strongSwan captures and test PKI (ike/tests/data/strongswan/), the netlink byte fixtures
+captured from iproute2 (xfrm/fixtures/), CSRs made by OpenSSL, packets sealed with the fuzz
+targets' fixed keys (Python `cryptography`, independent of our code), and config/JSON
+samples. Deterministic apart from the OpenSSL keys; run from anywhere:
+
+    python3 fuzz/seeds.py
+
+`ike_message` keeps the corpus the codec engineer committed; `esp_replay` is structure-aware
+(arbitrary) and starts empty.
+"""
+import glob
+import hashlib
+import hmac
+import os
+import struct
+import subprocess
+import tempfile
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+FUZZ = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(FUZZ)
+CAPTURES = os.path.join(ROOT, "ike/tests/data/strongswan")
+PKI = os.path.join(CAPTURES, "pki")
+
+
+def write(target, name, data):
+    d = os.path.join(FUZZ, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data)
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+# ---- IKE --------------------------------------------------------------------------------
+
+def payloads(chain, first):
+    """(type, body) of each payload in a chain."""
+    out, t, pos = [], first, 0
+    while t != 0 and pos + 4 <= len(chain):
+        nxt, length = chain[pos], struct.unpack(">H", chain[pos + 2:pos + 4])[0]
+        if length < 4:
+            break
+        out.append((t, chain[pos + 4:pos + length]))
+        t, pos = nxt, pos + length
+    return out
+
+
+def protected_first_type(msg):
+    """Next-payload field of the SK (46) or SKF (53) payload, or None."""
+    for t, body in payloads(msg[28:], msg[16]):
+        if t in (46, 53):
+            # The SK generic header's next-payload byte sits 4 bytes before the body.
+            idx = msg.index(body) - 4
+            return msg[idx], t, body
+    return None
+
+
+def ike():
+    # ike_payload_chain: unprotected chains of IKE_SA_INIT and decrypted SK/SKF contents.
+    n = 0
+    for scen in sorted(os.listdir(CAPTURES)):
+        for bin_path in sorted(glob.glob(os.path.join(CAPTURES, scen, "*.bin"))):
+            msg = read(bin_path)
+            stem = f"{scen}-{os.path.basename(bin_path)[:-4]}"
+            plain = bin_path[:-4] + ".plain"
+            prot = protected_first_type(msg)
+            if prot and prot[1] == 53:
+                continue  # fragments: the reassembled chains are written below
+            if prot and os.path.exists(plain):
+                write("ike_payload_chain", stem, bytes([prot[0]]) + read(plain))
+                n += 1
+            elif not prot and "ike_sa_init" in bin_path:
+                write("ike_payload_chain", stem, bytes([msg[16]]) + msg[28:])
+                n += 1
+    for scen in ("cert-ecp384", "cert-x25519-gcm"):
+        for stems in (["03-ike_auth-i", "04-ike_auth-i"], ["05-ike_auth-r", "06-ike_auth-r"]):
+            first, chain = reassembled(scen, stems)
+            write("ike_payload_chain", f"{scen}-{stems[0]}-reassembled", bytes([first]) + chain)
+
+    # ike_sk_open: the two captures whose keys the target holds.
+    iv_len = {"cert-ecp384": 16, "cert-x25519-gcm": 8}
+    idx = {"cert-ecp384": 0, "cert-x25519-gcm": 2}
+    for scen in ("cert-ecp384", "cert-x25519-gcm"):
+        for bin_path in sorted(glob.glob(os.path.join(CAPTURES, scen, "*.bin"))):
+            msg = read(bin_path)
+            stem = f"{scen}-{os.path.basename(bin_path)[:-4]}"
+            prot = protected_first_type(msg)
+            if not prot:
+                continue
+            write("ike_sk_open", "open-" + stem, b"\x00" + msg)
+            plain = bin_path[:-4] + ".plain"
+            if os.path.exists(plain):
+                body = prot[2]
+                aad = msg[: len(msg) - len(body)]
+                # Mode 1 (GCM: authentic around plaintext | pad length 0) and mode 2.
+                if scen == "cert-x25519-gcm":
+                    pt = read(plain) + b"\x00"
+                    head = bytes([1, idx[scen], min(len(aad), 255), prot[0]])
+                    write("ike_sk_open", "auth-" + stem,
+                          head + body[: iv_len[scen]] + aad[:255] + pt)
+                write("ike_sk_open", "seal-" + stem,
+                      bytes([2, idx[scen], min(len(aad), 255)]) + aad[:255] + read(plain))
+    return n
+
+
+# ---- ESP --------------------------------------------------------------------------------
+
+SPI = 0x10000001
+
+
+def esp_pt(payload, nh, align):
+    pad = (align - (len(payload) + 2) % align) % align
+    return payload + bytes(range(1, pad + 1)) + bytes([pad, nh])
+
+
+def esp_gcm(key_len, seq, payload, nh=6, esn=False, seq_hi=0):
+    key = b"\x42" * (key_len + 4)
+    iv = struct.pack(">Q", seq)
+    pt = esp_pt(payload, nh, 4)
+    aad = struct.pack(">I", SPI) + (struct.pack(">I", seq_hi) if esn else b"") + struct.pack(">I", seq)
+    ct = AESGCM(key[:key_len]).encrypt(key[key_len:] + iv, pt, aad)
+    return struct.pack(">II", SPI, seq) + iv + ct
+
+
+def esp_cbc(key_len, seq, payload, nh=6, esn=False, seq_hi=0):
+    key = b"\x42" * (key_len + 32)
+    iv = hashlib.sha256(struct.pack(">Q", seq)).digest()[:16]
+    pt = esp_pt(payload, nh, 16)
+    enc = Cipher(algorithms.AES(key[:key_len]), modes.CBC(iv)).encryptor()
+    ct = enc.update(pt) + enc.finalize()
+    head = struct.pack(">II", SPI, seq) + iv + ct
+    mac = hmac.new(key[key_len:], head + (struct.pack(">I", seq_hi) if esn else b""), hashlib.sha256)
+    return head + mac.digest()[:16]
+
+
+def ipv4(proto, payload):
+    total = 20 + len(payload)
+    h = struct.pack(">BBHHHBBH4s4s", 0x45, 0, total, 1, 0x4000, 64, proto, 0,
+                    bytes([10, 0, 0, 1]), bytes([10, 0, 0, 2]))
+    s = sum(struct.unpack(">10H", h))
+    s = (s & 0xFFFF) + (s >> 16)
+    s = (s & 0xFFFF) + (s >> 16)
+    return h[:10] + struct.pack(">H", ~s & 0xFFFF) + h[12:] + payload
+
+
+def esp():
+    tcp = bytes(range(20)) + b"NFS over ESP"
+    n = 0
+    for sel, make, klen in ((0, esp_gcm, 16), (1, esp_gcm, 32), (2, esp_cbc, 16), (3, esp_cbc, 32)):
+        for seq in (1, 7, 1000):
+            write("esp_open", f"bare-{sel}-{seq}", bytes([sel]) + make(klen, seq, tcp))
+            n += 1
+        write("esp_open", f"esn-{sel}", bytes([sel | 4]) + make(klen, 5, tcp, esn=True))
+        write("esp_open", f"tunnel-{sel}", bytes([sel | 8]) + make(klen, 2, ipv4(6, tcp), nh=4))
+        write("esp_open", f"transport-{sel}", bytes([sel | 0x10]) + ipv4(50, make(klen, 3, tcp)))
+        write("esp_open", f"udp-{sel}", bytes([sel | 0x20]) + make(klen, 4, tcp))
+        n += 4
+    write("esp_open", "udp-ike", bytes([0x21]) + b"\x00" * 4 + read(os.path.join(
+        CAPTURES, "cert-ecp384", "01-ike_sa_init-i.bin"))[:64])
+    write("esp_open", "udp-keepalive", bytes([0x21, 0xFF]))
+    return n
+
+
+# ---- PKI --------------------------------------------------------------------------------
+
+def pem_to_der(path):
+    return subprocess.run(["openssl", "x509", "-in", path, "-outform", "DER"],
+                          check=True, capture_output=True).stdout
+
+
+def reassembled(scen, stems):
+    """(first inner type, inner chain) of an IKE_AUTH sent as SKF fragments (RFC 7383)."""
+    first = protected_first_type(read(os.path.join(CAPTURES, scen, stems[0] + ".bin")))[0]
+    return first, b"".join(read(os.path.join(CAPTURES, scen, s + ".plain")) for s in stems)
+
+
+def auth_data(scen, stems):
+    """Authentication Data of the AUTH payload (type 39) in a decrypted IKE_AUTH."""
+    first, chain = reassembled(scen, stems)
+    for t, body in payloads(chain, first):
+        if t == 39:
+            return body[0], body[4:]
+    return None, None
+
+
+def pki():
+    client, share, inter, root = (pem_to_der(os.path.join(PKI, f + ".pem"))
+                                  for f in ("client", "share", "int", "root"))
+    method, auth = auth_data("cert-ecp384", ["03-ike_auth-i", "04-ike_auth-i"])
+    assert method == 14, method
+    lp = lambda d: struct.pack(">H", len(d)) + d
+    write("pki_chain", "client-int-auth", b"\x00" + lp(client) + lp(inter) + auth)
+    write("pki_chain", "share-int", b"\x00" + lp(share) + lp(inter))
+    write("pki_chain", "int-client", b"\x00" + lp(inter) + lp(client))
+    write("pki_chain", "root-only", b"\x00" + lp(root))
+    for name, der in (("client", client), ("int", inter), ("root", root)):
+        write("pki_chain", "info-" + name, b"\x01" + der)
+        write("pki_chain", "pem-" + name, b"\x02" + read(os.path.join(PKI, name + ".pem")))
+    write("pki_chain", "pem-bundle", b"\x02" + read(os.path.join(PKI, "int.pem")) +
+          read(os.path.join(PKI, "root.pem")))
+
+    # pki_signature: AUTH data and AlgorithmIdentifiers from real messages and OpenSSL.
+    for scen, stem in (("cert-ecp384", "03-ike_auth-i"), ("cert-ecp384", "05-ike_auth-r"),
+                       ("cert-x25519-gcm", "03-ike_auth-i")):
+        nxt = stem.replace("03-", "04-").replace("05-", "06-")
+        m, data = auth_data(scen, [stem, nxt])
+        if m == 14:
+            write("pki_signature", f"auth-{scen}-{stem}", data)
+            write("pki_signature", f"ai-{scen}-{stem}", data[1:1 + data[0]])
+    oid = lambda o: b"\x06" + bytes([len(o)]) + o
+    seq = lambda *p: b"\x30" + bytes([sum(map(len, p))]) + b"".join(p)
+    rsa = bytes.fromhex("2a864886f70d0101")
+    for h in (0x0b, 0x0c, 0x0d):
+        write("pki_signature", f"pkcs1-{h}-null", seq(oid(rsa + bytes([h])), b"\x05\x00"))
+        write("pki_signature", f"pkcs1-{h}-absent", seq(oid(rsa + bytes([h]))))
+    write("pki_signature", "ecdsa-sha384", seq(oid(bytes.fromhex("2a8648ce3d040303"))))
+    write("pki_signature", "sha1-rsa", seq(oid(rsa + b"\x05"), b"\x05\x00"))
+    write("pki_signature", "hash-ids", bytes.fromhex("0002000300040005"))
+
+    with tempfile.TemporaryDirectory() as tmp:
+        key = os.path.join(tmp, "k.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                        "-out", key], check=True, capture_output=True)
+        # A PSS-signed certificate: its signatureAlgorithm is a PSS AlgorithmIdentifier.
+        cert = os.path.join(tmp, "pss.der")
+        subprocess.run(["openssl", "req", "-x509", "-new", "-key", key, "-subj", "/O=fuzz",
+                        "-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:digest",
+                        "-sha384", "-days", "1", "-outform", "DER", "-out", cert],
+                       check=True, capture_output=True)
+        der = read(cert)
+        # Certificate ::= SEQ { tbs, signatureAlgorithm, signature }: skip outer and tbs headers.
+        def tlv(b, at):
+            l = b[at + 1]
+            if l & 0x80:
+                n = l & 0x7F
+                return at + 2 + n, int.from_bytes(b[at + 2:at + 2 + n], "big")
+            return at + 2, l
+        body, _ = tlv(der, 0)
+        tbs_start, tbs_len = tlv(der, body)
+        ai_at = tbs_start + tbs_len
+        ai_body, ai_len = tlv(der, ai_at)
+        write("pki_signature", "pss-sha384", der[ai_at:ai_body + ai_len])
+        write("pki_chain", "info-pss", b"\x01" + der)
+
+        # pki_csr: accepted (C/ST/L/O/OU) and rejected (CN, extension) requests.
+        def csr(name, subj, *extra, fmt="PEM"):
+            out = os.path.join(tmp, name)
+            subprocess.run(["openssl", "req", "-new", "-key", key, "-subj", subj, "-outform", fmt,
+                            "-out", out, *extra], check=True, capture_output=True)
+            write("pki_csr", name, read(out))
+        good = "/C=US/ST=IL/L=Chicago/O=IBM Corporation/OU=IBM Software Group"
+        csr("good.pem", good)
+        csr("good.der", good, fmt="DER")
+        csr("with-cn.pem", good + "/CN=host")
+        csr("with-ext.pem", good, "-addext", "basicConstraints=critical,CA:TRUE")
+        csr("with-ku.pem", good, "-addext", "keyUsage=keyCertSign")
+        ec = os.path.join(tmp, "ec.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-out", ec], check=True, capture_output=True)
+        out = os.path.join(tmp, "ec.csr")
+        subprocess.run(["openssl", "req", "-new", "-key", ec, "-subj", "/O=IBM", "-out", out],
+                       check=True, capture_output=True)
+        write("pki_csr", "ec.pem", read(out))
+
+
+# ---- XFRM -------------------------------------------------------------------------------
+
+def xfrm():
+    fixtures = {}
+    for path in sorted(glob.glob(os.path.join(ROOT, "xfrm/fixtures/*.hex"))):
+        name = os.path.basename(path)[:-4]
+        fixtures[name] = bytes.fromhex(open(path).read().strip())
+        write("xfrm_netlink", name, fixtures[name])
+    ne = lambda fmt, *v: struct.pack("=" + fmt, *v)
+
+    def msg(kind, flags, payload, seq=1):
+        padded = payload + b"\x00" * ((4 - len(payload) % 4) % 4)
+        return ne("IHHII", 16 + len(payload), kind, flags, seq, 0) + padded
+
+    # EXPIRE: xfrm_usersa_info (224) ‖ hard ‖ pad to 232 ‖ the SA's attributes.
+    sa = fixtures["sa_gcm"][16:]
+    for hard in (0, 1):
+        write("xfrm_netlink", f"expire-{'hard' if hard else 'soft'}",
+              msg(0x18, 0, sa[:224] + bytes([hard]) + b"\x00" * 7 + sa[224:]))
+    # ACQUIRE: id(24) saddr(16) sel(56) policy(168) aalgos/ealgos/calgos seq ‖ templates.
+    pol = fixtures["policy_out"][16:]
+    acq = sa[56:72] + b"\x00" * 4 + bytes([50]) + b"\x00" * 3 + sa[88:104] + pol[:56] + \
+        pol[:168] + ne("IIII", 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 7)
+    write("xfrm_netlink", "acquire", msg(0x17, 0, acq + pol[168:]))
+    # ACKs: plain, and an error with a capped echo and an extended-ack message.
+    echo = fixtures["sa_gcm"][:16]
+    write("xfrm_netlink", "ack", msg(2, 0x100, ne("i", 0) + echo))
+    text = b"Requested type not found\x00"
+    tlv = ne("HH", 4 + len(text), 1) + text
+    write("xfrm_netlink", "error-ext-ack", msg(2, 0x300, ne("i", -93) + echo + tlv))
+    write("xfrm_netlink", "done", msg(3, 2, ne("i", 0)))
+
+
+# ---- metadata ---------------------------------------------------------------------------
+
+def metadata():
+    client = read(os.path.join(PKI, "client.pem")).decode()
+    inter = read(os.path.join(PKI, "int.pem")).decode()
+    import json
+    samples = {
+        "token": {"access_token": "eyJhbGciOiJSUzI1NiJ9.e30.c2ln", "created_at": "2026-11-23T09:46:54Z",
+                  "expires_at": "2026-11-23T09:51:54Z", "expires_in": 300},
+        "token-min": {"access_token": "t"},
+        "certificates": {"certificates": [client, inter], "created_at": "2026-11-23T09:46:54Z",
+                         "expires_at": "2026-11-23T10:46:54Z", "expires_in": 3600,
+                         "id": "0717-8c5f6c8e-0000-4a4e-9e1e-000000000000"},
+        "error": {"errors": [{"code": "invalid_value", "message": "expires_in must be 300-3600",
+                              "more_info": "https://cloud.ibm.com/docs",
+                              "target": {"name": "expires_in", "type": "field", "value": "5"}}],
+                  "status_code": 400, "trace": "1e2b3c"},
+        "error-unauthorized": {"errors": [{"code": "unauthorized", "message": "metadata service not enabled"}],
+                               "status_code": 403},
+    }
+    for name, value in samples.items():
+        write("metadata_json", name, json.dumps(value).encode())
+    write("metadata_json", "not-json", b"<html><body>502 Bad Gateway</body></html>")
+
+    confs = {
+        "ibm": "# IBM mount helper\nregion=us-south\ncertificate_duration_seconds = 600\n\n"
+               "metadata_retry_count=25\nmetadata_retry_interval=60\n",
+        "ours": 'metadata_url = "https://api.metadata.cloud.ibm.com"\nmetadata_api=legacy\n'
+                "metadata_ca_file=/etc/ibm-ipsec/metadata-ca.pem\nkey_bits=3072\n"
+                "state_dir=/srv/ipsec\nrenew_at_percent=70\n",
+        "empty": "\n# nothing\n   \n",
+        "all-regions": "region=all\ncertificate_duration_seconds=3600\nkey_bits=4096\nrenew_at_percent=75\n",
+        "bad-duration": "certificate_duration_seconds=299\n",
+        "duplicate": "region=us-south\nregion=eu-de\n",
+        "unknown-key": "region=us-south\ncolour=blue\n",
+        "quoted": "region = 'eu-de'\nmetadata_url = \"http://169.254.169.254\"\n",
+    }
+    for name, text in confs.items():
+        write("share_conf", name, text.encode())
+
+
+if __name__ == "__main__":
+    import shutil
+    for target in ("ike_payload_chain", "ike_sk_open", "esp_open", "pki_chain", "pki_csr",
+                   "pki_signature", "xfrm_netlink", "metadata_json", "share_conf"):
+        shutil.rmtree(os.path.join(FUZZ, "corpus", target), ignore_errors=True)
+    ike()
+    esp()
+    pki()
+    xfrm()
+    metadata()
+    for d in sorted(os.listdir(os.path.join(FUZZ, "corpus"))):
+        print(f"{d}: {len(os.listdir(os.path.join(FUZZ, 'corpus', d)))} seeds")
