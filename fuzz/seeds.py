@@ -292,7 +292,7 @@ def xfrm():
               msg(0x18, 0, sa[:224] + bytes([hard]) + b"\x00" * 7 + sa[224:]))
     # ACQUIRE: id(24) saddr(16) sel(56) policy(168) aalgos/ealgos/calgos seq ‖ templates.
     pol = fixtures["policy_out"][16:]
-    acq = sa[56:72] + b"\x00" * 4 + bytes([50]) + b"\x00" * 3 + sa[88:104] + pol[:56] + \
+    acq = sa[56:72] + b"\x00" * 4 + bytes([50]) + b"\x00" * 3 + sa[80:96] + pol[:56] + \
         pol[:168] + ne("IIII", 0xFFFFFFFF, 0xFFFFFFFF, 0xFFFFFFFF, 7)
     write("xfrm_netlink", "acquire", msg(0x17, 0, acq + pol[168:]))
     # ACKs: plain, and an error with a capped echo and an extended-ack message.
