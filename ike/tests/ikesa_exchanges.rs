@@ -488,6 +488,11 @@ fn tampered_and_out_of_window_messages_are_dropped() {
     r.handle_datagram(now, d.local, d.remote, &d.payload)
         .unwrap();
     assert_eq!(r.poll_transmit().unwrap(), first);
+    // A tampered copy of that request carries the same message ID, but it is not a
+    // retransmission: the cached answer must not be sent for it (found by the ike_responder
+    // fuzz target).
+    assert!(r.handle_datagram(now, d.local, d.remote, &bad).is_err());
+    assert!(r.poll_transmit().is_none());
     // A request from the past (message ID 1, IKE_AUTH) is neither answered nor harmful.
     let mut old = d.payload.clone();
     old[4 + 20..4 + 24].copy_from_slice(&0u32.to_be_bytes());

@@ -420,11 +420,7 @@ impl IkeSa {
         // request only fragment 1 triggers the replay (RFC 7383 §2.6.3).
         if let Some((last_id, packets)) = &self.last_response {
             if id == *last_id && id.wrapping_add(1) == self.peer_message_id {
-                let first_fragment = match Message::parse(data)?.fragment() {
-                    Some(f) => f.fragment_number == 1,
-                    None => true,
-                };
-                if first_fragment {
+                if self.is_genuine_retransmission(data, &header)? {
                     let packets = packets.clone();
                     for packet in packets {
                         self.push_transmit(packet);
@@ -470,6 +466,25 @@ impl IkeSa {
     }
 
     /// Decrypts an SK message or collects an SKF fragment; `None` while fragments are missing.
+    /// Whether `data`, which carries the message ID of the request we last answered, is that
+    /// request sent again. The message ID alone is not proof: replaying the cached response to
+    /// anything with the right ID would let whoever sees the exchange make us transmit at
+    /// will. IKE_SA_INIT must be byte-identical to the request we answered (§2.1); a protected
+    /// request must pass its integrity check. Of a fragmented request only fragment 1 triggers
+    /// the replay (RFC 7383 §2.6.3), so the other fragments are dropped unchecked.
+    fn is_genuine_retransmission(&self, data: &[u8], header: &Header) -> Result<bool> {
+        if header.exchange_type == ExchangeType::IkeSaInit {
+            return Ok(self.init.as_ref().is_some_and(|init| init.request == data));
+        }
+        let message = Message::parse(data)?;
+        let keys = self.keys.as_ref().ok_or(Error::NotEstablished)?;
+        match message.fragment() {
+            Some(f) if f.fragment_number != 1 => Ok(false),
+            Some(f) => protect::open_skf(data, f, &keys.open).map(|_| true),
+            None => protect::open_sk(data, &message, &keys.open).map(|_| true),
+        }
+    }
+
     fn unprotect(&mut self, data: &[u8], message_id: u32) -> Result<Option<Vec<Payload>>> {
         let message = Message::parse(data)?;
         message.check_critical()?;
