@@ -48,6 +48,12 @@ pub enum LabError {
     /// `swanctl` printed something we could not parse.
     #[error("swanctl output: {0}")]
     Swanctl(String),
+    /// Traffic through the lab did not arrive intact (lost, stalled or changed bytes).
+    #[error("traffic: {0}")]
+    Traffic(String),
+    /// Our daemon or CLI answered something we could not use (`status --json`, …).
+    #[error("ibm-ipsec: {0}")]
+    Ours(String),
 }
 
 /// Result with [`LabError`].

@@ -13,32 +13,39 @@
 //! # drop((client, charon));
 //! ```
 //!
-//! Interop scenarios with our own daemon (issue 8) put it in a host next to a charon:
+//! Interop scenarios with our own daemon (issue 8) put it in a host next to a charon, and
+//! check traffic byte for byte through the tunnel:
 //!
 //! ```no_run
 //! # use ibm_ipsec_tests::*;
 //! # let lab = Lab::require_root().unwrap();
 //! # let (client, share) = lab.two_hosts().unwrap();
-//! let ours = workspace_binary("ibm-ipsec").unwrap();
-//! let daemon = client.spawn(&[ours.to_str().unwrap(), "daemon"]).unwrap();
-//! // … `ibm-ipsec up` against a StrongSwan on `share`, then assert on its --list-sas
-//! # drop(daemon);
+//! let ours = Ours::start(&client, &["--datapath", "userspace"]).unwrap();
+//! // … a StrongSwan on `share`, then:
+//! ours.up(share.addr(), &["--mode", "tunnel"]).unwrap();
+//! transfer(&client, &share, 5201, 1 << 20).unwrap();
+//! assert_eq!(ours.status().unwrap().established_with(share.addr()), 1);
 //! ```
 #![warn(missing_docs, unreachable_pub)]
 
 mod capture;
 mod error;
 mod netns;
+mod ours;
 pub mod pcap;
 mod pki;
 mod process;
+pub mod procstat;
 mod sas;
 mod strongswan;
+pub mod traffic;
 
 pub use capture::Capture;
 pub use error::{LabError, Result};
 pub use netns::{Host, Lab};
+pub use ours::{str_field, Ours, Status};
 pub use pki::{Identity, TestPki};
 pub use process::{workspace_binary, LabProcess};
 pub use sas::{ChildSa, IkeSa};
-pub use strongswan::{Auth, Child, Config, Connection, Secret, StrongSwan};
+pub use strongswan::{Auth, Child, Config, Connection, Lifetimes, Secret, StrongSwan};
+pub use traffic::{ping, transfer, PingReport, Transfer, TransferReport, TransferSpec};

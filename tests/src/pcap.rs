@@ -132,6 +132,68 @@ impl Packet {
     }
 }
 
+/// The IKE messages among `packets`, in capture order, with their headers.
+pub fn ike_messages(packets: &[Packet]) -> Vec<(&Packet, IkeHeader)> {
+    packets
+        .iter()
+        .filter_map(|p| p.ike().map(|(h, _)| (p, h)))
+        .collect()
+}
+
+/// First IKE_SA_INIT request → last IKE_AUTH packet of the same IKE SA: the handshake as the
+/// wire saw it. `None` if either end is missing from the capture.
+pub fn handshake_span(packets: &[Packet]) -> Option<Duration> {
+    let ike = ike_messages(packets);
+    let (first, init) = ike
+        .iter()
+        .find(|(_, h)| h.exchange == 34 && !h.is_response())?;
+    let (last, _) = ike
+        .iter()
+        .rev()
+        .find(|(_, h)| h.exchange == 35 && h.spi_i == init.spi_i)?;
+    last.time.checked_sub(first.time)
+}
+
+/// `EXCHANGE/request|response:sport` for every IKE message, for assertion messages.
+pub fn exchange_summary(packets: &[Packet]) -> Vec<String> {
+    ike_messages(packets)
+        .iter()
+        .map(|(p, h)| {
+            format!(
+                "{} {} {}→{} mid {}{}",
+                h.exchange_name(),
+                if h.is_response() {
+                    "response"
+                } else {
+                    "request"
+                },
+                p.src,
+                p.dst,
+                h.message_id,
+                if h.next_payload == 53 { " (SKF)" } else { "" }
+            )
+        })
+        .collect()
+}
+
+/// ESP packets from `src` to `dst`, in UDP 4500 or raw (protocol 50).
+pub fn esp_packets(packets: &[Packet], src: Ipv4Addr, dst: Ipv4Addr) -> usize {
+    packets
+        .iter()
+        .filter(|p| p.src == src && p.dst == dst)
+        .filter(|p| p.protocol == IPPROTO_ESP || matches!(p.udp_kind(), Some(UdpKind::Esp(_))))
+        .count()
+}
+
+/// Packets that are neither IKE, ESP nor NAT-T keepalives between two hosts: traffic that
+/// went around the tunnel (ICMP, TCP in the clear, …).
+pub fn cleartext_packets(packets: &[Packet]) -> Vec<&Packet> {
+    packets
+        .iter()
+        .filter(|p| p.protocol != IPPROTO_ESP && p.udp_kind().is_none())
+        .collect()
+}
+
 /// Parses a whole pcap file (microsecond or nanosecond, either byte order; Ethernet or Linux
 /// cooked link type). Non-IPv4 frames are skipped; IPv4 fragments are returned as they are.
 pub fn parse(data: &[u8]) -> Result<Vec<Packet>> {
@@ -304,6 +366,32 @@ mod tests {
         assert_eq!(packets[2].udp_kind(), Some(UdpKind::Esp(&esp[..])));
         assert!(packets[2].ike().is_none());
         assert_eq!(packets[3].udp_kind(), Some(UdpKind::Keepalive));
+    }
+
+    #[test]
+    fn handshake_span_esp_and_cleartext_counts() {
+        let mut auth_response = vec![0, 0, 0, 0];
+        auth_response.extend_from_slice(&ike_header(35, 0x20, 1, 28));
+        let esp = [0x0a, 0x0b, 0x0c, 0x0d, 0, 0, 0, 1, 9, 9];
+        let (a, b) = ([10, 0, 0, 1], [10, 0, 0, 2]);
+        let file = pcap(&[
+            frame(a, b, 500, 500, &ike_header(34, 0x08, 0, 28)),
+            frame(b, a, 500, 500, &ike_header(34, 0x20, 0, 28)),
+            frame(b, a, 4500, 4500, &auth_response),
+            frame(a, b, 4500, 4500, &esp),
+            frame(a, b, 40000, 2049, b"nfs in the clear"),
+        ]);
+        let packets = parse(&file).unwrap();
+        assert_eq!(handshake_span(&packets), Some(Duration::from_secs(2)));
+        assert_eq!(esp_packets(&packets, a.into(), b.into()), 1);
+        assert_eq!(esp_packets(&packets, b.into(), a.into()), 0);
+        let clear = cleartext_packets(&packets);
+        assert_eq!(clear.len(), 1);
+        assert_eq!(clear[0].ports, Some((40000, 2049)));
+        let summary = exchange_summary(&packets);
+        assert_eq!(summary.len(), 3);
+        assert_eq!(summary[2], "IKE_AUTH response 10.0.0.2→10.0.0.1 mid 1");
+        assert_eq!(handshake_span(&packets[..2]), None, "no IKE_AUTH yet");
     }
 
     #[test]

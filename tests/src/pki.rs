@@ -87,6 +87,17 @@ commonName = optional
 impl TestPki {
     /// Issues the whole PKI into `dir` (created if missing).
     pub fn generate(dir: &Path) -> Result<TestPki> {
+        TestPki::generate_with(dir, "")
+    }
+
+    /// Another PKI of the same shape under a different root ("ibm-ipsec Foreign Root CA",
+    /// its own cached keys): its leaves carry the same names as [`TestPki::generate`]'s but
+    /// must not chain to that root (the wrong-CA scenario).
+    pub fn generate_foreign(dir: &Path) -> Result<TestPki> {
+        TestPki::generate_with(dir, "foreign-")
+    }
+
+    fn generate_with(dir: &Path, key_prefix: &str) -> Result<TestPki> {
         std::fs::create_dir_all(dir).map_err(|e| LabError::io(dir, e))?;
         for (file, text) in [
             ("ext.cnf", EXTENSIONS),
@@ -96,13 +107,18 @@ impl TestPki {
             write(&dir.join(file), text)?;
         }
         let names = ["root", "int", "share", "client"];
-        let keys = cached_keys(&names)?;
+        let cache_names: Vec<String> = names.iter().map(|n| format!("{key_prefix}{n}")).collect();
+        let keys = cached_keys(&cache_names.iter().map(String::as_str).collect::<Vec<_>>())?;
         for (name, cached) in names.iter().zip(&keys) {
             let key = dir.join(format!("{name}.key"));
             std::fs::copy(cached, &key).map_err(|e| LabError::io(&key, e))?;
         }
         let now = SystemTime::now();
-        let root_subject = "/C=US/O=ibm-ipsec test/CN=ibm-ipsec Test Root CA";
+        let root_subject = if key_prefix.is_empty() {
+            "/C=US/O=ibm-ipsec test/CN=ibm-ipsec Test Root CA"
+        } else {
+            "/C=US/O=ibm-ipsec test/CN=ibm-ipsec Foreign Root CA"
+        };
         run(Command::new("openssl")
             .current_dir(dir)
             .env("LAB_SAN", "DNS:unused")
@@ -142,13 +158,13 @@ impl TestPki {
         };
         let day = Duration::from_secs(86_400);
         let start = now - Duration::from_secs(60);
-        pki.intermediate = pki.sign(
-            "int",
-            "/C=US/O=ibm-ipsec test/CN=ibm-ipsec Test Intermediate CA",
-            None,
-            (start, start + day),
-            Signer::Root,
-        )?;
+        let int_subject = if key_prefix.is_empty() {
+            "/C=US/O=ibm-ipsec test/CN=ibm-ipsec Test Intermediate CA"
+        } else {
+            "/C=US/O=ibm-ipsec test/CN=ibm-ipsec Foreign Intermediate CA"
+        };
+        pki.intermediate =
+            pki.sign("int", int_subject, None, (start, start + day), Signer::Root)?;
         pki.share = pki.sign(
             "share",
             "/C=US/O=ibm-ipsec test/CN=share.ibm-ipsec.test",
@@ -244,6 +260,33 @@ impl TestPki {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+
+    /// Writes `identity`'s certificate followed by the intermediate's (PEM, leaf first: what
+    /// a peer sends in IKE_AUTH) and returns the file.
+    pub fn chain_file(&self, identity: &Identity) -> Result<PathBuf> {
+        let mut pem = read(&identity.cert)?;
+        pem.push_str(&read(&self.intermediate.cert)?);
+        let stem = identity
+            .cert
+            .file_stem()
+            .map_or_else(|| "leaf".into(), |s| s.to_string_lossy().into_owned());
+        let path = self.dir.join(format!("{stem}-chain.pem"));
+        write(&path, &pem)?;
+        Ok(path)
+    }
+
+    /// Writes root and intermediate certificates into one PEM file (a trust bundle).
+    pub fn ca_bundle(&self) -> Result<PathBuf> {
+        let mut pem = read(&self.root.cert)?;
+        pem.push_str(&read(&self.intermediate.cert)?);
+        let path = self.dir.join("ca-bundle.pem");
+        write(&path, &pem)?;
+        Ok(path)
+    }
+}
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path).map_err(|e| LabError::io(path, e))
 }
 
 #[derive(Clone, Copy)]

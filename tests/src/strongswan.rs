@@ -110,6 +110,17 @@ pub struct Child {
     pub options: Vec<String>,
 }
 
+/// Shortened SA timers for rekey and DPD scenarios; `None` keeps strongSwan's default.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Lifetimes {
+    /// IKE SA `rekey_time`.
+    pub ike_rekey: Option<Duration>,
+    /// CHILD_SA `rekey_time`.
+    pub child_rekey: Option<Duration>,
+    /// `dpd_delay`: an empty INFORMATIONAL after this much silence.
+    pub dpd_delay: Option<Duration>,
+}
+
 impl Auth {
     /// Authenticate locally with `identity`'s certificate, identity = its subject DN.
     pub fn cert(identity: &Identity) -> Auth {
@@ -119,11 +130,28 @@ impl Auth {
         }
     }
 
+    /// Authenticate locally with `identity`'s certificate under another identity (its SAN,
+    /// say: `id` must be one the certificate holds, or the peer refuses it).
+    pub fn cert_as(identity: &Identity, id: &str) -> Auth {
+        Auth::Pubkey {
+            cert: file_name(&identity.cert),
+            id: Some(id.to_owned()),
+        }
+    }
+
     /// Accept any peer whose certificate chains to a loaded CA (the IBM helper's `%any`).
     pub fn any_cert() -> Auth {
         Auth::Pubkey {
             cert: None,
             id: None,
+        }
+    }
+
+    /// Accept only a peer that proves `id` with a certificate chaining to a loaded CA.
+    pub fn peer_cert(id: &str) -> Auth {
+        Auth::Pubkey {
+            cert: None,
+            id: Some(id.to_owned()),
         }
     }
 }
@@ -157,6 +185,91 @@ impl Connection {
             }],
             options: Vec::new(),
         }
+    }
+
+    /// [`Connection::ibm`] authenticated with a pre-shared key: `local_id` and `remote_id`
+    /// are the identities (FQDNs or addresses) the key is shared between.
+    pub fn psk(
+        name: &str,
+        local: Ipv4Addr,
+        remote: Ipv4Addr,
+        local_id: &str,
+        remote_id: &str,
+    ) -> Connection {
+        Connection::ibm(
+            name,
+            local,
+            remote,
+            Auth::Psk {
+                id: local_id.to_owned(),
+            },
+            Auth::Psk {
+                id: remote_id.to_owned(),
+            },
+        )
+    }
+
+    /// Replaces the IKE `proposals` (`aes256gcm16-prfsha256-x25519`, …).
+    pub fn with_proposals(mut self, proposals: &str) -> Connection {
+        proposals.clone_into(&mut self.proposals);
+        self
+    }
+
+    /// Replaces every child's `esp_proposals` (`aes256gcm16-x25519` asks for PFS).
+    pub fn with_esp_proposals(mut self, proposals: &str) -> Connection {
+        for c in &mut self.children {
+            proposals.clone_into(&mut c.esp_proposals);
+        }
+        self
+    }
+
+    /// Sets every child's `mode` (`tunnel`, `transport`).
+    pub fn with_mode(mut self, mode: &str) -> Connection {
+        for c in &mut self.children {
+            mode.clone_into(&mut c.mode);
+        }
+        self
+    }
+
+    /// Adds a `key = value` line to the connection (`fragmentation = force`, …).
+    pub fn with_option(mut self, line: &str) -> Connection {
+        self.options.push(line.to_owned());
+        self
+    }
+
+    /// Adds a `key = value` line to every child.
+    pub fn with_child_option(mut self, line: &str) -> Connection {
+        for c in &mut self.children {
+            c.options.push(line.to_owned());
+        }
+        self
+    }
+
+    /// Shortened timers: IKE and CHILD_SA rekeying and DPD, without strongSwan's random
+    /// jitter (`rand_time = 0s`) so a test knows when they happen.
+    ///
+    /// The hard lifetimes are set too, to twice the rekey time: strongSwan's defaults (10 %
+    /// more than `rekey_time`) are whole seconds, so with a 3 s rekey the hard expiry falls on
+    /// the rekey itself and charon closes the SA ("closing expired CHILD_SA", "maximum IKE_SA
+    /// lifetime 4s") instead of rekeying it.
+    pub fn with_lifetimes(mut self, lifetimes: Lifetimes) -> Connection {
+        let secs = |d: Duration| d.as_secs().max(1);
+        if let Some(t) = lifetimes.ike_rekey {
+            self.options.push(format!("rekey_time = {}s", secs(t)));
+            self.options.push(format!("over_time = {}s", secs(t)));
+            self.options.push("rand_time = 0s".to_owned());
+        }
+        if let Some(t) = lifetimes.dpd_delay {
+            self.options.push(format!("dpd_delay = {}s", secs(t)));
+        }
+        if let Some(t) = lifetimes.child_rekey {
+            for c in &mut self.children {
+                c.options.push(format!("rekey_time = {}s", secs(t)));
+                c.options.push(format!("life_time = {}s", 2 * secs(t)));
+                c.options.push("rand_time = 0s".to_owned());
+            }
+        }
+        self
     }
 
     fn render(&self, out: &mut String) {
@@ -419,6 +532,22 @@ impl StrongSwan {
     /// charon's log so far.
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("charon.log")).unwrap_or_default()
+    }
+
+    /// Waits until charon's log holds `needle` (or `limit` passes: an error with the log).
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> Result<()> {
+        wait_until(&format!("charon to log {needle:?}"), limit, || {
+            self.log().contains(needle)
+        })
+        .map_err(|e| LabError::Timeout {
+            what: format!("{e}; charon.log:\n{}", self.log()),
+            waited_ms: limit.as_millis(),
+        })
+    }
+
+    /// How often `needle` occurs in charon's log so far.
+    pub fn log_count(&self, needle: &str) -> usize {
+        self.log().matches(needle).count()
     }
 
     /// charon's process id (for CPU and memory figures from `/proc`).

@@ -1,0 +1,370 @@
+//! Handshake benchmark, ours vs strongSwan 5.9.8, side by side in one run on the same lab
+//! (two namespaces over veth, RSA-4096 certificate chain, metadata-style client certificate,
+//! IBM proposal `aes256-sha384-ecp384`, `encap = yes`, ESP `aes256gcm16`, tunnel mode because
+//! strongSwan's kernel-libipsec knows no other):
+//!
+//! 1. initiators against the same charon responder: wall time from start to CHILD_SA
+//!    installed (`swanctl --initiate` vs `ibm-ipsec up`) and IKE_SA_INIT → last IKE_AUTH on
+//!    the wire (tcpdump), RUNS set-ups each;
+//! 2. responders driven by the same charon initiator: CPU per IKE_SA + CHILD_SA set-up and
+//!    tear-down (serial loop for CPU_SECONDS, the responder's utime + stime from /proc),
+//!    resident memory with one SA up and after SETUPS set-ups, and the wire time of the
+//!    first RUNS set-ups.
+//!
+//! `sudo cargo run --release -p ibm-ipsec-tests --example handshake_vs_strongswan -- \
+//!      [RUNS=7] [CPU_SECONDS=30] [SETUPS=1000] [SIDES=both|strongswan|ours]`
+//!
+//! Needs `ibm-ipsec` built in the same profile (`cargo build --release --bin ibm-ipsec`) for
+//! our half; without it (or with SIDES=strongswan) only strongSwan's figures are printed.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use ibm_ipsec_tests::pcap::handshake_span;
+use ibm_ipsec_tests::procstat::{cpu_time, rss_kib};
+use ibm_ipsec_tests::{
+    workspace_binary, Auth, Capture, Config, Connection, Host, Lab, Ours, StrongSwan, TestPki,
+};
+
+type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn median(v: &[Duration]) -> Duration {
+    let mut v = v.to_vec();
+    v.sort();
+    v.get(v.len() / 2).copied().unwrap_or_default()
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+fn load() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
+}
+
+/// Initiator figures: wall times and on-the-wire handshake times.
+struct InitiatorFigures {
+    label: String,
+    wall: Vec<Duration>,
+    wire: Vec<Duration>,
+}
+
+/// Responder figures.
+struct ResponderFigures {
+    label: String,
+    wire: Vec<Duration>,
+    cpu_setups: u32,
+    cpu_per_setup: Duration,
+    rss_one_sa: u64,
+    rss_after: u64,
+    setups: u32,
+    elapsed: Duration,
+}
+
+/// RUNS set-ups with a capture each: the set-up's own wall time and the wire's view.
+fn timed_setups(
+    share: &Host,
+    runs: usize,
+    setup: &mut dyn FnMut() -> Res<Duration>,
+    teardown: &mut dyn FnMut() -> Res<()>,
+) -> Res<(Vec<Duration>, Vec<Duration>)> {
+    let (mut wall, mut wire) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let capture = Capture::start(share, "lab0", "udp port 500 or udp port 4500")?;
+        wall.push(setup()?);
+        let packets = capture.finish()?;
+        wire.push(handshake_span(&packets).ok_or("no IKE_SA_INIT → IKE_AUTH in the capture")?);
+        teardown()?;
+    }
+    Ok((wall, wire))
+}
+
+/// The responder loop: RSS with one SA, CPU over a CPU_SECONDS serial loop, RSS after
+/// SETUPS set-ups in all.
+fn responder_loop(
+    label: &str,
+    share: &Host,
+    pid: u32,
+    (runs, cpu_seconds, setups): (usize, u64, u32),
+    setup: &mut dyn FnMut() -> Res<Duration>,
+    teardown: &mut dyn FnMut() -> Res<()>,
+) -> Res<ResponderFigures> {
+    let started = Instant::now();
+    setup()?;
+    let rss_one_sa = rss_kib(pid)?;
+    teardown()?;
+    let (_, wire) = timed_setups(share, runs, setup, teardown)?;
+    let mut done = 1 + u32::try_from(runs)?;
+    let cpu_before = cpu_time(pid)?;
+    let window = Instant::now();
+    let mut cpu_setups = 0u32;
+    while window.elapsed() < Duration::from_secs(cpu_seconds) {
+        setup()?;
+        teardown()?;
+        cpu_setups += 1;
+    }
+    let cpu = cpu_time(pid)? - cpu_before;
+    done += cpu_setups;
+    while done < setups {
+        setup()?;
+        teardown()?;
+        done += 1;
+    }
+    Ok(ResponderFigures {
+        label: label.to_owned(),
+        wire,
+        cpu_setups,
+        cpu_per_setup: cpu / cpu_setups.max(1),
+        rss_one_sa,
+        rss_after: rss_kib(pid)?,
+        setups: done,
+        elapsed: started.elapsed(),
+    })
+}
+
+/// Everything both halves share: the lab, the PKI, the charon configurations.
+struct Bench {
+    client: Host,
+    share: Host,
+    pki: TestPki,
+    client_chain: PathBuf,
+    share_chain: PathBuf,
+}
+
+impl Bench {
+    fn trust(&self, c: Config) -> Config {
+        c.ca(&self.pki.root.cert).ca(&self.pki.intermediate.cert)
+    }
+
+    /// charon on `share` answering the client's certificate.
+    fn charon_responder(&self) -> Res<StrongSwan> {
+        Ok(StrongSwan::start(
+            &self.share,
+            self.trust(Config::default().identity(&self.pki.share))
+                .connection(Connection::ibm(
+                    "nfs",
+                    self.share.addr(),
+                    self.client.addr(),
+                    Auth::cert(&self.pki.share),
+                    Auth::any_cert(),
+                )),
+        )?)
+    }
+
+    /// charon on `client` with the metadata-style certificate.
+    fn charon_initiator(&self) -> Res<StrongSwan> {
+        Ok(StrongSwan::start(
+            &self.client,
+            self.trust(Config::default().identity(&self.pki.client))
+                .connection(Connection::ibm(
+                    "nfs",
+                    self.client.addr(),
+                    self.share.addr(),
+                    Auth::cert(&self.pki.client),
+                    Auth::any_cert(),
+                )),
+        )?)
+    }
+
+    /// Our daemon's credential and mode arguments for `identity`'s chain.
+    fn our_args(&self, chain: &std::path::Path, key: &std::path::Path) -> Vec<String> {
+        [
+            "--cert",
+            &chain.to_string_lossy(),
+            "--key",
+            &key.to_string_lossy(),
+            "--ca",
+            &self.pki.root.cert.to_string_lossy(),
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    }
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// Whether this build of `ibm-ipsec` has an IKE driver (`up`); the reason if not.
+fn ours_missing() -> Option<String> {
+    let bin = match workspace_binary("ibm-ipsec") {
+        Ok(b) => b,
+        Err(e) => return Some(e.to_string()),
+    };
+    match std::process::Command::new(bin)
+        .args(["up", "--help"])
+        .output()
+    {
+        Ok(o) if o.status.success() => None,
+        Ok(_) => Some("this ibm-ipsec has no `up` command yet".into()),
+        Err(e) => Some(e.to_string()),
+    }
+}
+
+fn main() -> Res<()> {
+    let mut args = std::env::args().skip(1);
+    let runs: usize = args.next().map_or(Ok(7), |a| a.parse())?;
+    let cpu_seconds: u64 = args.next().map_or(Ok(30), |a| a.parse())?;
+    let setups: u32 = args.next().map_or(Ok(1000), |a| a.parse())?;
+    let sides = args.next().unwrap_or_else(|| "both".into());
+    let Some(lab) = Lab::require_root() else {
+        std::process::exit(2)
+    };
+    let (client, share) = lab.two_hosts()?;
+    let pki = TestPki::generate(&lab.dir().join("pki"))?;
+    let bench = Bench {
+        client_chain: pki.chain_file(&pki.client)?,
+        share_chain: pki.chain_file(&pki.share)?,
+        client,
+        share,
+        pki,
+    };
+    let peer: Ipv4Addr = bench.share.addr();
+    let with_strongswan = sides != "ours";
+    let with_ours = sides != "strongswan"
+        && match ours_missing() {
+            None => true,
+            Some(why) => {
+                eprintln!("ours: skipped ({why})");
+                false
+            }
+        };
+    println!(
+        "handshake bench: {runs} timed set-ups, {cpu_seconds} s CPU loop, {setups} set-ups; \
+         {} CPUs, load {} at the start",
+        std::thread::available_parallelism().map_or(0, usize::from),
+        load()
+    );
+
+    let mut initiators = Vec::new();
+    let mut responders = Vec::new();
+    let plan = (runs, cpu_seconds, setups);
+
+    // 1. initiators against one charon responder
+    {
+        let responder = bench.charon_responder()?;
+        if with_strongswan {
+            let initiator = bench.charon_initiator()?;
+            let (wall, wire) = timed_setups(
+                &bench.share,
+                runs,
+                &mut || Ok(initiator.initiate("nfs")?),
+                &mut || Ok(initiator.terminate_ike("nfs")?),
+            )?;
+            initiators.push(InitiatorFigures {
+                label: "strongSwan (swanctl --initiate)".into(),
+                wall,
+                wire,
+            });
+        }
+        if with_ours {
+            let args = bench.our_args(&bench.client_chain, &bench.pki.client.key);
+            let mut daemon_args = vec!["--datapath", "userspace"];
+            daemon_args.extend(strs(&args));
+            let ours = Ours::start(&bench.client, &daemon_args)?;
+            let mut up_args = vec!["--mode", "tunnel"];
+            up_args.extend(strs(&args));
+            let (wall, wire) = timed_setups(
+                &bench.share,
+                runs,
+                &mut || {
+                    let t = ours.up(peer, &up_args)?;
+                    // the CHILD_SA counts only once charon installed its half too
+                    responder.wait_for_sas("CHILD_SA installed", Duration::from_secs(5), |s| {
+                        s.iter()
+                            .any(|sa| sa.children.iter().any(|c| c.state() == "INSTALLED"))
+                    })?;
+                    Ok(t)
+                },
+                &mut || {
+                    ours.down(peer)?;
+                    responder.wait_for_sas(
+                        "SA deleted",
+                        Duration::from_secs(5),
+                        <[_]>::is_empty,
+                    )?;
+                    Ok(())
+                },
+            )?;
+            initiators.push(InitiatorFigures {
+                label: "ours (ibm-ipsec up)".into(),
+                wall,
+                wire,
+            });
+        }
+    }
+
+    // 2. responders driven by one charon initiator (started fresh for each responder)
+    if with_strongswan {
+        let responder = bench.charon_responder()?;
+        let initiator = bench.charon_initiator()?;
+        let pid = responder.pid().ok_or("charon responder not running")?;
+        responders.push(responder_loop(
+            "strongSwan charon",
+            &bench.share,
+            pid,
+            plan,
+            &mut || Ok(initiator.initiate("nfs")?),
+            &mut || Ok(initiator.terminate_ike("nfs")?),
+        )?);
+    }
+    if with_ours {
+        let args = bench.our_args(&bench.share_chain, &bench.pki.share.key);
+        let listen = peer.to_string();
+        let mut daemon_args = vec![
+            "--datapath",
+            "userspace",
+            "--listen",
+            &listen,
+            "--mode",
+            "tunnel",
+        ];
+        daemon_args.extend(strs(&args));
+        let ours = Ours::start(&bench.share, &daemon_args)?;
+        let initiator = bench.charon_initiator()?;
+        let pid = ours.pid().ok_or("our daemon is not running")?;
+        responders.push(responder_loop(
+            "ours (ibm-ipsec daemon --listen)",
+            &bench.share,
+            pid,
+            plan,
+            &mut || Ok(initiator.initiate("nfs")?),
+            &mut || Ok(initiator.terminate_ike("nfs")?),
+        )?);
+    }
+
+    println!("\n| initiator → charon responder | start → CHILD_SA installed (median, min–max) | IKE_SA_INIT → last IKE_AUTH on the wire (median, min–max) |");
+    println!("|---|---|---|");
+    for f in &initiators {
+        let range = |v: &[Duration]| {
+            format!(
+                "{:.1} ms ({:.1}–{:.1})",
+                ms(median(v)),
+                ms(v.iter().min().copied().unwrap_or_default()),
+                ms(v.iter().max().copied().unwrap_or_default())
+            )
+        };
+        println!("| {} | {} | {} |", f.label, range(&f.wall), range(&f.wire));
+    }
+    println!("\n| responder (charon initiator) | wire, median of {runs} | CPU per IKE_SA + CHILD_SA (incl. DELETE) | RSS, 1 SA up | RSS after set-ups | set-ups |");
+    println!("|---|---|---|---|---|---|");
+    for f in &responders {
+        println!(
+            "| {} | {:.1} ms | {:.2} ms ({} set-ups in {cpu_seconds} s) | {} KiB | {} KiB | {} in {:.0} s |",
+            f.label,
+            ms(median(&f.wire)),
+            ms(f.cpu_per_setup),
+            f.cpu_setups,
+            f.rss_one_sa,
+            f.rss_after,
+            f.setups,
+            f.elapsed.as_secs_f64()
+        );
+    }
+    println!("\nload at the end: {}", load());
+    Ok(())
+}
