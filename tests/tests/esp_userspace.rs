@@ -20,8 +20,10 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use esp::datapath::{Datapath, DatapathConfig, DatapathStats, Encapsulation, Selector};
-use esp::{Algorithm, InboundSa, OutboundSa, SaConfig};
+use esp::datapath::{
+    Datapath, DatapathConfig, DatapathStats, Encapsulation, PeerConfig, PeerCounters, Selector,
+};
+use esp::{Algorithm, InboundSa, Mode, OutboundSa, SaConfig};
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
@@ -138,17 +140,52 @@ fn in_ns<T: Send + 'static>(
 }
 
 fn sa_pair(out_spi: u32, out_key: &[u8], in_spi: u32, in_key: &[u8]) -> (OutboundSa, InboundSa) {
+    sa_pair_mode(Mode::Transport, out_spi, out_key, in_spi, in_key)
+}
+
+fn sa_pair_mode(
+    mode: Mode,
+    out_spi: u32,
+    out_key: &[u8],
+    in_spi: u32,
+    in_key: &[u8],
+) -> (OutboundSa, InboundSa) {
+    let cfg = |spi| {
+        let mut c = SaConfig::new(spi, Algorithm::AesGcm16_256);
+        c.mode = mode;
+        c
+    };
     (
-        OutboundSa::new(SaConfig::new(out_spi, Algorithm::AesGcm16_256), out_key).unwrap(),
-        InboundSa::new(SaConfig::new(in_spi, Algorithm::AesGcm16_256), in_key).unwrap(),
+        OutboundSa::new(cfg(out_spi), out_key).unwrap(),
+        InboundSa::new(cfg(in_spi), in_key).unwrap(),
     )
 }
 
-/// Runs a datapath in `ns` until told to stop; returns its stats and whether the TUN and
-/// rules are gone afterwards.
+/// What the TUN, rules and nftables table of a stopped datapath left behind in the calling
+/// thread's namespace (empty: nothing).
+fn leftovers(tun: &str, nft_table: &str) -> String {
+    let nft_table = format!("table inet {nft_table}");
+    sh_out(&["ip", "rule"])
+        .lines()
+        // Our rules carry routing protocol 73.
+        .filter(|l| l.contains("proto 73"))
+        .map(str::to_string)
+        .chain(
+            sh_out(&["ip", "-o", "link"])
+                .lines()
+                .filter(|l| l.contains(tun))
+                .map(str::to_string),
+        )
+        .chain(nft_tables().into_iter().filter(|t| t.contains(&nft_table)))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Runs a datapath in `ns` with one peer until told to stop; returns its stats and what it
+/// left behind.
 fn run_datapath(
     ns: &str,
-    cfg: DatapathConfig,
+    (cfg, peer, pc): (DatapathConfig, Ipv4Addr, PeerConfig),
     sas: (OutboundSa, InboundSa),
 ) -> (
     mpsc::Sender<()>,
@@ -157,28 +194,15 @@ fn run_datapath(
     let (stop_tx, stop_rx) = mpsc::channel::<()>();
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
     let h = in_ns(ns, move || {
-        let tun = cfg.tun_name.clone();
-        let nft_table = format!("table inet {}", cfg.nft_table);
-        let dp = Datapath::start(cfg, sas.0, sas.1).expect("datapath start");
+        let (tun, nft_table) = (cfg.tun_name.clone(), cfg.nft_table.clone());
+        let dp = Datapath::start(cfg).expect("datapath start");
         assert!(dp.inbound_policy_enforced());
+        dp.add_peer(peer, pc).expect("add peer");
+        dp.install_sas(peer, sas.0, sas.1).unwrap();
         ready_tx.send(()).unwrap();
         let _ = stop_rx.recv();
         let stats = dp.shutdown();
-        let leftovers = sh_out(&["ip", "rule"])
-            .lines()
-            // Our rules carry routing protocol 73.
-            .filter(|l| l.contains("proto 73"))
-            .map(str::to_string)
-            .chain(
-                sh_out(&["ip", "-o", "link"])
-                    .lines()
-                    .filter(|l| l.contains(&tun))
-                    .map(str::to_string),
-            )
-            .chain(nft_tables().into_iter().filter(|t| t.contains(&nft_table)))
-            .collect::<Vec<_>>()
-            .join("\n");
-        (stats, leftovers)
+        (stats, leftovers(&tun, &nft_table))
     });
     ready_rx
         .recv_timeout(Duration::from_secs(10))
@@ -270,9 +294,16 @@ impl Drop for Capture {
 
 /// TCP: 2 MB one way and echoed back; UDP: 200 datagrams each echoed.
 fn exchange_traffic(lab: &Lab) {
-    let server = in_ns(&lab.b, || {
-        let l = TcpListener::bind(SocketAddrV4::new(B, 5001)).unwrap();
-        let u = UdpSocket::bind(SocketAddrV4::new(B, 5002)).unwrap();
+    exchange(&lab.a, A, &lab.b, B);
+}
+
+/// TCP: 2 MB one way and echoed back; UDP: 200 datagrams each echoed; from `client` in
+/// namespace `client_ns` to `server` in `server_ns`.
+fn exchange(client_ns: &str, client: Ipv4Addr, server_ns: &str, server: Ipv4Addr) {
+    let server_addr = server;
+    let server = in_ns(server_ns, move || {
+        let l = TcpListener::bind(SocketAddrV4::new(server_addr, 5001)).unwrap();
+        let u = UdpSocket::bind(SocketAddrV4::new(server_addr, 5002)).unwrap();
         let udp = thread::spawn(move || {
             let mut b = [0u8; 2048];
             for _ in 0..200 {
@@ -293,10 +324,13 @@ fn exchange_traffic(lab: &Lab) {
         udp.join().unwrap();
     });
     thread::sleep(Duration::from_millis(200));
-    let client = in_ns(&lab.a, || {
-        let mut s =
-            TcpStream::connect_timeout(&SocketAddrV4::new(B, 5001).into(), Duration::from_secs(5))
-                .expect("TCP connect through the ESP datapath");
+    let client_addr = client;
+    let client = in_ns(client_ns, move || {
+        let mut s = TcpStream::connect_timeout(
+            &SocketAddrV4::new(server_addr, 5001).into(),
+            Duration::from_secs(5),
+        )
+        .expect("TCP connect through the ESP datapath");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let data: Vec<u8> = SECRET.iter().copied().cycle().take(2 << 20).collect();
         let mut r = s.try_clone().unwrap();
@@ -309,12 +343,13 @@ fn exchange_traffic(lab: &Lab) {
         s.shutdown(std::net::Shutdown::Write).unwrap();
         assert!(reader.join().unwrap() == data, "TCP echo corrupted");
 
-        let u = UdpSocket::bind(SocketAddrV4::new(A, 0)).unwrap();
+        let u = UdpSocket::bind(SocketAddrV4::new(client_addr, 0)).unwrap();
         u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         for i in 0..200u32 {
             let mut msg = SECRET.to_vec();
             msg.extend_from_slice(&i.to_be_bytes());
-            u.send_to(&msg, SocketAddrV4::new(B, 5002)).unwrap();
+            u.send_to(&msg, SocketAddrV4::new(server_addr, 5002))
+                .unwrap();
             let mut b = [0u8; 2048];
             let n = u.recv(&mut b).expect("UDP echo through the ESP datapath");
             assert_eq!(&b[..n], &msg[..]);
@@ -324,19 +359,19 @@ fn exchange_traffic(lab: &Lab) {
     server.join().unwrap();
 }
 
-fn configs(
-    lab_tag: &str,
-    encapsulation: Encapsulation,
-    selectors: bool,
-) -> (DatapathConfig, DatapathConfig) {
-    let mut a = DatapathConfig::new(A, B);
-    let mut b = DatapathConfig::new(B, A);
+/// A datapath configuration with its one peer, for each side.
+type Side = (DatapathConfig, Ipv4Addr, PeerConfig);
+
+fn configs(lab_tag: &str, encapsulation: Encapsulation, selectors: bool) -> (Side, Side) {
+    let mut a = DatapathConfig::new(A);
+    let mut b = DatapathConfig::new(B);
     a.tun_name = format!("esp{lab_tag}a");
     b.tun_name = format!("esp{lab_tag}b");
-    a.encapsulation = encapsulation;
-    b.encapsulation = encapsulation;
+    let mut pa = PeerConfig::new();
+    pa.encapsulation = encapsulation;
+    let mut pb = pa.clone();
     if selectors {
-        a.selectors = vec![
+        pa.selectors = vec![
             Selector {
                 protocol: Some(6),
                 local_port: None,
@@ -348,7 +383,7 @@ fn configs(
                 remote_port: Some(5002),
             },
         ];
-        b.selectors = vec![
+        pb.selectors = vec![
             Selector {
                 protocol: Some(6),
                 local_port: Some(5001),
@@ -361,19 +396,29 @@ fn configs(
             },
         ];
     }
-    (a, b)
+    ((a, B, pa), (b, A, pb))
 }
 
-fn scenario(tag: &str, encapsulation: Encapsulation, wire_filter: &str) {
+fn scenario(tag: &str, encapsulation: Encapsulation, mode: Mode, wire_filter: &str) {
     if let Some(why) = skip_reason() {
         eprintln!("SKIPPED esp_userspace {tag}: {why}");
         return;
     }
     let lab = Lab::new(tag);
-    let (cfg_a, cfg_b) = configs(tag, encapsulation, true);
+    let (mut cfg_a, mut cfg_b) = configs(tag, encapsulation, true);
+    cfg_a.2.mode = mode;
+    cfg_b.2.mode = mode;
     let mut cap = Capture::start(&lab.a, "va", tag);
-    let (stop_a, dp_a) = run_datapath(&lab.a, cfg_a, sa_pair(SPI_AB, &KEY_AB, SPI_BA, &KEY_BA));
-    let (stop_b, dp_b) = run_datapath(&lab.b, cfg_b, sa_pair(SPI_BA, &KEY_BA, SPI_AB, &KEY_AB));
+    let (stop_a, dp_a) = run_datapath(
+        &lab.a,
+        cfg_a,
+        sa_pair_mode(mode, SPI_AB, &KEY_AB, SPI_BA, &KEY_BA),
+    );
+    let (stop_b, dp_b) = run_datapath(
+        &lab.b,
+        cfg_b,
+        sa_pair_mode(mode, SPI_BA, &KEY_BA, SPI_AB, &KEY_AB),
+    );
 
     exchange_traffic(&lab);
     // Outside the selectors (ICMP) traffic passes in clear, as policy says.
@@ -434,17 +479,32 @@ fn scenario(tag: &str, encapsulation: Encapsulation, wire_filter: &str) {
 fn tcp_and_udp_over_esp_in_udp_transport_mode() {
     scenario(
         "udp",
-        Encapsulation::Udp {
-            local_port: 4500,
-            peer_port: 4500,
-        },
+        Encapsulation::UDP_4500,
+        Mode::Transport,
         "udp port 4500",
     );
 }
 
 #[test]
 fn tcp_and_udp_over_raw_esp_transport_mode() {
-    scenario("raw", Encapsulation::Raw, "ip proto 50");
+    scenario("raw", Encapsulation::Raw, Mode::Transport, "ip proto 50");
+}
+
+/// Tunnel mode between the two hosts (the inner packet is the whole IP packet, next header
+/// 4; the SAs refuse anything else): the same guarantees as transport mode.
+#[test]
+fn tcp_and_udp_over_esp_in_udp_tunnel_mode() {
+    scenario(
+        "tun",
+        Encapsulation::UDP_4500,
+        Mode::Tunnel,
+        "udp port 4500",
+    );
+}
+
+#[test]
+fn tcp_and_udp_over_raw_esp_tunnel_mode() {
+    scenario("rtun", Encapsulation::Raw, Mode::Tunnel, "ip proto 50");
 }
 
 /// A crashed predecessor left a TUN, rules and a route with our numbers: start removes them
@@ -456,16 +516,13 @@ fn start_cleans_up_after_a_crash() {
         return;
     }
     let lab = Lab::new("crash");
-    let (cfg_a, cfg_b) = configs(
-        "cr",
-        Encapsulation::Udp {
-            local_port: 4500,
-            peer_port: 4500,
-        },
-        false,
-    );
+    let (cfg_a, cfg_b) = configs("cr", Encapsulation::UDP_4500, false);
     let ns = lab.a.clone();
-    let (tun, prio, table) = (cfg_a.tun_name.clone(), cfg_a.rule_priority, cfg_a.table);
+    let (tun, prio, table) = (
+        cfg_a.0.tun_name.clone(),
+        cfg_a.0.rule_priority,
+        cfg_a.0.table,
+    );
     for cmd in [
         format!("ip tuntap add dev {tun} mode tun"),
         format!("ip link set dev {tun} up"),
@@ -544,18 +601,10 @@ fn ike_messages_share_the_nat_t_socket() {
         return;
     }
     let lab = Lab::new("ike");
-    let (cfg_a, cfg_b) = configs(
-        "ik",
-        Encapsulation::Udp {
-            local_port: 4500,
-            peer_port: 4500,
-        },
-        false,
-    );
+    let (cfg_a, cfg_b) = configs("ik", Encapsulation::UDP_4500, false);
     let (ready_tx, ready_rx) = mpsc::channel::<()>();
     let b = in_ns(&lab.b, move || {
-        let (o, i) = sa_pair(SPI_BA, &KEY_BA, SPI_AB, &KEY_AB);
-        let dp = Datapath::start(cfg_b, o, i).expect("datapath B");
+        let dp = Datapath::start(cfg_b.0).expect("datapath B");
         let (tx, rx) = mpsc::channel();
         dp.set_ike_sink(tx);
         ready_tx.send(()).unwrap();
@@ -566,10 +615,17 @@ fn ike_messages_share_the_nat_t_socket() {
     });
     ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
     let a = in_ns(&lab.a, move || {
-        let (o, i) = sa_pair(SPI_AB, &KEY_AB, SPI_BA, &KEY_BA);
-        let dp = Datapath::start(cfg_a, o, i).expect("datapath A");
-        dp.send_ike(b"\x01\x02IKE_SA_INIT").unwrap();
-        dp.send_keepalive().unwrap();
+        let dp = Datapath::start(cfg_a.0).expect("datapath A");
+        // IKE goes anywhere, peer or not (a responder learns of peers from IKE).
+        dp.send_ike(SocketAddrV4::new(B, 4500), b"\x01\x02IKE_SA_INIT")
+            .unwrap();
+        // Keepalives go to peers only.
+        assert_eq!(
+            dp.send_keepalive(B).unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
+        dp.add_peer(B, cfg_a.2).unwrap();
+        dp.send_keepalive(B).unwrap();
         dp.shutdown()
     });
     a.join().unwrap();
@@ -589,34 +645,34 @@ enum Cmd {
     Stop,
 }
 
-type Counts = (esp::Counters, Vec<(u32, esp::Counters)>);
-
 /// A datapath in `ns` driven by commands; acknowledges each one and returns the final SA
 /// counters and stats.
 fn controlled_datapath(
     ns: &str,
-    cfg: DatapathConfig,
+    (cfg, peer, pc): Side,
     sas: (OutboundSa, InboundSa),
 ) -> (
     mpsc::Sender<Cmd>,
     mpsc::Receiver<()>,
-    thread::JoinHandle<(Counts, DatapathStats)>,
+    thread::JoinHandle<(PeerCounters, DatapathStats)>,
 ) {
     let (cmd_tx, cmd_rx) = mpsc::channel::<Cmd>();
     let (ack_tx, ack_rx) = mpsc::channel::<()>();
     let h = in_ns(ns, move || {
-        let dp = Datapath::start(cfg, sas.0, sas.1).expect("datapath start");
+        let dp = Datapath::start(cfg).expect("datapath start");
+        dp.add_peer(peer, pc).unwrap();
+        dp.install_sas(peer, sas.0, sas.1).unwrap();
         ack_tx.send(()).unwrap();
         loop {
             match cmd_rx.recv().unwrap() {
-                Cmd::AddInbound(sa) => dp.add_inbound(sa),
-                Cmd::SetOutbound(sa) => dp.set_outbound(sa),
-                Cmd::RemoveInbound(spi) => dp.remove_inbound(spi),
+                Cmd::AddInbound(sa) => dp.add_inbound(peer, sa).unwrap(),
+                Cmd::SetOutbound(sa) => dp.set_outbound(peer, sa).unwrap(),
+                Cmd::RemoveInbound(spi) => assert!(dp.remove_inbound(spi)),
                 Cmd::Stop => break,
             }
             ack_tx.send(()).unwrap();
         }
-        let counts = dp.counters();
+        let counts = dp.counters(peer).unwrap();
         (counts, dp.shutdown())
     });
     ack_rx.recv_timeout(Duration::from_secs(10)).unwrap();
@@ -633,10 +689,7 @@ fn rekey_under_traffic_loses_nothing() {
         return;
     }
     let lab = Lab::new("rekey");
-    let udp = Encapsulation::Udp {
-        local_port: 4500,
-        peer_port: 4500,
-    };
+    let udp = Encapsulation::UDP_4500;
     let (cfg_a, cfg_b) = configs("rk", udp, false);
     let (a, ack_a, ha) =
         controlled_datapath(&lab.a, cfg_a, sa_pair(SPI_AB, &KEY_AB, SPI_BA, &KEY_BA));
@@ -697,8 +750,12 @@ fn rekey_under_traffic_loses_nothing() {
     server.join().unwrap();
     a.send(Cmd::Stop).unwrap();
     b.send(Cmd::Stop).unwrap();
-    let ((out_a, in_a), stats_a) = ha.join().unwrap();
-    let ((out_b, in_b), stats_b) = hb.join().unwrap();
+    let (counts_a, stats_a) = ha.join().unwrap();
+    let (counts_b, stats_b) = hb.join().unwrap();
+    let (in_a, in_b) = (counts_a.inbound, counts_b.inbound);
+    let (out_a, out_b) = (counts_a.outbound.unwrap(), counts_b.outbound.unwrap());
+    assert_eq!((out_a.0, out_b.0), (spi_ab2, spi_ba2));
+    let (out_a, out_b) = (out_a.1, out_b.1);
     eprintln!("rekey: A {stats_a:?} {in_a:?}\nrekey: B {stats_b:?} {in_b:?}");
     // Only the new inbound SAs remain, and they carried the last 400 exchanges.
     assert_eq!(in_a.len(), 1);
@@ -739,13 +796,10 @@ fn cleartext_from_the_peer_on_protected_selectors_is_dropped() {
         return;
     }
     let lab = Lab::new("pol");
-    let udp = Encapsulation::Udp {
-        local_port: 4500,
-        peer_port: 4500,
-    };
+    let udp = Encapsulation::UDP_4500;
     // B protects TCP 5001 and UDP 5002 (its local ports); 5003 is outside the selectors.
     let (cfg_a, cfg_b) = configs("po", udp, true);
-    let mark = cfg_a.mark;
+    let mark = cfg_a.0.mark;
     let mut cap = Capture::start(&lab.b, "vb", "pol");
     let (stop_a, dp_a) = run_datapath(&lab.a, cfg_a, sa_pair(SPI_AB, &KEY_AB, SPI_BA, &KEY_BA));
     let (stop_b, dp_b) = run_datapath(&lab.b, cfg_b, sa_pair(SPI_BA, &KEY_BA, SPI_AB, &KEY_AB));
@@ -859,16 +913,16 @@ fn cleartext_from_the_peer_on_protected_selectors_is_dropped() {
     assert!(left_b.is_empty(), "left behind in B:\n{left_b}");
 }
 
-/// Set in the child process of `refuses_to_start_without_nftables`, whose PATH has `ip` but
+/// Set in the child process of `refuses_peers_without_nftables`, whose PATH has `ip` but
 /// no `nft`.
 const NO_NFT_CHILD: &str = "ESP_USERSPACE_NO_NFT_CHILD";
 
-/// Without nftables the inbound policy cannot be enforced: start refuses with a clear error,
-/// unless `allow_unprotected_inbound` is set, in which case it starts and says so. PATH is
+/// Without nftables the inbound policy cannot be enforced: the datapath starts and says so,
+/// and refuses a peer with a clear error unless the peer sets `allow_unprotected_inbound`. PATH is
 /// process-wide, so the check runs in a child process of this test binary whose PATH holds
 /// only `ip`.
 #[test]
-fn refuses_to_start_without_nftables() {
+fn refuses_peers_without_nftables() {
     if std::env::var_os(NO_NFT_CHILD).is_some() {
         return no_nft_child();
     }
@@ -882,7 +936,7 @@ fn refuses_to_start_without_nftables() {
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
-            "refuses_to_start_without_nftables",
+            "refuses_peers_without_nftables",
             "--nocapture",
             "--test-threads",
             "1",
@@ -914,44 +968,268 @@ fn no_nft_child() {
         "nft still on PATH"
     );
     let lab = Lab::new("nonft");
-    let (mut cfg, _) = configs(
-        "nn",
-        Encapsulation::Udp {
-            local_port: 4500,
-            peer_port: 4500,
-        },
-        true,
-    );
+    let ((cfg, peer, mut pc), _) = configs("nn", Encapsulation::UDP_4500, true);
     let tun = cfg.tun_name.clone();
-    let refused = in_ns(&lab.a, {
-        let cfg = cfg.clone();
-        move || {
-            let (o, i) = sa_pair(SPI_AB, &KEY_AB, SPI_BA, &KEY_BA);
-            Datapath::start(cfg, o, i).map(|_| ()).unwrap_err()
-        }
+    let (enforced, refused, allowed) = in_ns(&lab.a, move || {
+        // The datapath starts, says it cannot enforce, and refuses a peer that needs it.
+        let dp = Datapath::start(cfg).expect("start without nftables");
+        let enforced = dp.inbound_policy_enforced();
+        let refused = dp.add_peer(peer, pc.clone()).unwrap_err();
+        // Nothing was set up for the refused peer.
+        let rules = sh_out(&["ip", "rule"]);
+        assert!(!rules.contains(&peer.to_string()), "{rules}");
+        assert!(dp.peers().is_empty());
+        pc.allow_unprotected_inbound = true;
+        let allowed = dp.add_peer(peer, pc).map(|()| dp.peers());
+        dp.shutdown();
+        (enforced, refused, allowed)
     })
     .join()
     .unwrap();
+    assert!(!enforced);
     assert_eq!(refused.kind(), std::io::ErrorKind::Unsupported, "{refused}");
     assert!(
         refused.to_string().contains("allow_unprotected_inbound"),
         "{refused}"
     );
-    // Nothing was set up before the refusal.
+    assert_eq!(allowed.unwrap(), vec![peer]);
     let links = sh_out(&["ip", "-n", &lab.a, "-o", "link"]);
     assert!(!links.contains(&tun), "{links}");
     assert!(!sh_out(&["ip", "-n", &lab.a, "rule"]).contains("proto 73"));
+    println!("NO_NFT_CHILD_DONE");
+}
 
-    cfg.allow_unprotected_inbound = true;
-    let enforced = in_ns(&lab.a, move || {
+const C: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 3);
+const SPI_AC: u32 = 0xa0c0_0001;
+const SPI_CA: u32 = 0xc0a0_0001;
+const KEY_AC: [u8; 36] = [0x55; 36];
+const KEY_CA: [u8; 36] = [0x66; 36];
+
+/// Three namespaces: A holds a bridge (10.77.0.1) that B (10.77.0.2) and C (10.77.0.3) hang
+/// off by veth; removed on drop.
+struct Star {
+    a: String,
+    b: String,
+    c: String,
+}
+
+impl Star {
+    fn new(tag: &str) -> Star {
+        let id = std::process::id();
+        let star = Star {
+            a: format!("espA-{tag}-{id}"),
+            b: format!("espB-{tag}-{id}"),
+            c: format!("espC-{tag}-{id}"),
+        };
+        for ns in [&star.a, &star.b, &star.c] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+            sh(&["ip", "netns", "add", ns]);
+            sh(&["ip", "-n", ns, "link", "set", "lo", "up"]);
+        }
+        let a = star.a.as_str();
+        sh(&["ip", "-n", a, "link", "add", "br0", "type", "bridge"]);
+        sh(&["ip", "-n", a, "addr", "add", "10.77.0.1/24", "dev", "br0"]);
+        sh(&["ip", "-n", a, "link", "set", "br0", "up"]);
+        for (ns, port, dev, addr) in [
+            (&star.b, "pb", "vb", "10.77.0.2/24"),
+            (&star.c, "pc", "vc", "10.77.0.3/24"),
+        ] {
+            sh(&[
+                "ip", "-n", a, "link", "add", port, "type", "veth", "peer", "name", dev, "netns",
+                ns,
+            ]);
+            sh(&["ip", "-n", a, "link", "set", port, "master", "br0", "up"]);
+            sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
+            sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
+        }
+        star
+    }
+}
+
+impl Drop for Star {
+    fn drop(&mut self) {
+        for ns in [&self.a, &self.b, &self.c] {
+            let _ = Command::new("ip").args(["netns", "del", ns]).output();
+        }
+    }
+}
+
+type Job = Box<dyn FnOnce(&Datapath) + Send>;
+
+/// A datapath owned by a thread in a namespace, driven by closures that run on that thread
+/// (so the commands they spawn see that namespace too).
+struct Remote {
+    jobs: Option<mpsc::Sender<Job>>,
+    thread: Option<thread::JoinHandle<DatapathStats>>,
+}
+
+impl Remote {
+    fn start(ns: &str, cfg: DatapathConfig) -> Remote {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let (ready_tx, ready_rx) = mpsc::channel::<()>();
+        let thread = in_ns(ns, move || {
+            let dp = Datapath::start(cfg).expect("datapath start");
+            ready_tx.send(()).unwrap();
+            while let Ok(job) = rx.recv() {
+                job(&dp);
+            }
+            dp.shutdown()
+        });
+        ready_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        Remote {
+            jobs: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn call<T: Send + 'static>(&self, f: impl FnOnce(&Datapath) -> T + Send + 'static) -> T {
+        let (tx, rx) = mpsc::channel();
+        let job: Job = Box::new(move |dp| {
+            let _ = tx.send(f(dp));
+        });
+        self.jobs.as_ref().unwrap().send(job).unwrap();
+        rx.recv_timeout(Duration::from_secs(20))
+            .expect("datapath thread answers")
+    }
+
+    fn stop(mut self) -> DatapathStats {
+        drop(self.jobs.take());
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+/// One host (A) with two peers at once — B over ESP in UDP, C over raw ESP — each with its
+/// own SAs: traffic to both is protected; removing C leaves B working and C's traffic in
+/// clear, with exactly C's rules, route and drop rules gone.
+#[test]
+fn one_host_two_peers_remove_one() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED esp_userspace two peers: {why}");
+        return;
+    }
+    let star = Star::new("mp");
+    let mut cap = Capture::start(&star.a, "br0", "mp");
+    let mut cfg_a = DatapathConfig::new(A);
+    cfg_a.tun_name = "espmpa".into();
+    let a = Remote::start(&star.a, cfg_a);
+    let raw = PeerConfig {
+        encapsulation: Encapsulation::Raw,
+        ..PeerConfig::new()
+    };
+    a.call(move |dp| {
+        dp.add_peer(B, PeerConfig::new()).unwrap();
+        dp.add_peer(C, raw).unwrap();
         let (o, i) = sa_pair(SPI_AB, &KEY_AB, SPI_BA, &KEY_BA);
-        let dp = Datapath::start(cfg, o, i).expect("start with allow_unprotected_inbound");
-        let e = dp.inbound_policy_enforced();
-        dp.shutdown();
-        e
+        dp.install_sas(B, o, i).unwrap();
+        let (o, i) = sa_pair(SPI_AC, &KEY_AC, SPI_CA, &KEY_CA);
+        dp.install_sas(C, o, i).unwrap();
+        // A peer once; an SPI belongs to one peer.
+        assert_eq!(
+            dp.add_peer(B, PeerConfig::new()).unwrap_err().kind(),
+            std::io::ErrorKind::AlreadyExists
+        );
+        let (_, i) = sa_pair(SPI_AC, &KEY_AC, SPI_BA, &KEY_BA);
+        assert_eq!(
+            dp.add_inbound(C, i).unwrap_err().kind(),
+            std::io::ErrorKind::AlreadyExists
+        );
+        assert_eq!(dp.peers(), vec![B, C]);
+    });
+    let mut cfg_b = DatapathConfig::new(B);
+    cfg_b.tun_name = "espmpb".into();
+    let (stop_b, dp_b) = run_datapath(
+        &star.b,
+        (cfg_b, A, PeerConfig::new()),
+        sa_pair(SPI_BA, &KEY_BA, SPI_AB, &KEY_AB),
+    );
+    let mut cfg_c = DatapathConfig::new(C);
+    cfg_c.tun_name = "espmpc".into();
+    let c_raw = PeerConfig {
+        encapsulation: Encapsulation::Raw,
+        ..PeerConfig::new()
+    };
+    let (stop_c, dp_c) = run_datapath(
+        &star.c,
+        (cfg_c, A, c_raw),
+        sa_pair(SPI_CA, &KEY_CA, SPI_AC, &KEY_AC),
+    );
+
+    // Both peers at once, from A.
+    let to_b = {
+        let (a, b) = (star.a.clone(), star.b.clone());
+        thread::spawn(move || exchange(&a, A, &b, B))
+    };
+    exchange(&star.a, A, &star.c, C);
+    to_b.join().unwrap();
+    let (cb, cc) = a.call(|dp| (dp.counters(B).unwrap(), dp.counters(C).unwrap()));
+    eprintln!("two peers: B {cb:?}\nC {cc:?}");
+    for c in [&cb, &cc] {
+        assert!(c.outbound.unwrap().1.packets > 100, "{c:?}");
+        assert!(c.inbound[0].1.packets > 100, "{c:?}");
+    }
+    assert_eq!(cb.peer_port, Some(4500));
+    assert_eq!(cc.peer_port, None);
+    assert_eq!(cc.inbound[0].0, SPI_CA);
+
+    // C goes away; B keeps working.
+    stop_c.send(()).unwrap();
+    let (_, left_c) = dp_c.join().unwrap();
+    assert!(left_c.is_empty(), "left behind in C:\n{left_c}");
+    let (rules, table, gone, remove_again) = a.call(|dp| {
+        dp.remove_peer(C).unwrap();
+        (
+            sh_out(&["ip", "rule"]),
+            sh_out(&["nft", "list", "table", "inet", "ibm_ipsec"]),
+            dp.counters(C).is_none() && dp.peers() == vec![B],
+            dp.remove_peer(C).unwrap_err().kind(),
+        )
+    });
+    assert!(gone);
+    assert_eq!(remove_again, std::io::ErrorKind::NotFound);
+    assert!(!rules.contains("10.77.0.3"), "C's rule kept:\n{rules}");
+    assert!(
+        rules.contains("to 10.77.0.2 lookup 485"),
+        "B's rule gone:\n{rules}"
+    );
+    assert!(!table.contains("10.77.0.3"), "C's policy kept:\n{table}");
+    assert!(
+        table.contains("ip saddr 10.77.0.2"),
+        "B's policy gone:\n{table}"
+    );
+    let b_before = a.call(|dp| dp.counters(B).unwrap().outbound.unwrap().1.packets);
+    exchange(&star.a, A, &star.b, B);
+    let b_after = a.call(|dp| dp.counters(B).unwrap().outbound.unwrap().1.packets);
+    assert!(b_after > b_before + 100, "{b_before} → {b_after}");
+    // C without a policy: a datagram to it goes in clear (and arrives).
+    let got = in_ns(&star.c, || {
+        let u = UdpSocket::bind(SocketAddrV4::new(C, 5009)).unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        let mut b = [0u8; 64];
+        u.recv(&mut b).map(|n| b[..n].to_vec())
+    });
+    thread::sleep(Duration::from_millis(200));
+    in_ns(&star.a, || {
+        let u = UdpSocket::bind(SocketAddrV4::new(A, 0)).unwrap();
+        u.send_to(b"clear-to-c", SocketAddrV4::new(C, 5009))
+            .unwrap();
     })
     .join()
     .unwrap();
-    assert!(!enforced);
-    println!("NO_NFT_CHILD_DONE");
+    assert_eq!(got.join().unwrap().unwrap(), b"clear-to-c");
+
+    stop_b.send(()).unwrap();
+    let (stats_b, left_b) = dp_b.join().unwrap();
+    let stats_a = a.stop();
+    cap.finish();
+    eprintln!("two peers: A {stats_a:?}\nB {stats_b:?}");
+    assert!(left_b.is_empty(), "left behind in B:\n{left_b}");
+    let left_a = in_ns(&star.a, || leftovers("espmpa", "ibm_ipsec"))
+        .join()
+        .unwrap();
+    assert!(left_a.is_empty(), "left behind in A:\n{left_a}");
+    // The protected exchanges never showed in clear; ESP went both ways to both peers.
+    assert_eq!(cap.count("tcp port 5001 or udp port 5002"), 0);
+    assert!(cap.count("host 10.77.0.2 and udp port 4500") > 200);
+    assert!(cap.count("host 10.77.0.3 and ip proto 50") > 200);
+    assert_eq!(cap.count("udp port 5009"), 1);
 }

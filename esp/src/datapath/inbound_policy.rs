@@ -1,4 +1,4 @@
-//! Inbound policy: cleartext from the peer on protected selectors is dropped.
+//! Inbound policy: cleartext from a peer on its protected selectors is dropped.
 //!
 //! With kernel ESP, the inbound XFRM policy drops a packet that matches a protected selector
 //! but did not arrive through an SA (RFC 4301 §5.2: "if the packet is not IPsec-protected
@@ -8,16 +8,17 @@
 //! plaintext NFS traffic with the peer's source address.
 //!
 //! We hold one nftables table of our own, replaced atomically in one `nft -f` transaction
-//! (declare, delete, define: works whether or not a stale copy exists) and deleted on
-//! shutdown and before start; no other table is ever read or written.
+//! (declare, delete, define: works whether or not a stale copy exists) at start and whenever
+//! a peer is added or removed, and deleted on shutdown and before start; no other table is
+//! ever read or written.
 //!
 //! ```text
 //! table inet T {
 //!   chain inbound {
 //!     type filter hook input priority filter - 10; policy accept;
 //!     iifname "TUN" accept                                   decrypted by us
-//!     ip saddr PEER meta l4proto 50 accept                   ESP itself
-//!     ip saddr PEER udp dport { 500, NATT } accept           IKE and ESP-in-UDP
+//!     ip saddr PEER meta l4proto 50 accept                   ESP itself            } per
+//!     ip saddr PEER udp dport { 500, NATT } accept           IKE and ESP-in-UDP    } peer
 //!     ip saddr PEER [meta l4proto X] [th sport R] [th dport L] counter drop   per selector
 //!   }
 //! }
@@ -26,7 +27,9 @@
 use std::io::{self, Write};
 use std::process::{Command, Stdio};
 
-use super::{DatapathConfig, Encapsulation, Selector};
+use std::net::Ipv4Addr;
+
+use super::{DatapathConfig, PeerConfig, Selector};
 
 /// IKE's own port (RFC 7296 §2): never dropped, the daemon's IKE socket listens there.
 const IKE_PORT: u16 = 500;
@@ -82,13 +85,13 @@ fn selector_match(sel: &Selector) -> String {
     m
 }
 
-/// The `nft -f` script that (re)creates our table.
-pub(crate) fn ruleset(cfg: &DatapathConfig) -> String {
-    let (table, peer, tun) = (&cfg.nft_table, cfg.peer, &cfg.tun_name);
+/// The `nft -f` script that (re)creates our table for these peers.
+pub(crate) fn ruleset(cfg: &DatapathConfig, peers: &[(Ipv4Addr, &PeerConfig)]) -> String {
+    let (table, tun) = (&cfg.nft_table, &cfg.tun_name);
     let mut udp_ports = vec![IKE_PORT];
-    if let Encapsulation::Udp { local_port, .. } = cfg.encapsulation {
-        if local_port != IKE_PORT {
-            udp_ports.push(local_port);
+    if let Some(port) = cfg.udp_port {
+        if port != IKE_PORT {
+            udp_ports.push(port);
         }
     }
     let udp_ports = udp_ports
@@ -102,40 +105,44 @@ pub(crate) fn ruleset(cfg: &DatapathConfig) -> String {
          table inet {table} {{\n\
          \tchain inbound {{\n\
          \t\ttype filter hook input priority filter - 10; policy accept;\n\
-         \t\tiifname \"{tun}\" accept\n\
-         \t\tip saddr {peer} meta l4proto 50 accept\n\
-         \t\tip saddr {peer} udp dport {{ {udp_ports} }} accept\n"
+         \t\tiifname \"{tun}\" accept\n"
     );
     let all = [Selector::default()];
-    let selectors: &[Selector] = if cfg.selectors.is_empty() {
-        &all
-    } else {
-        &cfg.selectors
-    };
-    for sel in selectors {
+    for (peer, pc) in peers {
         s.push_str(&format!(
-            "\t\tip saddr {peer}{} counter drop\n",
-            selector_match(sel)
+            "\t\tip saddr {peer} meta l4proto 50 accept\n\
+             \t\tip saddr {peer} udp dport {{ {udp_ports} }} accept\n"
         ));
+        let selectors: &[Selector] = if pc.selectors.is_empty() {
+            &all
+        } else {
+            &pc.selectors
+        };
+        for sel in selectors {
+            s.push_str(&format!(
+                "\t\tip saddr {peer}{} counter drop\n",
+                selector_match(sel)
+            ));
+        }
     }
     s.push_str("\t}\n}\n");
     s
 }
 
-fn nft_missing(why: String) -> io::Error {
+pub(crate) fn nft_missing(why: String) -> io::Error {
     io::Error::new(
         io::ErrorKind::Unsupported,
         format!(
             "cannot enforce the inbound policy (cleartext from the peer on protected \
              selectors must be dropped): {why}; install nftables (the `nft` binary and \
-             kernel nf_tables), or set allow_unprotected_inbound (unsafe: an on-path attacker \
-             can inject plaintext)"
+             kernel nf_tables), or set the peer's allow_unprotected_inbound (unsafe: an \
+             on-path attacker can inject plaintext)"
         ),
     )
 }
 
 /// Installs (or atomically replaces) our table.
-pub(crate) fn install(cfg: &DatapathConfig) -> io::Result<()> {
+pub(crate) fn install(cfg: &DatapathConfig, peers: &[(Ipv4Addr, &PeerConfig)]) -> io::Result<()> {
     validate(cfg)?;
     let mut child = Command::new("nft")
         .args(["-f", "-"])
@@ -144,7 +151,7 @@ pub(crate) fn install(cfg: &DatapathConfig) -> io::Result<()> {
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| nft_missing(format!("running nft: {e}")))?;
-    let script = ruleset(cfg);
+    let script = ruleset(cfg, peers);
     if let Some(mut stdin) = child.stdin.take() {
         // A write error shows up as nft's failure below.
         let _ = stdin.write_all(script.as_bytes());
@@ -178,13 +185,15 @@ mod tests {
     use std::net::Ipv4Addr;
 
     fn cfg() -> DatapathConfig {
-        DatapathConfig::new(Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2))
+        DatapathConfig::new(Ipv4Addr::new(10, 0, 0, 1))
     }
+
+    const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
 
     #[test]
     fn selectors_become_drop_rules_after_the_exemptions() {
-        let mut c = cfg();
-        c.selectors = vec![
+        let mut pc = PeerConfig::new();
+        pc.selectors = vec![
             Selector {
                 protocol: Some(6),
                 local_port: None,
@@ -196,7 +205,7 @@ mod tests {
                 remote_port: None,
             },
         ];
-        let r = ruleset(&c);
+        let r = ruleset(&cfg(), &[(PEER, &pc)]);
         let lines: Vec<&str> = r.lines().map(str::trim).collect();
         assert_eq!(lines[0], "table inet ibm_ipsec {}");
         assert_eq!(lines[1], "delete table inet ibm_ipsec");
@@ -216,11 +225,33 @@ mod tests {
     #[test]
     fn no_selectors_protect_everything_from_the_peer() {
         let mut c = cfg();
-        c.encapsulation = Encapsulation::Raw;
-        let r = ruleset(&c);
+        c.udp_port = None;
+        let r = ruleset(&c, &[(PEER, &PeerConfig::new())]);
         assert!(r.contains("\t\tip saddr 10.0.0.2 counter drop\n"));
         assert!(r.contains("udp dport { 500 } accept"));
         assert!(r.contains("meta l4proto 50 accept"));
+    }
+
+    #[test]
+    fn each_peer_gets_its_own_exemptions_and_drops() {
+        let other = Ipv4Addr::new(10, 0, 0, 3);
+        let mut nfs = PeerConfig::new();
+        nfs.selectors = vec![Selector {
+            protocol: Some(6),
+            local_port: None,
+            remote_port: Some(2049),
+        }];
+        let plain = PeerConfig::new();
+        let r = ruleset(&cfg(), &[(PEER, &nfs), (other, &plain)]);
+        assert!(r.contains("ip saddr 10.0.0.2 meta l4proto 6 th sport 2049 counter drop"));
+        assert!(r.contains("ip saddr 10.0.0.3 counter drop"));
+        assert!(r.contains("ip saddr 10.0.0.3 meta l4proto 50 accept"));
+        // Each peer's exemptions precede its drops.
+        let at = |needle: &str| r.find(needle).unwrap();
+        assert!(at("ip saddr 10.0.0.3 udp dport") < at("ip saddr 10.0.0.3 counter drop"));
+        // No peer: only the TUN exemption, nothing dropped.
+        let empty = ruleset(&cfg(), &[]);
+        assert!(!empty.contains("drop") && empty.contains("iifname"));
     }
 
     #[test]

@@ -134,6 +134,27 @@ impl Tcp4Super {
         self.tcp_len + self.mss
     }
 
+    /// The largest whole IP packet of one segment (tunnel mode).
+    pub(crate) fn max_packet_len(&self) -> usize {
+        self.ip_len + self.max_segment_len()
+    }
+
+    /// Writes segment `i` as a whole IPv4 packet — the original header with its length,
+    /// identification and checksum fixed, then what [`write_segment`](Self::write_segment)
+    /// writes — into `out`; returns its length. Tunnel mode seals these.
+    pub(crate) fn write_packet(&self, packet: &[u8], i: usize, out: &mut [u8]) -> Option<usize> {
+        let seg_len = self.write_segment(packet, i, out.get_mut(self.ip_len..)?)?;
+        let total = u16::try_from(self.ip_len + seg_len).ok()?;
+        let h = &mut out[..self.ip_len];
+        h.copy_from_slice(&packet[..self.ip_len]);
+        h[2..4].copy_from_slice(&total.to_be_bytes());
+        // Each segment is its own datagram (as the kernel's GSO numbers them).
+        let id = u16::from_be_bytes([packet[4], packet[5]]).wrapping_add(i as u16);
+        h[4..6].copy_from_slice(&id.to_be_bytes());
+        crate::ip::set_ipv4_checksum(h);
+        Some(usize::from(total))
+    }
+
     /// Writes segment `i` — TCP header and data, with sequence number, flags and checksum
     /// fixed — into `out`; returns its length, or `None` if `i` or `out` is out of range.
     pub(crate) fn write_segment(&self, packet: &[u8], i: usize, out: &mut [u8]) -> Option<usize> {
@@ -221,7 +242,7 @@ impl TcpCoalescer {
         }
         let payload = seg.len() - tcp_len;
         let seq = u32::from_be_bytes([seg[4], seg[5], seg[6], seg[7]]);
-        if self.len > 0 && !self.fits(seg, tcp_len, payload, seq) {
+        if self.len > 0 && !self.fits(seg, tcp_len, payload, seq, src, dst) {
             self.flush(write);
         }
         if self.len == 0 {
@@ -252,14 +273,25 @@ impl TcpCoalescer {
         true
     }
 
-    fn fits(&self, seg: &[u8], tcp_len: usize, payload: usize, seq: u32) -> bool {
+    fn fits(
+        &self,
+        seg: &[u8],
+        tcp_len: usize,
+        payload: usize,
+        seq: u32,
+        src: [u8; 4],
+        dst: [u8; 4],
+    ) -> bool {
         let held = &self.buf[TCP_OFF..TCP_OFF + self.tcp_len];
         !self.closed
+            // Several peers share one coalescer.
+            && self.buf[IP_OFF + 12..IP_OFF + 16] == src
+            && self.buf[IP_OFF + 16..IP_OFF + 20] == dst
             && tcp_len == self.tcp_len
             && seq == self.next_seq
             && payload <= self.mss
             && self.len + payload <= self.buf.len()
-            // Ports (the source and destination addresses are fixed per SA).
+            // Ports.
             && seg[..4] == held[..4]
             // ACK number and window.
             && seg[8..12] == held[8..12]
@@ -366,6 +398,37 @@ mod tests {
         assert_eq!(&stream[..], &p[52..]);
         assert!(s.write_segment(&p, 4, &mut out).is_none());
         assert!(s.write_segment(&p, 0, &mut out[..100]).is_none());
+    }
+
+    /// Tunnel mode seals whole packets: each segment gets the original header with its own
+    /// length, identification and a valid checksum.
+    #[test]
+    fn segments_as_whole_packets_for_tunnel_mode() {
+        let mut p = tcp_packet(3000, 0x10);
+        p[4..6].copy_from_slice(&0xfffeu16.to_be_bytes());
+        crate::ip::set_ipv4_checksum(&mut p[..20]);
+        let s = Tcp4Super::new(&p, 1348).unwrap();
+        assert_eq!(s.max_packet_len(), 20 + 32 + 1348);
+        let mut out = vec![0u8; 2000];
+        let mut stream = Vec::new();
+        for i in 0..s.segments() {
+            let n = s.write_packet(&p, i, &mut out).unwrap();
+            let pkt = &out[..n];
+            let layout = crate::ip::IpLayout::parse(pkt).unwrap();
+            assert_eq!(layout.total_len, n);
+            assert_eq!(
+                ones_complement_sum(&pkt[..20], 0),
+                0xffff,
+                "header checksum"
+            );
+            assert_eq!(&pkt[12..20], &p[12..20]);
+            let id = u16::from_be_bytes([pkt[4], pkt[5]]);
+            assert_eq!(id, 0xfffeu16.wrapping_add(i as u16));
+            assert!(tcp_checksum_ok([10, 0, 0, 1], [10, 0, 0, 2], &pkt[20..]));
+            stream.extend_from_slice(&pkt[52..]);
+        }
+        assert_eq!(&stream[..], &p[52..]);
+        assert!(s.write_packet(&p, 0, &mut out[..30]).is_none());
     }
 
     #[test]
@@ -475,6 +538,12 @@ mod tests {
         assert!(c.add(&other, a, b, &mut w));
         c.flush(&mut w);
         assert_eq!(written.borrow().len(), 2);
+        // The same flow from another peer (the coalescer is shared) does not merge.
+        let written_before = written.borrow().len();
+        assert!(c.add(&segs[0], a, b, &mut w));
+        assert!(c.add(&segs[1], [10, 0, 0, 3], b, &mut w));
+        c.flush(&mut w);
+        assert_eq!(written.borrow().len(), written_before + 2);
         // SYN/FIN/RST and pure ACKs are never held.
         let mut fin = segs[0].clone();
         fin[13] |= TCP_FIN;

@@ -4,10 +4,13 @@
 //! Layout (IPv4), with `P` the rule priority, `T` the table and `M` the mark:
 //!
 //! ```text
-//! P     fwmark M lookup main                      our own ESP/IKE sockets bypass the TUN
-//! P+1…  to PEER/32 [ipproto X] [sport|dport N] lookup T   one rule per selector
-//! table T: PEER/32 dev TUN src LOCAL
+//! P     fwmark M lookup main                           our own ESP/IKE sockets bypass the TUN
+//! P+1   to PEER/32 [ipproto X] [sport|dport N] lookup T     per peer, one rule per selector
+//! table T: PEER/32 dev TUN src LOCAL                        one route per peer
 //! ```
+//!
+//! The mark rule comes with the datapath; a peer's rules and route with the peer, and
+//! `ip rule del` with the full rule removes exactly that peer's.
 //!
 //! Our rules and route carry routing protocol number [`RULE_PROTOCOL`] (`proto 73` in
 //! `ip rule`): a restart after a crash removes leftovers by priority *and* that tag, so a
@@ -17,7 +20,9 @@
 use std::io;
 use std::process::Command;
 
-use super::{DatapathConfig, Selector};
+use std::net::Ipv4Addr;
+
+use super::{DatapathConfig, PeerConfig, Selector};
 
 /// The rtnetlink protocol number that marks our rules and routes (unassigned in iproute2's
 /// `rt_protos`; 73 is ASCII `I`).
@@ -56,8 +61,8 @@ fn selector_words(sel: &Selector) -> Vec<String> {
     w
 }
 
-/// Brings the TUN up with its MTU, relaxes reverse-path filtering on it and installs rules
-/// and the route.
+/// Brings the TUN up with its MTU, relaxes reverse-path filtering on it and installs the
+/// mark bypass rule.
 pub(crate) fn install(cfg: &DatapathConfig) -> io::Result<()> {
     let dev = cfg.tun_name.clone();
     ip(&[
@@ -73,20 +78,6 @@ pub(crate) fn install(cfg: &DatapathConfig) -> io::Result<()> {
     // to the peer (for the reverse-path check) may point elsewhere; loose mode (2) accepts
     // them whatever `all.rp_filter` says (the kernel uses the maximum of both).
     std::fs::write(format!("/proc/sys/net/ipv4/conf/{dev}/rp_filter"), b"2\n")?;
-    let table = s(cfg.table);
-    ip(&[
-        s("route"),
-        s("replace"),
-        format!("{}/32", cfg.peer),
-        s("dev"),
-        dev,
-        s("src"),
-        s(cfg.local),
-        s("table"),
-        table.clone(),
-        s("proto"),
-        s(RULE_PROTOCOL),
-    ])?;
     ip(&[
         s("rule"),
         s("add"),
@@ -98,36 +89,81 @@ pub(crate) fn install(cfg: &DatapathConfig) -> io::Result<()> {
         s("main"),
         s("protocol"),
         s(RULE_PROTOCOL),
-    ])?;
+    ])
+}
+
+/// The peer's capture rules, each as the words after `ip rule add|del`.
+fn peer_rules(cfg: &DatapathConfig, peer: Ipv4Addr, pc: &PeerConfig) -> Vec<Vec<String>> {
     let all = [Selector::default()];
-    let selectors: &[Selector] = if cfg.selectors.is_empty() {
+    let selectors: &[Selector] = if pc.selectors.is_empty() {
         &all
     } else {
-        &cfg.selectors
+        &pc.selectors
     };
-    for (i, sel) in selectors.iter().enumerate() {
-        let mut args = vec![
-            s("rule"),
-            s("add"),
-            s("priority"),
-            s(cfg.rule_priority + 1 + i as u32),
-            s("to"),
-            format!("{}/32", cfg.peer),
-        ];
-        args.extend(selector_words(sel));
-        args.extend([s("lookup"), table.clone(), s("protocol"), s(RULE_PROTOCOL)]);
+    selectors
+        .iter()
+        .map(|sel| {
+            let mut args = vec![
+                s("priority"),
+                s(cfg.rule_priority + 1),
+                s("to"),
+                format!("{peer}/32"),
+            ];
+            args.extend(selector_words(sel));
+            args.extend([s("lookup"), s(cfg.table), s("protocol"), s(RULE_PROTOCOL)]);
+            args
+        })
+        .collect()
+}
+
+fn peer_route(cfg: &DatapathConfig, peer: Ipv4Addr) -> Vec<String> {
+    vec![
+        format!("{peer}/32"),
+        s("dev"),
+        cfg.tun_name.clone(),
+        s("src"),
+        s(cfg.local),
+        s("table"),
+        s(cfg.table),
+        s("proto"),
+        s(RULE_PROTOCOL),
+    ]
+}
+
+/// Sends the peer's selected traffic into the TUN.
+pub(crate) fn add_peer(cfg: &DatapathConfig, peer: Ipv4Addr, pc: &PeerConfig) -> io::Result<()> {
+    let mut args = vec![s("route"), s("replace")];
+    args.extend(peer_route(cfg, peer));
+    ip(&args)?;
+    for rule in peer_rules(cfg, peer, pc) {
+        let mut args = vec![s("rule"), s("add")];
+        args.extend(rule);
         ip(&args)?;
     }
     Ok(())
 }
 
+/// Removes what [`add_peer`] installed (best effort: parts may be missing after a failed
+/// add).
+pub(crate) fn remove_peer(cfg: &DatapathConfig, peer: Ipv4Addr, pc: &PeerConfig) {
+    for rule in peer_rules(cfg, peer, pc) {
+        let mut args = vec![s("rule"), s("del")];
+        args.extend(rule);
+        let _ = ip(&args);
+    }
+    let mut args = vec![s("route"), s("del")];
+    args.extend(peer_route(cfg, peer));
+    let _ = ip(&args);
+}
+
 /// Removes our rules (by priority and protocol tag), the table's routes and a TUN left behind
 /// by a previous run. Safe to call when nothing is installed.
 pub(crate) fn remove(cfg: &DatapathConfig) {
-    let last = cfg.rule_priority + 1 + cfg.selectors.len().max(1) as u32;
-    for prio in cfg.rule_priority..=last + MAX_STALE_SELECTORS {
-        // A priority can hold several rules after repeated crashes; delete until none is left.
-        for _ in 0..16 {
+    // Earlier versions spread one peer's rules over `P+1…`: clean a few more priorities.
+    for prio in cfg.rule_priority..=cfg.rule_priority + 1 + MAX_STALE_SELECTORS {
+        // A priority holds one rule per selector of every peer; delete until none is left
+        // (bounded, in case `ip` misbehaves).
+        for _ in 0..MAX_RULES_PER_PRIORITY {
             let del = [
                 s("rule"),
                 s("del"),
@@ -150,12 +186,20 @@ pub(crate) fn remove(cfg: &DatapathConfig) {
 /// A previous run may have had more selectors than this one: clean this many priorities
 /// beyond our own.
 const MAX_STALE_SELECTORS: u32 = 16;
+/// More rules than any run installs at one priority (peers × selectors).
+const MAX_RULES_PER_PRIORITY: usize = 65536;
 
 /// A one-line summary of what `install` sets up, for logs.
 pub(crate) fn describe(cfg: &DatapathConfig) -> String {
     format!(
-        "tun {} mtu {} table {} rules {}.. mark {:#x} peer {} local {}",
-        cfg.tun_name, cfg.mtu, cfg.table, cfg.rule_priority, cfg.mark, cfg.peer, cfg.local
+        "tun {} mtu {} table {} rules {}..={} mark {:#x} local {}",
+        cfg.tun_name,
+        cfg.mtu,
+        cfg.table,
+        cfg.rule_priority,
+        cfg.rule_priority + 1,
+        cfg.mark,
+        cfg.local
     )
 }
 
@@ -172,5 +216,48 @@ mod tests {
         };
         assert_eq!(selector_words(&sel), ["ipproto", "6", "dport", "2049"]);
         assert!(selector_words(&Selector::default()).is_empty());
+    }
+
+    #[test]
+    fn peer_rules_share_one_priority_and_name_the_peer() {
+        let cfg = DatapathConfig::new(Ipv4Addr::new(10, 0, 0, 1));
+        let peer = Ipv4Addr::new(10, 0, 0, 2);
+        let all = peer_rules(&cfg, peer, &PeerConfig::new());
+        assert_eq!(
+            all,
+            [[
+                "priority",
+                "10501",
+                "to",
+                "10.0.0.2/32",
+                "lookup",
+                "485",
+                "protocol",
+                "73"
+            ]]
+        );
+        let mut pc = PeerConfig::new();
+        pc.selectors = vec![
+            Selector {
+                protocol: Some(6),
+                local_port: None,
+                remote_port: Some(2049),
+            },
+            Selector {
+                protocol: Some(17),
+                local_port: Some(111),
+                remote_port: None,
+            },
+        ];
+        let two = peer_rules(&cfg, peer, &pc);
+        assert_eq!(two.len(), 2);
+        assert!(two[0]
+            .join(" ")
+            .contains("to 10.0.0.2/32 ipproto 6 dport 2049 lookup"));
+        assert!(two[1].join(" ").contains("ipproto 17 sport 111 lookup"));
+        assert_eq!(
+            peer_route(&cfg, peer).join(" "),
+            "10.0.0.2/32 dev ibmipsec0 src 10.0.0.1 table 485 proto 73"
+        );
     }
 }

@@ -316,6 +316,29 @@ pub(crate) fn wait_readable(fd: RawFd, timeout_ms: i32) -> io::Result<bool> {
     wait(fd, libc::POLLIN, timeout_ms)
 }
 
+/// Waits until one of the present descriptors is readable or `timeout_ms` passed.
+pub(crate) fn wait_readable_any(fds: &[Option<RawFd>; 2], timeout_ms: i32) -> io::Result<bool> {
+    let mut p = [libc::pollfd {
+        fd: -1,
+        events: libc::POLLIN,
+        revents: 0,
+    }; 2];
+    for (slot, fd) in p.iter_mut().zip(fds) {
+        // poll(2) ignores negative descriptors.
+        slot.fd = fd.unwrap_or(-1);
+    }
+    // SAFETY: two pollfds, valid for the call.
+    let n = unsafe { libc::poll(p.as_mut_ptr(), 2, timeout_ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() == io::ErrorKind::Interrupted {
+            return Ok(false);
+        }
+        return Err(e);
+    }
+    Ok(n > 0)
+}
+
 /// Waits until `fd` is writable or `timeout_ms` passed.
 pub(crate) fn wait_writable(fd: RawFd, timeout_ms: i32) -> io::Result<bool> {
     wait(fd, libc::POLLOUT, timeout_ms)
