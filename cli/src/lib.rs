@@ -3,6 +3,7 @@
 //!
 //! - [`control`]: the daemon's control socket protocol and its client.
 //! - [`daemon`]: the per-host daemon (control socket, datapath choice, host identity).
+//! - [`mount`]: `mount.ibmshare`'s flow (lock, already-mounted check, IPsec, mount.nfs).
 //! - [`mount_helper`]: `mount.ibmshare`'s argument and option handling.
 #![warn(missing_docs, unreachable_pub)]
 
@@ -10,6 +11,7 @@ pub mod commands;
 pub mod control;
 pub mod daemon;
 mod error;
+pub mod mount;
 pub mod mount_helper;
 
 pub use error::Error;
