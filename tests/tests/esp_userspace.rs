@@ -1,8 +1,10 @@
 //! Scenario: two hosts (network namespaces over a veth pair) protect their traffic with a
-//! hand-keyed ESP SA pair in transport mode through the userspace datapath (TUN + sockets,
-//! no kernel ESP). TCP and UDP flow end to end while a capture on the wire sees only
+//! hand-keyed ESP SA pair in transport or tunnel mode through the userspace datapath (TUN +
+//! sockets, no kernel ESP). TCP and UDP flow end to end while a capture on the wire sees only
 //! ESP-in-UDP on port 4500 (or raw ESP), never the protected ports or bytes; traffic outside
-//! the selectors passes in clear; teardown — also after a crash — leaves nothing behind.
+//! the selectors passes in clear; teardown — also after a crash — leaves nothing behind. One
+//! host serves two peers at once and loses only the one removed; tunnel mode interoperates
+//! with strongSwan's kernel-libipsec using the keys charon negotiated.
 //!
 //! Needs root (CI runs as root); without it, or without /dev/net/tun, ip(8) or tcpdump, each
 //! test prints why it skipped.
@@ -1232,4 +1234,132 @@ fn one_host_two_peers_remove_one() {
     assert!(cap.count("host 10.77.0.2 and udp port 4500") > 200);
     assert!(cap.count("host 10.77.0.3 and ip proto 50") > 200);
     assert_eq!(cap.count("udp port 5009"), 1);
+}
+
+/// The 36 bytes (AES-256 key ‖ salt) that charon's `chd 4` log shows after `label =>` as a
+/// hex dump (`N: XX XX …  ascii` lines, 16 bytes each).
+fn charon_key(log: &str, label: &str) -> Option<Vec<u8>> {
+    let mut lines = log.lines().skip_while(|l| !l.contains(label));
+    let first = lines.next()?;
+    let len: usize = first
+        .split("=>")
+        .nth(1)?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let mut key = Vec::with_capacity(len);
+    for line in lines.take(len.div_ceil(16)) {
+        let (offset, rest) = line.split_once("]")?.1.trim_start().split_once(": ")?;
+        let offset: usize = offset.trim().parse().ok()?;
+        if offset != key.len() {
+            return None;
+        }
+        let n = (len - offset).min(16);
+        for token in rest.split_whitespace().take(n) {
+            key.push(u8::from_str_radix(token, 16).ok()?);
+        }
+    }
+    (key.len() == len).then_some(key)
+}
+
+/// Interop with strongSwan's userspace ESP (kernel-libipsec: tunnel mode, ESP in UDP): two
+/// charons negotiate a host-to-host CHILD_SA (AES-256-GCM), the initiator's charon is
+/// killed (no DELETE), and our datapath takes its place with the keys and SPIs from its
+/// log. TCP and UDP then flow between our tunnel mode and libipsec's, both ways, and both
+/// sides count the traffic under the negotiated SPIs.
+#[test]
+fn tunnel_mode_interoperates_with_strongswan_libipsec() {
+    use ibm_ipsec_tests::{Config, Connection, StrongSwan};
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED esp_userspace strongSwan interop: {why}");
+        return;
+    }
+    if !std::path::Path::new("/usr/lib/ipsec/charon").exists() {
+        eprintln!("SKIPPED esp_userspace strongSwan interop: charon not installed");
+        return;
+    }
+    let Some(lab) = ibm_ipsec_tests::Lab::require_root() else {
+        return;
+    };
+    let (client, share) = lab.two_hosts().unwrap();
+    let (ca, sa) = (client.addr(), share.addr());
+    let psk = |c: Config| c.psk(&["client.lab", "share.lab"], "interop-psk-0123456789");
+    let share_swan = StrongSwan::start(
+        &share,
+        psk(Config::default()).connection(Connection::psk(
+            "nfs",
+            sa,
+            ca,
+            "share.lab",
+            "client.lab",
+        )),
+    )
+    .unwrap();
+    let mut client_swan = StrongSwan::start(
+        &client,
+        psk(Config {
+            debug: true,
+            ..Config::default()
+        })
+        .connection(Connection::psk("nfs", ca, sa, "client.lab", "share.lab")),
+    )
+    .unwrap();
+    client_swan.initiate("nfs").unwrap();
+    let sas = client_swan.list_sas().unwrap();
+    let child = &sas[0].children[0];
+    assert_eq!(child.get("mode"), Some("TUNNEL"), "{child:?}");
+    let spi = |k: &str| u32::from_str_radix(child.get(k).unwrap(), 16).unwrap();
+    let (spi_in, spi_out) = (spi("spi-in"), spi("spi-out"));
+    let log = client_swan.log();
+    let key_out = charon_key(&log, "encryption initiator key").expect("initiator key in log");
+    let key_in = charon_key(&log, "encryption responder key").expect("responder key in log");
+    // Gone without a word: the responder keeps its CHILD_SA.
+    let pid = client_swan.pid().unwrap();
+    // SAFETY: SIGKILL to the charon this test started, by its own pid.
+    unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    client_swan.stop();
+    thread::sleep(Duration::from_millis(300));
+
+    let mut cfg = DatapathConfig::new(ca);
+    cfg.tun_name = "espswan".into();
+    let tunnel = PeerConfig {
+        mode: Mode::Tunnel,
+        ..PeerConfig::new()
+    };
+    let mut cap = Capture::start(client.namespace(), "lab0", "swan");
+    let (stop, dp) = run_datapath(
+        client.namespace(),
+        (cfg, sa, tunnel),
+        sa_pair_mode(Mode::Tunnel, spi_out, &key_out, spi_in, &key_in),
+    );
+    exchange(client.namespace(), ca, share.namespace(), sa);
+    stop.send(()).unwrap();
+    let (stats, left) = dp.join().unwrap();
+    cap.finish();
+    eprintln!("ours against libipsec: {stats:?}");
+    let theirs = share_swan.list_sas().unwrap();
+    let their_child = &theirs[0].children[0];
+    eprintln!("libipsec: {their_child:?}");
+    assert!(left.is_empty(), "left behind:\n{left}");
+    assert!(
+        stats.tx_packets > 500 && stats.rx_packets > 500,
+        "{stats:?}"
+    );
+    assert_eq!(stats.rx_dropped, 0, "{stats:?}");
+    // libipsec opened what we sealed and sealed what we opened, under the negotiated SPIs.
+    assert_eq!(
+        their_child.get("spi-in").map(|s| s.to_owned()),
+        child.get("spi-out").map(|s| s.to_owned())
+    );
+    assert!(
+        their_child.counter("packets-in").unwrap_or(0) > 500,
+        "{their_child:?}"
+    );
+    assert!(
+        their_child.counter("packets-out").unwrap_or(0) > 500,
+        "{their_child:?}"
+    );
+    assert_eq!(cap.count("tcp port 5001 or udp port 5002"), 0);
+    assert!(cap.count("udp port 4500") > 1000);
 }
