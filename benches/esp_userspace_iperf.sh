@@ -6,6 +6,7 @@
 #   2. plain veth between two namespaces,
 #   3. our userspace ESP datapath, transport mode, ESP in UDP 4500 (AES-256-GCM),
 #   4. the same with raw ESP (IP protocol 50),
+#   5. ours in tunnel mode, ESP in UDP 4500 (what strongSwan's path does),
 # then prints the medians and the ratios (ours / strongSwan, ours / veth).
 #
 #   sudo benches/esp_userspace_iperf.sh [RUNS] [SECONDS]        (default 3 × 10 s)
@@ -76,11 +77,14 @@ measure() {
 
 # Runs our datapath in both namespaces while the given measurement runs. Each side's stdin is
 # a pipe we hold; closing it makes the process shut down cleanly (TUN, rules, routes).
+# MODE is `udp`, `raw` or `udp tunnel` (userspace_peer's options).
 with_datapath() {
     local mode=$1 label=$2
-    exec {fa}> >(ip netns exec "$A" "$BIN" 10.77.0.1 10.77.0.2 a "$mode" 2>/dev/null)
+    # shellcheck disable=SC2086 # MODE is a list of options
+    exec {fa}> >(ip netns exec "$A" "$BIN" 10.77.0.1 10.77.0.2 a $mode 2>/dev/null)
     local pa=$!
-    exec {fb}> >(ip netns exec "$B" "$BIN" 10.77.0.2 10.77.0.1 b "$mode" 2>/dev/null)
+    # shellcheck disable=SC2086
+    exec {fb}> >(ip netns exec "$B" "$BIN" 10.77.0.2 10.77.0.1 b $mode 2>/dev/null)
     local pb=$!
     sleep 1
     measure "$label"
@@ -105,6 +109,8 @@ with_datapath udp "ours, transport, ESP in UDP 4500"
 UDP_MED=$MED
 with_datapath raw "ours, transport, raw ESP (proto 50)"
 RAW_MED=$MED
-echo "ours (UDP 4500) / strongSwan: $(ratio "$UDP_MED" "$SWAN_MED")×   ours (raw ESP) / strongSwan: $(ratio "$RAW_MED" "$SWAN_MED")×"
+with_datapath "udp tunnel" "ours, tunnel, ESP in UDP 4500"
+TUN_MED=$MED
+echo "ours (UDP 4500) / strongSwan: $(ratio "$UDP_MED" "$SWAN_MED")×   ours (raw ESP) / strongSwan: $(ratio "$RAW_MED" "$SWAN_MED")×   ours (tunnel) / strongSwan: $(ratio "$TUN_MED" "$SWAN_MED")×"
 echo "share of plain veth: ours (UDP 4500) $(percent "$UDP_MED" "$VETH_MED") %, strongSwan $(percent "$SWAN_MED" "$VETH_MED") %"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::offload::{TcpCoalescer, VnetHdr, VNET_HDR_LEN};
-use super::{bump, lock, sys, Encapsulation, Peer, Shared, BUF_LEN, POLL_MS};
+use super::{bump, lock, sys, Encapsulation, Peer, Shared, BUF_LEN, POLL_MS, V4};
 use crate::header::{EspHeader, NEXT_HEADER_IPV4, NEXT_HEADER_NONE};
 use crate::ip::{write_ipv4_header, IpLayout, IpVersion, IPV4_HEADER_LEN};
 use crate::udp_encap::{classify, Encapsulated};
@@ -125,9 +125,8 @@ fn deliver_udp(
             }
             Ok(Encapsulated::Ike(msg)) => {
                 bump(&st.rx_non_esp, 1);
-                if let Some(sink) = lock(&sh.ike_sink).as_ref() {
-                    // IKE is rare and the daemon owns the message: one copy is fine.
-                    let _ = sink.send((from, msg.to_vec()));
+                if let Some(handler) = lock(&sh.ike_handler).as_ref() {
+                    handler(from, msg);
                 }
             }
             Ok(Encapsulated::Keepalive) => bump(&st.rx_non_esp, 1),
@@ -213,12 +212,11 @@ fn deliver_esp(
             // Host to host: the inner packet must be from the peer to us (RFC 4301 §5.2:
             // the inner header is checked against the SA's selectors).
             let inner = &buf[payload.clone()];
-            let layout = match IpLayout::parse(inner) {
-                Ok(l)
+            let layout = match V4::parse(inner) {
+                Some(l)
                     if next_header == NEXT_HEADER_IPV4
-                        && l.version == IpVersion::V4
-                        && inner[12..16] == src
-                        && inner[16..20] == dst =>
+                        && l.src == peer.addr
+                        && l.dst == sh.cfg.local =>
                 {
                     l
                 }
@@ -227,14 +225,16 @@ fn deliver_esp(
                     return;
                 }
             };
-            let transport = &inner[layout.header_len..layout.total_len];
+            let transport = layout.transport(inner);
             if !peer.selected(layout.protocol, transport, false) {
                 bump(&st.rx_dropped, 1);
                 return;
             }
             bump(&st.rx_packets, 1);
-            // Only option-less headers coalesce: the coalescer rebuilds a plain header.
+            // Only whole, option-less packets coalesce: the coalescer rebuilds a plain
+            // header.
             if layout.protocol == 6
+                && !layout.fragment
                 && layout.header_len == IPV4_HEADER_LEN
                 && coalescer.add(transport, src, dst, write_tun)
             {

@@ -41,9 +41,9 @@
 //! does not verify transport checksums that ESP already authenticated. Each offload falls
 //! back to the plain path where the kernel lacks it.
 //!
-//! IPv4 only for now; IPv4 fragments captured from the TUN are dropped (transport-mode ESP
-//! applies to whole datagrams, RFC 4303 §3.3.4; the TUN MTU keeps the stack from making
-//! them for TCP).
+//! IPv4 only for now. IPv4 fragments captured from the TUN (datagrams larger than its MTU)
+//! travel whole in tunnel mode, checked against port-less selectors only; transport mode
+//! drops them (it applies to whole datagrams, RFC 4303 §3.3.4; TCP never makes them).
 
 mod inbound;
 mod inbound_policy;
@@ -300,7 +300,7 @@ struct Shared {
     /// Peers by the SPI of each of their inbound SAs (inbound lookup).
     spis: RwLock<HashMap<u32, Arc<Peer>>>,
     stats: AtomicStats,
-    ike_sink: Mutex<Option<IkeSink>>,
+    ike_handler: Mutex<Option<IkeHandler>>,
     udp: Option<UdpSocket>,
     /// Opened with the first raw-ESP peer.
     raw: OnceLock<OwnedFd>,
@@ -325,6 +325,10 @@ impl Shared {
 /// Where IKE messages received on the NAT-T socket go: (sender, message without the non-ESP
 /// marker). Messages from any address are forwarded, so a responder learns of new peers.
 pub type IkeSink = std::sync::mpsc::Sender<(SocketAddrV4, Vec<u8>)>;
+
+/// A function that takes IKE messages received on the NAT-T socket: (sender, message without
+/// the non-ESP marker). See [`Datapath::set_ike_handler`].
+pub type IkeHandler = Box<dyn Fn(SocketAddrV4, &[u8]) + Send + Sync>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in another thread must not take this one down with it.
@@ -404,7 +408,7 @@ impl Datapath {
             peers: RwLock::new(HashMap::new()),
             spis: RwLock::new(HashMap::new()),
             stats: AtomicStats::default(),
-            ike_sink: Mutex::new(None),
+            ike_handler: Mutex::new(None),
             udp,
             raw: OnceLock::new(),
             nft,
@@ -644,7 +648,18 @@ impl Datapath {
     /// Forwards IKE messages that arrive on the NAT-T socket (IKE and ESP share port 4500,
     /// RFC 3948 §2.2) to `sink`, with the non-ESP marker removed and the sender's address.
     pub fn set_ike_sink(&self, sink: IkeSink) {
-        *lock(&self.shared.ike_sink) = Some(sink);
+        let sink = Mutex::new(sink);
+        self.set_ike_handler(Box::new(move |from, msg| {
+            // The receiver may be gone; IKE then has no one to go to.
+            let _ = lock(&sink).send((from, msg.to_vec()));
+        }));
+    }
+
+    /// Like [`set_ike_sink`](Self::set_ike_sink) with a function of your own, called on the
+    /// receive thread for each IKE message (sender, message without the marker): it must
+    /// not block — hand the message on, e.g. with tokio's `UnboundedSender::send`.
+    pub fn set_ike_handler(&self, handler: IkeHandler) {
+        *lock(&self.shared.ike_handler) = Some(handler);
     }
 
     fn udp(&self) -> io::Result<&UdpSocket> {
@@ -775,6 +790,49 @@ impl std::fmt::Debug for Datapath {
     }
 }
 
+/// What the datapath needs from an IPv4 packet's header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct V4 {
+    header_len: usize,
+    /// ≤ the buffer's length.
+    total_len: usize,
+    protocol: u8,
+    /// A fragment (more-fragments flag or an offset): transport mode refuses it (RFC 4303
+    /// §3.3.4), tunnel mode carries it whole, checked against port-less selectors only.
+    fragment: bool,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+}
+
+impl V4 {
+    fn parse(p: &[u8]) -> Option<V4> {
+        let h = p.get(..crate::ip::IPV4_HEADER_LEN)?;
+        let header_len = usize::from(h[0] & 0x0f) * 4;
+        let total_len = usize::from(u16::from_be_bytes([h[2], h[3]]));
+        if h[0] >> 4 != 4 || header_len < 20 || total_len < header_len || total_len > p.len() {
+            return None;
+        }
+        Some(V4 {
+            header_len,
+            total_len,
+            protocol: h[9],
+            fragment: u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0,
+            src: Ipv4Addr::new(h[12], h[13], h[14], h[15]),
+            dst: Ipv4Addr::new(h[16], h[17], h[18], h[19]),
+        })
+    }
+
+    /// The transport bytes selectors look at: none for a fragment, whose ports are unknown
+    /// (or, in the first one, not to be trusted alone).
+    fn transport<'a>(&self, p: &'a [u8]) -> &'a [u8] {
+        if self.fragment {
+            &[]
+        } else {
+            &p[self.header_len..self.total_len]
+        }
+    }
+}
+
 /// Source and destination ports of TCP, UDP, SCTP and UDP-Lite, whose first four bytes
 /// are the ports.
 fn ports(protocol: u8, transport: &[u8]) -> Option<(u16, u16)> {
@@ -819,6 +877,45 @@ mod tests {
         send_sync::<Datapath>();
         send_sync::<OutboundSa>();
         send_sync::<InboundSa>();
+    }
+
+    #[test]
+    fn ipv4_headers_and_fragments() {
+        let mut p = vec![0u8; 48];
+        crate::ip::write_ipv4_header(
+            &mut p,
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            17,
+            28,
+        )
+        .unwrap();
+        p[20..24].copy_from_slice(&[0, 7, 8, 1]);
+        let v = V4::parse(&p).unwrap();
+        assert_eq!((v.header_len, v.total_len, v.protocol), (20, 48, 17));
+        assert_eq!(
+            (v.src, v.dst),
+            (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2))
+        );
+        assert!(!v.fragment);
+        assert_eq!(ports(17, v.transport(&p)), Some((7, 2049)));
+        // More fragments: no ports to match, so only port-less selectors accept it.
+        p[6] |= 0x20;
+        let f = V4::parse(&p).unwrap();
+        assert!(f.fragment && f.transport(&p).is_empty());
+        let nfs = Selector {
+            protocol: Some(17),
+            local_port: None,
+            remote_port: Some(2049),
+        };
+        assert!(!nfs.matches(17, ports(17, f.transport(&p)), true));
+        assert!(
+            V4::parse(&p[..47]).is_none(),
+            "total length beyond the buffer"
+        );
+        assert!(V4::parse(&p[..19]).is_none());
+        p[0] = 0x65;
+        assert!(V4::parse(&p).is_none(), "IPv6 version nibble");
     }
 
     #[test]

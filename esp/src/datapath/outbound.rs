@@ -7,9 +7,8 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 
 use super::offload::{complete_checksum, Tcp4Super, VnetHdr, VNET_HDR_LEN};
-use super::{bump, lock, sys, Encapsulation, Peer, Shared, BUF_LEN, POLL_MS};
+use super::{bump, lock, sys, Encapsulation, Peer, Shared, BUF_LEN, POLL_MS, V4};
 use crate::header::NEXT_HEADER_IPV4;
-use crate::ip::{IpLayout, IpVersion};
 use crate::{Mode, MAX_OVERHEAD};
 
 /// A UDP GSO send carries at most 64 segments and one IP datagram's worth of bytes.
@@ -66,27 +65,18 @@ pub(super) fn tx_loop(sh: &Shared, tun: &File) {
             continue;
         };
         let packet = &mut pkt[VNET_HDR_LEN..n];
-        let (layout, peer) = match IpLayout::parse(packet) {
-            Ok(l) if l.version == IpVersion::V4 => {
-                let dst = Ipv4Addr::new(packet[16], packet[17], packet[18], packet[19]);
-                match sh.peer_by_addr(dst) {
-                    Some(p) => (l, p),
-                    None => {
-                        bump(&st.tx_dropped, 1);
-                        continue;
-                    }
-                }
-            }
-            _ => {
-                bump(&st.tx_dropped, 1);
-                continue;
-            }
+        let Some(layout) = V4::parse(packet) else {
+            bump(&st.tx_dropped, 1);
+            continue;
         };
-        if !peer.selected(
-            layout.protocol,
-            &packet[layout.header_len..layout.total_len],
-            true,
-        ) {
+        let Some(peer) = sh.peer_by_addr(layout.dst) else {
+            bump(&st.tx_dropped, 1);
+            continue;
+        };
+        let tunnel = peer.cfg.mode == Mode::Tunnel;
+        if (layout.fragment && !tunnel)
+            || !peer.selected(layout.protocol, layout.transport(packet), true)
+        {
             bump(&st.tx_dropped, 1);
             continue;
         }
@@ -94,9 +84,8 @@ pub(super) fn tx_loop(sh: &Shared, tun: &File) {
             bump(&st.tx_dropped, 1);
             continue;
         };
-        let tunnel = peer.cfg.mode == Mode::Tunnel;
 
-        if hdr.is_tcp4_gso() {
+        if hdr.is_tcp4_gso() && !layout.fragment {
             let Some(sup) = Tcp4Super::new(packet, hdr.gso_size) else {
                 bump(&st.tx_dropped, 1);
                 continue;
