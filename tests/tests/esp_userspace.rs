@@ -1203,6 +1203,34 @@ fn one_host_two_peers_remove_one() {
     assert_eq!(cc.peer_port, None);
     assert_eq!(cc.inbound[0].0, SPI_CA);
 
+    // An SA belongs to its peer: a genuine ESP packet under B's SPI, ahead of the replay
+    // window, sent from C, is dropped unopened.
+    let stolen = {
+        let (mut o, _) = sa_pair(SPI_BA, &KEY_BA, SPI_AB, &KEY_AB);
+        let mut out = vec![0u8; 256];
+        let mut len = 0;
+        for _ in 0..10_000 {
+            len = o
+                .seal(17, b"\x13\x89\x13\x8a\x00\x0c\x00\x00spoof", &mut out)
+                .unwrap();
+        }
+        out.truncate(len);
+        out
+    };
+    let dropped_before = a.call(|dp| dp.stats().rx_dropped);
+    in_ns(&star.c, move || {
+        let u = UdpSocket::bind(SocketAddrV4::new(C, 0)).unwrap();
+        marked(u.as_raw_fd(), 0x1e5);
+        u.send_to(&stolen, SocketAddrV4::new(A, 4500)).unwrap();
+    })
+    .join()
+    .unwrap();
+    thread::sleep(Duration::from_millis(300));
+    let (dropped_after, b_in) = a.call(|dp| (dp.stats().rx_dropped, dp.counters(B).unwrap()));
+    assert_eq!(dropped_after, dropped_before + 1);
+    assert_eq!(b_in.inbound[0].1.packets, cb.inbound[0].1.packets);
+    assert_eq!(b_in.inbound[0].1.auth_failures, 0, "not even tried");
+
     // C goes away; B keeps working.
     stop_c.send(()).unwrap();
     let (_, left_c) = dp_c.join().unwrap();
