@@ -41,6 +41,44 @@
 //! does not verify transport checksums that ESP already authenticated. Each offload falls
 //! back to the plain path where the kernel lacks it.
 //!
+//! A daemon's use, from start to a peer's removal (needs CAP_NET_ADMIN, so not run here):
+//!
+//! ```no_run
+//! use std::net::{Ipv4Addr, SocketAddrV4};
+//! use esp::datapath::{Datapath, DatapathConfig, Encapsulation, PeerConfig};
+//! use esp::{Algorithm, InboundSa, Mode, OutboundSa, SaConfig};
+//!
+//! let dp = Datapath::start(DatapathConfig::new(Ipv4Addr::new(10, 0, 0, 1)))?;
+//! // IKE on 4500 from anyone goes to the daemon; it answers with send_ike.
+//! dp.set_ike_handler(Box::new(|from: SocketAddrV4, msg: &[u8]| {
+//!     let _ = (from, msg); // hand on without blocking
+//! }));
+//! # let reply = [0u8; 0];
+//! dp.send_ike(SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 2), 4500), &reply)?;
+//!
+//! // A CHILD_SA came up: protect the peer, then install the SAs (inbound first).
+//! let peer = Ipv4Addr::new(10, 0, 0, 2);
+//! let mut cfg = PeerConfig::new();
+//! cfg.encapsulation = Encapsulation::Udp { peer_port: 4500 };
+//! cfg.mode = Mode::Tunnel;
+//! dp.add_peer(peer, cfg)?;
+//! let sa = |spi| SaConfig { mode: Mode::Tunnel, ..SaConfig::new(spi, Algorithm::AesGcm16_256) };
+//! # let (key_in, key_out) = ([1u8; 36], [2u8; 36]);
+//! dp.add_inbound(peer, InboundSa::new(sa(0x1000_0001), &key_in)?)?;
+//! dp.set_outbound(peer, OutboundSa::new(sa(0x2000_0001), &key_out)?)?;
+//! dp.send_keepalive(peer)?; // on the daemon's NAT keepalive timer
+//!
+//! while let Some((peer, spi, event)) = dp.poll_event() {
+//!     // SoftLifetime: rekey; HardLifetime: the SA is dead
+//!     # let _ = (peer, spi, event);
+//! }
+//! // Rekey: add_inbound(new), set_outbound(new), later remove_inbound(old SPI).
+//! dp.remove_peer(peer)?; // its rules, route, SAs and drop rules; others untouched
+//! let stats = dp.shutdown();
+//! # let _ = stats;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! IPv4 only for now. IPv4 fragments captured from the TUN (datagrams larger than its MTU)
 //! travel whole in tunnel mode, checked against port-less selectors only; transport mode
 //! drops them (it applies to whole datagrams, RFC 4303 §3.3.4; TCP never makes them).
