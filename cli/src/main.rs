@@ -27,6 +27,8 @@ enum Command {
         #[command(subcommand)]
         command: IkeCommand,
     },
+    /// Run the product end to end in two network namespaces and prove the wire is encrypted.
+    Demo(ibm_ipsec::commands::demo::DemoArgs),
     /// Serve the metadata identity API locally, issuing from a test CA (tests, demo, lab).
     MetadataTestServer(ibm_ipsec::commands::metadata_server::Args),
 }
@@ -59,6 +61,7 @@ fn main() -> std::process::ExitCode {
         Command::Ike {
             command: IkeCommand::Decode(args),
         } => return ike_decode::run(&args),
+        Command::Demo(args) => ibm_ipsec::commands::demo::run(args),
         Command::MetadataTestServer(args) => ibm_ipsec::commands::metadata_server::run(args),
     };
     match result {

@@ -3,6 +3,7 @@
 pub mod cert;
 pub mod cert_fetch;
 pub mod daemon;
+pub mod demo;
 pub mod down;
 pub mod ike_decode;
 pub mod metadata_server;

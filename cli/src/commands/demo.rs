@@ -1,0 +1,524 @@
+//! `ibm-ipsec demo`: the product end to end on one machine, in two network namespaces.
+//!
+//! A client and a file server joined by a veth pair; the metadata test server inside the
+//! client namespace on 169.254.169.254 (issuing from a test CA); a responder daemon on the
+//! file server with a certificate from the same CA; `ibm-ipsec up` on the client through the
+//! whole path (host key → CSR → token → certificate → IKE → SAs); real data to the NFS port;
+//! `ibm-ipsec status`; and a tcpdump capture that shows the wire carried only IKE and ESP.
+//! Everything is removed at the end, also on failure and on Ctrl-C.
+
+mod lab;
+pub mod wire;
+
+use std::io::Write as _;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use pki::ca::{LeafOptions, SanEntry, TestCa, Validity};
+use pki::{HostKey, KeySize};
+
+use crate::control::DatapathRequest;
+use lab::{check_interrupt, Namespace, Proc};
+
+/// Arguments of `ibm-ipsec demo`.
+#[derive(Debug, Args)]
+#[command(after_help = "Examples:
+  sudo ibm-ipsec demo
+  sudo ibm-ipsec demo --datapath userspace --megabytes 64
+
+Needs root (network namespaces), iproute2 and tcpdump (scripts/install-deps installs them).
+Creates namespaces ibmdemo-<pid>-client and ibmdemo-<pid>-share joined by veth (10.214.0.1 and
+10.214.0.2, addresses that exist only inside them) and removes them, with every process and
+file it started, when it ends - also after a failure or Ctrl-C. Exits 0 when the capture
+proves that only IKE and ESP crossed the wire.")]
+pub struct DemoArgs {
+    /// ESP datapath for both daemons.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub datapath: DatapathRequest,
+    /// How much data to send to the file server's NFS port.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub megabytes: u32,
+    /// Keep the work directory (logs, capture, certificates) instead of removing it.
+    #[arg(long)]
+    pub keep: bool,
+}
+
+const NS_PREFIX: &str = "ibmdemo-";
+const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 214, 0, 1);
+const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 214, 0, 2);
+const METADATA_IP: &str = "169.254.169.254";
+const LINK: &str = "demo0";
+const NFS_PORT: u16 = 2049;
+/// The data sent to the file server; the capture must never contain this text.
+const PLAINTEXT: &[u8] = b"ibm-ipsec demo: this line crosses the wire only inside ESP.\n";
+/// What the capture is searched for (a part of [`PLAINTEXT`] that no header can produce).
+const MARKER: &[u8] = b"only inside ESP";
+
+/// Runs the demo; prints a narrative on stdout.
+pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    preflight()?;
+    lab::catch_interrupts()?;
+    lab::sweep_stale(NS_PREFIX);
+    let work = WorkDir::create(args.keep)?;
+    let result = demo(&args, &work.path);
+    match &result {
+        Ok(()) => println!(
+            "\nClean-up: daemons stopped, namespaces removed{}.",
+            work.fate()
+        ),
+        Err(_) if lab::interrupted() => {
+            println!(
+                "\nInterrupted: cleaning up (daemons, namespaces{}).",
+                work.fate()
+            )
+        }
+        Err(_) => println!(
+            "\nThe demo failed; daemons and namespaces are removed, logs kept in {}.",
+            work.path.display()
+        ),
+    }
+    work.finish(result.is_ok() || lab::interrupted());
+    result
+}
+
+fn preflight() -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("the demo needs root (it creates network namespaces): run `sudo ibm-ipsec demo`");
+    }
+    for (tool, package) in [("ip", "iproute2"), ("tcpdump", "tcpdump")] {
+        let found = Command::new(tool)
+            .arg(if tool == "ip" { "-V" } else { "--version" })
+            .output()
+            .is_ok();
+        if !found {
+            bail!("{tool} is missing: install the {package} package (scripts/install-deps does)");
+        }
+    }
+    Ok(())
+}
+
+/// The work directory: certificates, configs, logs and the capture.
+struct WorkDir {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl WorkDir {
+    fn create(keep: bool) -> anyhow::Result<WorkDir> {
+        let path = std::env::temp_dir().join(format!("ibm-ipsec-demo-{}", std::process::id()));
+        if path.exists() {
+            std::fs::remove_dir_all(&path)
+                .with_context(|| format!("removing the old {}", path.display()))?;
+        }
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        Ok(WorkDir { path, keep })
+    }
+
+    fn fate(&self) -> String {
+        if self.keep {
+            format!("; files kept in {}", self.path.display())
+        } else {
+            ", files removed".to_owned()
+        }
+    }
+
+    /// Removes the directory unless asked to keep it, or the demo failed (its logs say why).
+    fn finish(self, remove: bool) {
+        if remove && !self.keep {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+fn step(n: u32, title: &str, text: &str) {
+    println!("\n[{n}/7] {title}");
+    for line in text.lines() {
+        println!("      {line}");
+    }
+    let _ = std::io::stdout().flush();
+}
+
+fn demo(args: &DemoArgs, work: &Path) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("locating the ibm-ipsec binary")?;
+    let exe = exe
+        .to_str()
+        .context("the binary's path is not UTF-8")?
+        .to_owned();
+    let datapath = match args.datapath {
+        DatapathRequest::Auto => "auto",
+        DatapathRequest::Kernel => "kernel",
+        DatapathRequest::Userspace => "userspace",
+    };
+    println!(
+        "ibm-ipsec demo: NFS traffic between a client and a file server, encrypted with IKEv2 \
+         and ESP\n(work directory {}; Ctrl-C stops and cleans up)",
+        work.display()
+    );
+
+    // 1. Two hosts.
+    let pid = std::process::id();
+    let client = Namespace::create(&format!("{NS_PREFIX}{pid}-client"))?;
+    let share = Namespace::create(&format!("{NS_PREFIX}{pid}-share"))?;
+    lab::link((&client, CLIENT_IP), (&share, SERVER_IP), LINK)?;
+    step(
+        1,
+        "Network",
+        &format!(
+            "client      {} {CLIENT_IP}\nfile server {} {SERVER_IP}\njoined by veth {LINK}",
+            client.name(),
+            share.name()
+        ),
+    );
+    check_interrupt()?;
+
+    // 2. The metadata service, inside the client (as on a VPC instance).
+    client.ip(&["addr", "add", &format!("{METADATA_IP}/32"), "dev", "lo"])?;
+    let metadata_dir = work.join("metadata");
+    let mut metadata = Proc::spawn(
+        {
+            let mut c = client.command(&exe);
+            c.args(["metadata-test-server", "--listen"])
+                .arg(format!("{METADATA_IP}:80"))
+                .arg("--state-dir")
+                .arg(&metadata_dir);
+            c
+        },
+        &work.join("metadata-server.log"),
+    )?;
+    metadata.wait_for(
+        "the metadata test server to listen",
+        Duration::from_secs(30),
+        |out| out.contains("listening on"),
+    )?;
+    let root_ca = metadata_dir.join(metadata::test_server::ROOT_CA_FILE);
+    let ca = TestCa::load(&metadata_dir.join("ca")).context("loading the test CA")?;
+    step(
+        2,
+        "Metadata service",
+        &format!(
+            "test server at http://{METADATA_IP} inside the client namespace: the identity API \
+             (PUT /identity/v1/token,\nPOST /identity/v1/certificates) issuing from a test CA \
+             ({})",
+            root_ca.display()
+        ),
+    );
+    check_interrupt()?;
+
+    // 3. The file server's responder.
+    let server_dir = work.join("share");
+    std::fs::DirBuilder::new().mode(0o700).create(&server_dir)?;
+    let (server_chain, server_key, server_subject) = responder_identity(&ca, &server_dir)?;
+    let share_control = server_dir.join("control.sock");
+    let mut responder = Proc::spawn(
+        {
+            let mut c = share.command(&exe);
+            c.arg("daemon")
+                .arg("--control")
+                .arg(&share_control)
+                .args(["--datapath", datapath, "--listen", &SERVER_IP.to_string()])
+                .arg("--cert")
+                .arg(&server_chain)
+                .arg("--key")
+                .arg(&server_key)
+                .arg("--ca")
+                .arg(&root_ca);
+            c
+        },
+        &work.join("share-daemon.log"),
+    )?;
+    wait_for_daemon(&share, &exe, &share_control, &mut responder)?;
+    step(
+        3,
+        "File server",
+        &format!(
+            "`ibm-ipsec daemon --listen {SERVER_IP}` answers IKE on UDP 500/4500 with the \
+             certificate\n{server_subject} (issued by the same test CA)"
+        ),
+    );
+    check_interrupt()?;
+
+    // Everything on the client's wire from here on is captured.
+    let capture_file = work.join("client-demo0.pcap");
+    let mut capture = Proc::spawn(
+        {
+            let mut c = client.command("tcpdump");
+            c.args([
+                "-i",
+                LINK,
+                "-n",
+                "-s",
+                "0",
+                "--immediate-mode",
+                "-U",
+                "-Z",
+                "root",
+                "-w",
+            ])
+            .arg(&capture_file);
+            c
+        },
+        &work.join("tcpdump.log"),
+    )?;
+    capture.wait_for("tcpdump to listen", Duration::from_secs(10), |out| {
+        out.contains("listening on")
+    })?;
+
+    // 4. The client: ibm-ipsec up through the whole path.
+    let client_dir = work.join("client");
+    std::fs::DirBuilder::new().mode(0o700).create(&client_dir)?;
+    let share_conf = client_dir.join("share.conf");
+    std::fs::write(
+        &share_conf,
+        format!(
+            "# written by ibm-ipsec demo\nmetadata_url = http://{METADATA_IP}\n\
+             certificate_duration_seconds = 3600\nkey_bits = 2048\nstate_dir = {}\n",
+            client_dir.display()
+        ),
+    )?;
+    let client_control = client_dir.join("control.sock");
+    let started = Instant::now();
+    let (ok, up_output) = lab::run_interruptible(
+        client
+            .command(&exe)
+            .arg("up")
+            .arg(SERVER_IP.to_string())
+            .arg("--config")
+            .arg(&share_conf)
+            .arg("--ca")
+            .arg(&root_ca)
+            .args(["--datapath", datapath])
+            .arg("--control")
+            .arg(&client_control),
+        &work.join("up.log"),
+        Duration::from_secs(120),
+    )?;
+    if !ok {
+        let daemon_log = std::fs::read_to_string(client_dir.join("daemon.log")).unwrap_or_default();
+        bail!(
+            "`ibm-ipsec up {SERVER_IP}` failed:\n{}\nclient daemon log (tail):\n{}",
+            up_output.trim(),
+            tail(&daemon_log, 15)
+        );
+    }
+    step(
+        4,
+        "Client",
+        &format!(
+            "ibm-ipsec up {SERVER_IP} --config share.conf   ({:.1} s)\n\
+             host key (RSA-2048 for the demo's speed; share.conf's default is 4096) → CSR → \
+             token → certificate\n→ IKE_SA_INIT → IKE_AUTH → CHILD_SA installed:\n{}",
+            started.elapsed().as_secs_f64(),
+            up_output.trim()
+        ),
+    );
+    check_interrupt()?;
+
+    // 5. Data to the NFS port.
+    let total = usize::try_from(args.megabytes)? * 1024 * 1024;
+    let nfs_note = match nfs_unavailable() {
+        Some(reason) => format!("NFS step skipped: {reason}.\nInstead, a TCP transfer to port {NFS_PORT} (the NFS port):"),
+        None => format!(
+            "This kernel has an NFS client and nfsd, but the demo's kernel-NFS step is not \
+             built yet.\nInstead, a TCP transfer to port {NFS_PORT} (the NFS port):"
+        ),
+    };
+    let took = lab::tcp_transfer(
+        &share,
+        &client,
+        SocketAddr::from((SERVER_IP, NFS_PORT)),
+        PLAINTEXT,
+        total,
+    )
+    .context("the TCP transfer through IPsec")?;
+    let mbit = total as f64 * 8.0 / took.as_secs_f64().max(1e-6) / 1e6;
+    step(
+        5,
+        "Traffic",
+        &format!(
+            "{nfs_note}\n{} MiB from {CLIENT_IP} to {SERVER_IP}:{NFS_PORT} in {:.2} s \
+             ({mbit:.0} Mbit/s); every byte arrived as sent",
+            args.megabytes,
+            took.as_secs_f64()
+        ),
+    );
+    check_interrupt()?;
+
+    // 6. What the daemon reports.
+    let status = lab::run(
+        client
+            .command(&exe)
+            .arg("status")
+            .arg("--control")
+            .arg(&client_control),
+    )?;
+    step(
+        6,
+        "Status (ibm-ipsec status on the client)",
+        status.trim_end(),
+    );
+
+    // 7. The proof.
+    std::thread::sleep(Duration::from_millis(200));
+    capture.stop();
+    let data = std::fs::read(&capture_file)
+        .with_context(|| format!("reading {}", capture_file.display()))?;
+    let tally = wire::tally(&data, MARKER).context("reading the capture")?;
+    let mut text = format!(
+        "tcpdump on the client's {LINK}: {} frames, {} bytes\n\
+         IKE messages      {}\nESP in UDP 4500   {}\nraw ESP           {}\n\
+         NAT-T keepalives  {}\nARP (not IP)      {}\ncleartext IP      {}\n",
+        tally.frames(),
+        tally.bytes,
+        tally.ike,
+        tally.esp_in_udp,
+        tally.raw_esp,
+        tally.keepalives,
+        tally.non_ip,
+        tally.other_count
+    );
+    text.push_str(&format!(
+        "the text \"{}\" that was sent {} times: {}",
+        String::from_utf8_lossy(MARKER),
+        total / PLAINTEXT.len(),
+        if tally.marker_seen {
+            "SEEN on the wire"
+        } else {
+            "never seen on the wire"
+        }
+    ));
+    for other in &tally.other {
+        text.push_str(&format!("\ncleartext: {other}"));
+    }
+    step(7, "Wire", &text);
+    if !tally.only_ipsec() {
+        bail!(
+            "the capture does not prove encryption: {} cleartext IP packets, marker {}, {} IKE \
+             messages ({})",
+            tally.other_count,
+            if tally.marker_seen {
+                "seen"
+            } else {
+                "not seen"
+            },
+            tally.ike,
+            capture_file.display()
+        );
+    }
+    if tally.esp_in_udp + tally.raw_esp == 0 {
+        bail!("the capture holds no ESP: the data did not go through IPsec");
+    }
+    println!("\nOnly IKE and ESP crossed the wire: the data was encrypted.");
+
+    // Orderly shutdown: the client daemon (started by `up`) deletes its SAs with the peer.
+    let _ = lab::run(
+        client
+            .command(&exe)
+            .args(["down", "--all", "--control"])
+            .arg(&client_control),
+    );
+    drop(responder);
+    drop(metadata);
+    Ok(())
+}
+
+/// A key and a certificate for the file server from the test CA (as a file server's operator
+/// would get from their CA); returns the chain file, the key file and the subject.
+fn responder_identity(ca: &TestCa, dir: &Path) -> anyhow::Result<(PathBuf, PathBuf, String)> {
+    let key = HostKey::generate(KeySize::Rsa2048).context("generating the file server's key")?;
+    let subject = format!("C=US,O=ibm-ipsec demo,CN=file server {SERVER_IP}");
+    let now = SystemTime::now();
+    let leaf = ca
+        .issue_for_key(
+            key.public_key_info_der(),
+            &subject,
+            Validity::starting_at(
+                now.checked_sub(Duration::from_secs(300)).unwrap_or(now),
+                Duration::from_secs(86_400),
+            ),
+            &LeafOptions {
+                sans: vec![SanEntry::Ip(IpAddr::V4(SERVER_IP))],
+                ..LeafOptions::default()
+            },
+        )
+        .context("issuing the file server's certificate")?;
+    let chain_path = dir.join("chain.pem");
+    let key_path = dir.join("key.pem");
+    let chain = pki::pem::encode("CERTIFICATE", &leaf) + &ca.intermediate_pem();
+    std::fs::write(&chain_path, chain)?;
+    key.save(&key_path)
+        .context("saving the file server's key")?;
+    Ok((chain_path, key_path, subject))
+}
+
+/// Waits until the daemon answers `status` on its control socket.
+fn wait_for_daemon(
+    ns: &Namespace,
+    exe: &str,
+    control: &Path,
+    daemon: &mut Proc,
+) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        check_interrupt()?;
+        let answered = ns
+            .command(exe)
+            .arg("status")
+            .arg("--control")
+            .arg(control)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if answered {
+            return Ok(());
+        }
+        daemon.check_alive()?;
+        if Instant::now() >= deadline {
+            bail!(
+                "the daemon did not answer on {} within 30 s:\n{}",
+                control.display(),
+                daemon.output()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Why the kernel NFS step cannot run here, if it cannot.
+fn nfs_unavailable() -> Option<String> {
+    let filesystems = |name: &str| {
+        std::fs::read_to_string("/proc/filesystems")
+            .is_ok_and(|t| t.lines().any(|l| l.split_whitespace().last() == Some(name)))
+    };
+    let loadable = |module: &str| {
+        Command::new("modprobe")
+            .args(["-q", module])
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let client = filesystems("nfs4") || (loadable("nfsv4") && filesystems("nfs4"));
+    let server = filesystems("nfsd") || (loadable("nfsd") && filesystems("nfsd"));
+    let mut missing = Vec::new();
+    if !client {
+        missing.push("NFS client (no nfs4 in /proc/filesystems, modprobe nfsv4 failed)");
+    }
+    if !server {
+        missing.push("NFS server (no nfsd in /proc/filesystems, modprobe nfsd failed)");
+    }
+    if missing.is_empty() {
+        None
+    } else {
+        Some(format!("this kernel has no {}", missing.join(" and no ")))
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
