@@ -22,6 +22,10 @@ const HEADROOM: usize = 32;
 const RAW_BATCH: usize = 16;
 const SLOT_LEN: usize = HEADROOM + BUF_LEN;
 
+/// The peer of the last SPI looked up, kept for the rest of one read (a GRO run is one flow,
+/// nearly always one SA): a peer or SA removed meanwhile stops being served at the next read.
+type SpiCache = Option<(u32, Arc<Peer>)>;
+
 /// How an ESP packet reached us: its sender, and whether in UDP.
 #[derive(Clone, Copy)]
 struct Arrival {
@@ -69,9 +73,10 @@ pub(super) fn rx_loop(sh: &Shared, tun: &File) {
                     if k > 1 {
                         bump(&st.rx_batched_reads, 1);
                     }
+                    let mut cache = None;
                     for (i, &n) in lens.iter().enumerate().take(k) {
                         let slot = &mut buf[i * SLOT_LEN..(i + 1) * SLOT_LEN];
-                        deliver_raw(sh, slot, n, &mut coalescer, &mut write_tun);
+                        deliver_raw(sh, slot, n, &mut cache, &mut coalescer, &mut write_tun);
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -115,14 +120,21 @@ fn deliver_udp(
     // The headers built for one datagram may overwrite the tail of the one before, which
     // is already delivered or copied.
     let mut off = 0;
+    let mut cache = None;
     while off < n {
         let len = seg.min(n - off);
         let at = HEADROOM + off;
         off += len;
         match classify(&buf[at..at + len]) {
-            Ok(Encapsulated::Esp(_)) => {
-                deliver_esp(sh, buf, at..at + len, arrival, coalescer, write_tun)
-            }
+            Ok(Encapsulated::Esp(_)) => deliver_esp(
+                sh,
+                buf,
+                at..at + len,
+                arrival,
+                &mut cache,
+                coalescer,
+                write_tun,
+            ),
             Ok(Encapsulated::Ike(msg)) => {
                 bump(&st.rx_non_esp, 1);
                 if let Some(handler) = lock(&sh.ike_handler).as_ref() {
@@ -141,6 +153,7 @@ fn deliver_raw(
     sh: &Shared,
     slot: &mut [u8],
     n: usize,
+    cache: &mut SpiCache,
     coalescer: &mut TcpCoalescer,
     write_tun: &mut impl FnMut(&[u8]),
 ) {
@@ -160,7 +173,7 @@ fn deliver_raw(
         from: Ipv4Addr::new(data[12], data[13], data[14], data[15]),
         port: None,
     };
-    deliver_esp(sh, slot, esp, arrival, coalescer, write_tun);
+    deliver_esp(sh, slot, esp, arrival, cache, coalescer, write_tun);
 }
 
 /// Opens the ESP packet at `buf[esp]` and delivers what it carries, or counts why not.
@@ -169,11 +182,12 @@ fn deliver_esp(
     buf: &mut [u8],
     esp: Range<usize>,
     arrival: Arrival,
+    cache: &mut SpiCache,
     coalescer: &mut TcpCoalescer,
     write_tun: &mut impl FnMut(&[u8]),
 ) {
     let st = &sh.stats;
-    let Some((peer, next_header, payload)) = open_one(sh, buf, esp, arrival) else {
+    let Some((peer, next_header, payload)) = open_one(sh, buf, esp, arrival, cache) else {
         bump(&st.rx_dropped, 1);
         return;
     };
@@ -255,9 +269,17 @@ fn open_one(
     buf: &mut [u8],
     esp: Range<usize>,
     arrival: Arrival,
+    cache: &mut SpiCache,
 ) -> Option<(Arc<Peer>, u8, Range<usize>)> {
     let header = EspHeader::parse(&buf[esp.clone()]).ok()?;
-    let peer = sh.peer_by_spi(header.spi)?;
+    let peer = match cache {
+        Some((spi, peer)) if *spi == header.spi => peer.clone(),
+        _ => {
+            let peer = sh.peer_by_spi(header.spi)?;
+            *cache = Some((header.spi, peer.clone()));
+            peer
+        }
+    };
     let via_udp = matches!(peer.cfg.encapsulation, Encapsulation::Udp { .. });
     if peer.addr != arrival.from || via_udp != arrival.port.is_some() {
         return None;

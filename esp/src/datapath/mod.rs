@@ -590,9 +590,11 @@ impl Datapath {
         routing::remove_peer(&sh.cfg, peer, &cfg);
         if let Some(p) = write(&sh.peers).remove(&peer) {
             let mut spis = write(&sh.spis);
-            for sa in lock(&p.inbound).iter() {
+            // Emptied too, so a packet thread still holding the peer serves it no more.
+            for sa in lock(&p.inbound).drain(..) {
                 spis.remove(&sa.config().spi);
             }
+            *lock(&p.outbound) = None;
         }
         if sh.nft {
             self.apply_policy(&control)?;
