@@ -1,17 +1,28 @@
 //! The endpoint: routes datagrams to IKE SAs by SPI and answers IKE_SA_INIT as responder
-//! (quinn-proto's `Endpoint`). It owns the injected random source.
+//! (quinn-proto's `Endpoint`). It owns the injected random source, the reqid and SPI hooks
+//! ([`allocation`](crate::allocation)), the cookie secrets ([`cookie`](crate::cookie)) and
+//! the make-before-break order of reauthentication.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::allocation::{Allocators, ReqidAllocator, SpiSource};
 use crate::config::Config;
+use crate::cookie::{CookieJar, CookiePolicy};
 use crate::crypto::Random;
 use crate::error::{Error, Result};
 use crate::event::Event;
 use crate::sa::{Accept, Datagram, IkeSa};
-use crate::wire::{strip_non_esp_marker, HeaderPacket};
+use crate::wire::{
+    prepend_non_esp_marker, strip_non_esp_marker, ExchangeType, Flags, Header, HeaderPacket,
+    Message, Notify, NotifyType, Payload,
+};
+
+mod reauth;
+
+use reauth::Reauth;
 
 /// Identifies an IKE SA within an endpoint: our SPI.
 pub type SaHandle = u64;
@@ -27,7 +38,12 @@ pub struct Endpoint {
     /// create a second SA.
     half_open: HashMap<(u64, SocketAddr), SaHandle>,
     half_open_keys: HashMap<SaHandle, (u64, SocketAddr)>,
-    next_reqid: u32,
+    allocators: Allocators,
+    /// CHILD_SAs up per reqid, from the events: the reqid is released at zero.
+    live_reqids: HashMap<u32, usize>,
+    cookies: Option<CookieJar>,
+    /// Reauthentications in progress, by the new SA's handle.
+    reauths: HashMap<SaHandle, Reauth>,
     transmits: VecDeque<Datagram>,
     events: VecDeque<(SaHandle, Event)>,
 }
@@ -56,16 +72,39 @@ impl Endpoint {
             sas: HashMap::new(),
             half_open: HashMap::new(),
             half_open_keys: HashMap::new(),
-            next_reqid: 1,
+            allocators: Allocators::default(),
+            live_reqids: HashMap::new(),
+            cookies: Some(CookieJar::new(CookiePolicy::default())),
+            reauths: HashMap::new(),
             transmits: VecDeque::new(),
             events: VecDeque::new(),
         }
     }
 
-    fn reqid(&mut self) -> u32 {
-        let r = self.next_reqid;
-        self.next_reqid = self.next_reqid.wrapping_add(1).max(1);
-        r
+    /// Replaces the reqid allocator (default: [`SequentialReqids`](crate::allocation::
+    /// SequentialReqids) in `0x49420001..=0x4942ffff`). Set it before the first SA.
+    pub fn with_reqid_allocator(mut self, reqids: Arc<dyn ReqidAllocator>) -> Self {
+        self.allocators.reqids = reqids;
+        self
+    }
+
+    /// Replaces the inbound SPI source (default: [`RandomSpis`](crate::allocation::
+    /// RandomSpis), from the injected random source), e.g. with XFRM `ALLOCSPI`.
+    pub fn with_spi_source(mut self, spis: Arc<dyn SpiSource>) -> Self {
+        self.allocators.spis = spis;
+        self
+    }
+
+    /// When to demand cookies from IKE_SA_INIT initiators (RFC 7296 §2.6); `None` never
+    /// does. Default: [`CookiePolicy::default`] (10 half-open SAs, secret rotated every 2 min).
+    pub fn with_cookie_policy(mut self, policy: Option<CookiePolicy>) -> Self {
+        self.cookies = policy.map(CookieJar::new);
+        self
+    }
+
+    /// Responder SAs that answered IKE_SA_INIT and wait for IKE_AUTH.
+    pub fn half_open(&self) -> usize {
+        self.sas.values().filter(|sa| sa.is_half_open()).count()
     }
 
     /// Starts an IKE SA as initiator.
@@ -76,11 +115,17 @@ impl Endpoint {
         local: SocketAddr,
         remote: SocketAddr,
     ) -> Result<SaHandle> {
-        let reqid = self.reqid();
-        let sa = IkeSa::initiate(config, local, remote, reqid, now, &mut *self.rng)?;
+        let sa = IkeSa::initiate(
+            config,
+            local,
+            remote,
+            self.allocators.clone(),
+            now,
+            &mut *self.rng,
+        )?;
         let handle = sa.local_spi();
         self.sas.insert(handle, sa);
-        self.drain(handle);
+        self.drain(now, handle);
         Ok(handle)
     }
 
@@ -105,61 +150,160 @@ impl Endpoint {
         let (spi_i, spi_r) = (packet.initiator_spi(), packet.responder_spi());
         if flags.initiator() && !flags.response() && spi_r == 0 {
             if let Some(&handle) = self.half_open.get(&(spi_i, from)) {
-                return self.with_sa(handle, |sa, rng| {
+                return self.with_sa(now, handle, |sa, rng| {
                     sa.handle_datagram(now, from, local, udp_payload, rng)
                 });
             }
             let Some(config) = self.responder.clone() else {
                 return Err(Error::Protocol("not accepting IKE SAs".into()));
             };
-            let reqid = self.reqid();
-            match IkeSa::respond(config, local, from, reqid, now, udp_payload, &mut *self.rng)? {
+            if let Some(reply) = self.demand_cookie(now, from, local, ike)? {
+                self.transmits.push_back(reply);
+                return Ok(());
+            }
+            let allocators = self.allocators.clone();
+            match IkeSa::respond(
+                config,
+                local,
+                from,
+                allocators,
+                now,
+                udp_payload,
+                &mut *self.rng,
+            )? {
                 Accept::Reply(d) => self.transmits.push_back(d),
                 Accept::Created(sa) => {
                     let handle = sa.local_spi();
                     self.half_open.insert((spi_i, from), handle);
                     self.half_open_keys.insert(handle, (spi_i, from));
                     self.sas.insert(handle, *sa);
-                    self.drain(handle);
+                    self.drain(now, handle);
                 }
             }
             return Ok(());
         }
         let ours = if flags.initiator() { spi_r } else { spi_i };
-        self.with_sa(ours, |sa, rng| {
+        self.with_sa(now, ours, |sa, rng| {
             sa.handle_datagram(now, from, local, udp_payload, rng)
         })
     }
 
+    /// Under load (RFC 7296 §2.6): the stateless `N(COOKIE)` answer to an IKE_SA_INIT
+    /// request (`ike`, marker stripped) that carries no valid cookie, or `None` to go on.
+    fn demand_cookie(
+        &mut self,
+        now: Instant,
+        from: SocketAddr,
+        local: SocketAddr,
+        ike: &[u8],
+    ) -> Result<Option<Datagram>> {
+        let Some(threshold) = self.cookies.as_ref().map(|j| j.policy().threshold) else {
+            return Ok(None);
+        };
+        if self.half_open() < threshold {
+            return Ok(None);
+        }
+        let message = Message::parse(ike)?;
+        let Some(ni) = message.payloads.iter().find_map(|p| match p {
+            Payload::Nonce(n) => Some(n.0.as_slice()),
+            _ => None,
+        }) else {
+            return Ok(None); // malformed: `respond` answers INVALID_SYNTAX statelessly
+        };
+        let spi_i = message.header.initiator_spi;
+        // The cookie must be the first payload (§2.6).
+        let offered = message.payloads.first().and_then(|p| match p.as_notify() {
+            Some(n) if n.notify_type == NotifyType::Cookie => Some(n.data.as_slice()),
+            _ => None,
+        });
+        let Some(jar) = self.cookies.as_mut() else {
+            return Ok(None);
+        };
+        if let Some(cookie) = offered {
+            if jar.verify(now, &mut *self.rng, cookie, ni, from.ip(), spi_i) {
+                return Ok(None);
+            }
+        }
+        // A missing, forged or expired cookie: a new one, and no state (§2.6).
+        let cookie = jar.make(now, &mut *self.rng, ni, from.ip(), spi_i);
+        let header = Header::new(ExchangeType::IkeSaInit, spi_i, 0, 0, Flags::RESPONSE);
+        let bytes = Message::new(header)
+            .with(Notify::cookie(cookie))
+            .to_bytes()?;
+        let marker = local.port() == self.nat_t_port;
+        Ok(Some(Datagram {
+            local,
+            remote: from,
+            non_esp_marker: marker,
+            payload: if marker {
+                prepend_non_esp_marker(&bytes)
+            } else {
+                bytes
+            },
+        }))
+    }
+
     fn with_sa<T>(
         &mut self,
+        now: Instant,
         handle: SaHandle,
         f: impl FnOnce(&mut IkeSa, &mut dyn Random) -> Result<T>,
     ) -> Result<T> {
         let sa = self.sas.get_mut(&handle).ok_or(Error::NoSuchSa(handle))?;
         let r = f(sa, &mut *self.rng);
-        self.drain(handle);
+        self.drain(now, handle);
         r
     }
 
-    /// Moves an SA's output to the endpoint's queues and forgets closed SAs.
-    fn drain(&mut self, handle: SaHandle) {
+    /// Moves an SA's output to the endpoint's queues, keeps the reqid and reauthentication
+    /// books, and forgets closed SAs.
+    fn drain(&mut self, now: Instant, handle: SaHandle) {
         let Some(sa) = self.sas.get_mut(&handle) else {
             return;
         };
+        sa.settle_reqids();
         while let Some(d) = sa.poll_transmit() {
             self.transmits.push_back(d);
         }
+        let first_new = self.events.len();
         while let Some(e) = sa.poll_event() {
             self.events.push_back((handle, e));
         }
-        if sa.is_closed() {
+        let closed = sa.is_closed();
+        for i in first_new..self.events.len() {
+            self.count_reqids(i);
+        }
+        if self.reauths.contains_key(&handle) {
+            self.follow_reauth(now, handle, first_new);
+        }
+        if closed {
             if let Some(key) = self.half_open_keys.remove(&handle) {
                 self.half_open.remove(&key);
             }
         }
-        if sa.is_closed() {
+        if closed {
             self.sas.remove(&handle);
+        }
+    }
+
+    /// Tracks how many CHILD_SAs carry each reqid; releases it when none is left.
+    fn count_reqids(&mut self, i: usize) {
+        match &self.events[i].1 {
+            Event::ChildSaUp(c) => *self.live_reqids.entry(c.reqid).or_default() += 1,
+            Event::ChildSaRekeyed { new, .. } => {
+                *self.live_reqids.entry(new.reqid).or_default() += 1
+            }
+            Event::ChildSaDown { reqid, .. } => {
+                let reqid = *reqid;
+                if let Some(n) = self.live_reqids.get_mut(&reqid) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        self.live_reqids.remove(&reqid);
+                        self.allocators.reqids.release(reqid);
+                    }
+                }
+            }
+            _ => {}
         }
     }
 
@@ -172,7 +316,7 @@ impl Endpoint {
             .map(|(h, _)| *h)
             .collect();
         for h in due {
-            let _ = self.with_sa(h, |sa, rng| {
+            let _ = self.with_sa(now, h, |sa, rng| {
                 sa.handle_timeout(now, rng);
                 Ok(())
             });
@@ -211,21 +355,21 @@ impl Endpoint {
 
     /// Sends a liveness check on an SA.
     pub fn dpd(&mut self, now: Instant, handle: SaHandle) -> Result<()> {
-        self.with_sa(handle, |sa, rng| sa.dpd(now, rng))
+        self.with_sa(now, handle, |sa, rng| sa.dpd(now, rng))
     }
 
     /// Rekeys a CHILD_SA of an SA.
     pub fn rekey_child(&mut self, now: Instant, handle: SaHandle, spi_in: u32) -> Result<()> {
-        self.with_sa(handle, |sa, rng| sa.rekey_child(now, spi_in, rng))
+        self.with_sa(now, handle, |sa, rng| sa.rekey_child(now, spi_in, rng))
     }
 
     /// Deletes a CHILD_SA of an SA.
     pub fn delete_child(&mut self, now: Instant, handle: SaHandle, spi_in: u32) -> Result<()> {
-        self.with_sa(handle, |sa, rng| sa.delete_child(now, spi_in, rng))
+        self.with_sa(now, handle, |sa, rng| sa.delete_child(now, spi_in, rng))
     }
 
     /// Deletes an IKE SA.
     pub fn delete(&mut self, now: Instant, handle: SaHandle) -> Result<()> {
-        self.with_sa(handle, |sa, rng| sa.delete(now, rng))
+        self.with_sa(now, handle, |sa, rng| sa.delete(now, rng))
     }
 }

@@ -110,6 +110,13 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// Reauthentication done (RFC 7296 §2.8.3): this new IKE SA and all its CHILD_SAs are
+    /// up; the old IKE SA `old` is being deleted now (its `ChildSaDown`/`IkeSaDown` follow
+    /// on its handle). See [`Endpoint::reauthenticate`](crate::Endpoint::reauthenticate).
+    Reauthenticated {
+        /// Handle (local SPI) of the IKE SA replaced.
+        old: u64,
+    },
     /// The IKE SA is gone (its CHILD_SAs were reported down first).
     IkeSaDown {
         /// Why.

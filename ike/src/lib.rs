@@ -5,13 +5,15 @@
 //!
 //! The protocol surface follows quinn-proto: an [`Endpoint`] routes datagrams to [`IkeSa`]s;
 //! input is `handle_datagram(now, from, local, bytes)`, `handle_timeout(now)` and commands
-//! (`initiate`, `rekey_child`, `delete_child`, `delete`, `dpd`); output is polled with
+//! (`initiate`, `reauthenticate`, `rekey_child`, `delete_child`, `delete`, `dpd`); output is polled with
 //! `poll_transmit`, `poll_timeout` and `poll_event` ([`Event`]).
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
+pub mod allocation;
 pub mod auth;
 pub mod config;
+pub mod cookie;
 pub mod crypto;
 pub mod endpoint;
 pub mod error;
@@ -29,4 +31,4 @@ pub use config::Config;
 pub use endpoint::{Endpoint, SaHandle};
 pub use error::{Error, Result};
 pub use event::{ChildSa, Event, Lifetime, Mode, UdpEncap};
-pub use sa::{Accept, Datagram, IkeSa};
+pub use sa::{Accept, ChildTemplate, Datagram, IkeSa};

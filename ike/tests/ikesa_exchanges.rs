@@ -125,7 +125,11 @@ fn psk_handshake_installs_matching_transport_child_sas() {
     assert_eq!(i.local_ts.len(), 1);
     assert_eq!(i.local_ts[0].start_addr, I_IP.parse::<IpAddr>().unwrap());
     assert_eq!(i.remote_ts, r.local_ts);
-    assert_eq!((i.reqid, r.reqid), (1, 1), "first SA of each endpoint");
+    assert_eq!(
+        (i.reqid, r.reqid),
+        (0x4942_0001, 0x4942_0001),
+        "first CHILD_SA of each endpoint, in xfrm::ownership's range"
+    );
     // IKE SA up on both sides with IBM's suite, authenticated peer ids.
     for (ev, peer) in p.net.events.iter().zip(["share", "client"]) {
         let up = ev.iter().find_map(|(_, e)| match e {

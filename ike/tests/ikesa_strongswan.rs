@@ -55,8 +55,16 @@ fn responder_answers_a_real_strongswan_ike_sa_init() {
     let local = "10.213.7.2:500".parse().unwrap();
     let remote = "10.213.7.1:500".parse().unwrap();
     let mut rng = SeededRandom::new(1);
-    let accepted =
-        IkeSa::respond(config, local, remote, 1, Instant::now(), &request, &mut rng).unwrap();
+    let accepted = IkeSa::respond(
+        config,
+        local,
+        remote,
+        Default::default(),
+        Instant::now(),
+        &request,
+        &mut rng,
+    )
+    .unwrap();
     let Accept::Created(mut sa) = accepted else {
         panic!("expected an SA, got {accepted:?}");
     };

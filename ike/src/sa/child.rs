@@ -4,7 +4,7 @@
 
 use std::time::Instant;
 
-use super::{dh_secret, random_esp_spi, random_nonce, rules, Child, Command, IkeSa, Task};
+use super::{dh_secret, random_nonce, rules, Child, Command, IkeSa, Task};
 use crate::crypto::{DhGroup, DhSecret, Random, Role, SharedSecret};
 use crate::error::Result;
 use crate::event::{ChildSa, Event, Mode};
@@ -23,8 +23,8 @@ pub(super) struct ChildRequest {
     nonce: Vec<u8>,
     local_ts: Vec<TsRange>,
     remote_ts: Vec<TsRange>,
-    rekey_of: Option<u32>,
-    reqid: u32,
+    pub(super) rekey_of: Option<u32>,
+    pub(super) reqid: u32,
 }
 
 /// A CHILD_SA we accepted as responder of the exchange.
@@ -87,7 +87,7 @@ fn has_notify(payloads: &[Payload], t: NotifyType) -> bool {
 
 impl IkeSa {
     /// Our selectors: configured, or our and the peer's IKE addresses (`%dynamic`).
-    fn default_ts(&self) -> (Vec<TsRange>, Vec<TsRange>) {
+    pub(super) fn default_ts(&self) -> (Vec<TsRange>, Vec<TsRange>) {
         let local = if self.config.local_ts.is_empty() {
             vec![TsRange::host(self.local.ip(), 0, None)]
         } else {
@@ -104,14 +104,14 @@ impl IkeSa {
     /// A new CHILD_SA proposal; `create_child_sa` adds a nonce and, if our first ESP proposal
     /// wants PFS, a DH secret.
     pub(super) fn child_request(
-        &self,
+        &mut self,
         create_child_sa: bool,
         rekey_of: Option<&Child>,
         rng: &mut dyn Random,
     ) -> Result<ChildRequest> {
-        let (local_ts, remote_ts) = match rekey_of {
-            Some(c) => (c.local_ts.clone(), c.remote_ts.clone()),
-            None => self.default_ts(),
+        let (local_ts, remote_ts, reqid) = match rekey_of {
+            Some(c) => (c.local_ts.clone(), c.remote_ts.clone(), c.reqid),
+            None => self.new_child_template()?,
         };
         let pfs = self
             .config
@@ -120,7 +120,7 @@ impl IkeSa {
             .and_then(|p| p.dh.first().copied())
             .filter(|_| create_child_sa);
         Ok(ChildRequest {
-            spi_in: random_esp_spi(rng),
+            spi_in: self.inbound_spi(reqid, rng)?,
             dh: pfs.map(|g| dh_secret(g, rng)).transpose()?,
             nonce: if create_child_sa {
                 random_nonce(rng)
@@ -130,7 +130,7 @@ impl IkeSa {
             local_ts,
             remote_ts,
             rekey_of: rekey_of.map(|c| c.spi_in),
-            reqid: rekey_of.map_or(self.reqid, |c| c.reqid),
+            reqid,
         })
     }
 
@@ -263,9 +263,12 @@ impl IkeSa {
             .ike
             .child_keys(suite.encr, suite.integ, g_ir.as_ref(), ni, nr)
             .map_err(|e| (NotifyType::NoProposalChosen, e.to_string()))?;
+        let spi_in = self
+            .inbound_spi(reqid, rng)
+            .map_err(|e| (NotifyType::TemporaryFailure, e.to_string()))?;
         let child = Child {
             reqid,
-            spi_in: random_esp_spi(rng),
+            spi_in,
             spi_out,
             suite,
             mode,
@@ -545,7 +548,18 @@ impl IkeSa {
             }
         };
         let nr = random_nonce(rng);
-        let reqid = old.as_ref().map_or(self.reqid, |c| c.reqid);
+        let Some(reqid) = old
+            .as_ref()
+            .map(|c| c.reqid)
+            .or_else(|| self.allocate_reqid())
+        else {
+            let n = Notify::new(NotifyType::NoAdditionalSas);
+            self.send_response(ExchangeType::CreateChildSa, id, vec![n.into()], rng);
+            self.events.push_back(Event::Failed {
+                reason: "no reqid left for a new CHILD_SA".into(),
+            });
+            return;
+        };
         match self.accept_child(&payloads, &ni, &nr, false, reqid, rng) {
             Ok(accepted) => {
                 self.send_response(ExchangeType::CreateChildSa, id, accepted.payloads, rng);

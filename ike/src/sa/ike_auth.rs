@@ -109,7 +109,7 @@ impl IkeSa {
         let req = self.child_request(false, None, rng)?;
         let mut v: Vec<Payload> = vec![Payload::IdI(id)];
         v.extend(certs);
-        if self.config.initial_contact {
+        if self.initial_contact {
             v.push(Notify::new(NotifyType::InitialContact).into());
         }
         if let Some(cr) = self.config.peer_auth.certificate_request() {
@@ -165,6 +165,7 @@ impl IkeSa {
             }
             Err(reason) => self.events.push_back(Event::Failed { reason }),
         }
+        self.queue_planned_children();
     }
 
     fn establish(&mut self, peer: PeerIdentity) {
@@ -222,10 +223,15 @@ impl IkeSa {
             return;
         };
         let wants_child = payloads.iter().any(|p| matches!(p, Payload::Sa(_)));
-        let child = if wants_child {
-            Some(self.accept_child(&payloads, &init.ni, &init.nr, true, self.reqid, rng))
-        } else {
+        let child = if !wants_child {
             None
+        } else if let Some(reqid) = self.allocate_reqid() {
+            Some(self.accept_child(&payloads, &init.ni, &init.nr, true, reqid, rng))
+        } else {
+            Some(Err((
+                NotifyType::NoAdditionalSas,
+                "no reqid left for a new CHILD_SA".into(),
+            )))
         };
         let mut child_event = None;
         match child {

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::{
-    dh_secret, natd, random_ike_spi, random_nonce, rules, Datagram, IkeSa, InitMaterial, Pending,
-    SaKeys, State, Task,
+    dh_secret, natd, random_ike_spi, random_nonce, rules, ChildTemplate, Datagram, IkeSa,
+    InitMaterial, Pending, SaKeys, State, Task,
 };
+use crate::allocation::Allocators;
 use crate::config::Config;
 use crate::crypto::{DhGroup, DhSecret, IkeKeys, Random, Role};
 use crate::error::{Error, Result};
@@ -25,6 +26,8 @@ pub(super) struct InitTask {
     dh: DhSecret,
     ni: Vec<u8>,
     request: Vec<u8>,
+    /// The responder's cookie, echoed in every retry (RFC 7296 §2.6).
+    cookie: Option<Vec<u8>>,
     retries: u8,
 }
 
@@ -43,12 +46,36 @@ fn wire_group(g: DhGroup) -> crate::wire::DhGroup {
 
 impl IkeSa {
     /// Starts an IKE SA as initiator: the IKE_SA_INIT request is queued for sending.
-    /// `reqid` is given to our CHILD_SAs (the XFRM policy they belong to).
+    /// `allocators` supply the reqids and inbound SPIs of its CHILD_SAs.
     pub fn initiate(
         config: Arc<Config>,
         local: SocketAddr,
         remote: SocketAddr,
-        reqid: u32,
+        allocators: Allocators,
+        now: Instant,
+        rng: &mut dyn Random,
+    ) -> Result<IkeSa> {
+        let initial_contact = config.initial_contact;
+        Self::initiate_with(
+            config,
+            local,
+            remote,
+            allocators,
+            Vec::new(),
+            initial_contact,
+            now,
+            rng,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn initiate_with(
+        config: Arc<Config>,
+        local: SocketAddr,
+        remote: SocketAddr,
+        allocators: Allocators,
+        children: Vec<ChildTemplate>,
+        initial_contact: bool,
         now: Instant,
         rng: &mut dyn Random,
     ) -> Result<IkeSa> {
@@ -61,8 +88,10 @@ impl IkeSa {
             return Err(Error::Config("no ESP proposal"));
         }
         let spi_i = random_ike_spi(rng);
-        let mut sa = IkeSa::new(config, Role::Initiator, spi_i, 0, local, remote, reqid);
-        sa.send_init(now, group, None, 0, rng)?;
+        let mut sa = IkeSa::new(config, Role::Initiator, spi_i, 0, local, remote, allocators);
+        sa.initial_contact = initial_contact;
+        sa.plan_children(children);
+        sa.send_init(now, group, None, None, 0, rng)?;
         Ok(sa)
     }
 
@@ -92,21 +121,25 @@ impl IkeSa {
         v
     }
 
+    /// Sends IKE_SA_INIT with a fresh KE for `group`. `ni` is kept across retries so that a
+    /// cookie, which the responder binds to Ni, stays valid after an INVALID_KE_PAYLOAD
+    /// retry (RFC 7296 §2.6, last paragraphs).
     fn send_init(
         &mut self,
         now: Instant,
         group: DhGroup,
         cookie: Option<Vec<u8>>,
+        ni: Option<Vec<u8>>,
         retries: u8,
         rng: &mut dyn Random,
     ) -> Result<()> {
         let dh = dh_secret(group, rng)?;
-        let ni = random_nonce(rng);
+        let ni = ni.unwrap_or_else(|| random_nonce(rng));
         let header = Header::new(ExchangeType::IkeSaInit, self.spi_i, 0, 0, Flags::INITIATOR);
         let mut m = Message::new(header);
-        if let Some(c) = cookie {
+        if let Some(c) = &cookie {
             // The cookie must be the first payload (RFC 7296 §2.6).
-            m.push(Notify::cookie(c));
+            m.push(Notify::cookie(c.clone()));
         }
         let proposals = self
             .config
@@ -136,6 +169,7 @@ impl IkeSa {
                 dh,
                 ni,
                 request: request.clone(),
+                cookie,
                 retries,
             }),
             packets: vec![request],
@@ -154,8 +188,8 @@ impl IkeSa {
     ) -> Result<()> {
         let message = Message::parse(data)?;
         message.check_critical()?;
-        let retries = match self.pending.as_ref().map(|p| &p.task) {
-            Some(Task::Init(t)) => t.retries,
+        let (retries, cookie, ni, group) = match self.pending.as_ref().map(|p| &p.task) {
+            Some(Task::Init(t)) => (t.retries, t.cookie.clone(), t.ni.clone(), t.dh.group()),
             _ => return Err(Error::Protocol("no IKE_SA_INIT in flight".into())),
         };
         if let Some(n) = message.notify(NotifyType::InvalidKePayload) {
@@ -167,9 +201,12 @@ impl IkeSa {
                 .ike_proposals
                 .iter()
                 .any(|p| wanted.is_some_and(|g| p.dh.contains(&g)));
+            if wanted == Some(group) {
+                return Ok(()); // a duplicate of the answer we already followed
+            }
             return match wanted {
                 Some(g) if offered && retries < self.config.max_ke_retries => {
-                    self.send_init(now, g, None, retries + 1, rng)
+                    self.send_init(now, g, cookie, Some(ni), retries + 1, rng)
                 }
                 _ => {
                     self.fail(format!(
@@ -185,11 +222,13 @@ impl IkeSa {
                 self.fail("peer keeps asking for cookies".into());
                 return Ok(());
             }
-            let group = match self.pending.as_ref().map(|p| &p.task) {
-                Some(Task::Init(t)) => t.dh.group(),
-                _ => return Ok(()),
-            };
-            return self.send_init(now, group, Some(n.data.clone()), retries + 1, rng);
+            if cookie.as_deref() == Some(n.data.as_slice()) {
+                return Ok(()); // a duplicate of the answer we already followed
+            }
+            if n.data.is_empty() || n.data.len() > 64 {
+                return Err(Error::Protocol("COOKIE of invalid length (1..=64)".into()));
+            }
+            return self.resend_init_with_cookie(now, n.data.clone(), rng);
         }
         if let Some(n) = message.notifies().find(|n| n.notify_type.is_error()) {
             let reason = if n.notify_type == NotifyType::NoProposalChosen {
@@ -283,6 +322,44 @@ impl IkeSa {
         Ok(())
     }
 
+    /// Repeats our IKE_SA_INIT request with the responder's cookie as the first payload and
+    /// every other payload unchanged (RFC 7296 §2.6): same KE, same nonce.
+    fn resend_init_with_cookie(
+        &mut self,
+        now: Instant,
+        cookie: Vec<u8>,
+        rng: &mut dyn Random,
+    ) -> Result<()> {
+        let Some(Pending {
+            task: Task::Init(task),
+            ..
+        }) = self.pending.take()
+        else {
+            return Ok(());
+        };
+        let mut m = Message::parse(&task.request)?;
+        m.payloads.retain(|p| {
+            p.as_notify()
+                .map_or(true, |n| n.notify_type != NotifyType::Cookie)
+        });
+        m.payloads.insert(0, Notify::cookie(cookie.clone()).into());
+        let request = m.to_bytes()?;
+        self.push_transmit(request.clone());
+        self.pending = Some(Pending {
+            message_id: 0,
+            exchange: ExchangeType::IkeSaInit,
+            task: Task::Init(InitTask {
+                request: request.clone(),
+                cookie: Some(cookie),
+                retries: task.retries + 1,
+                ..task
+            }),
+            packets: vec![request],
+            timer: Retransmitter::new(now, &self.config.retransmit, rng),
+        });
+        Ok(())
+    }
+
     /// Compares the peer's NAT_DETECTION hashes with our view of the addresses.
     fn detect_nat(&mut self, message: &Message) {
         let source = message.notify(NotifyType::NatDetectionSourceIp);
@@ -325,7 +402,7 @@ impl IkeSa {
         config: Arc<Config>,
         local: SocketAddr,
         remote: SocketAddr,
-        reqid: u32,
+        allocators: Allocators,
         now: Instant,
         udp_payload: &[u8],
         rng: &mut dyn Random,
@@ -396,7 +473,7 @@ impl IkeSa {
             spi_r,
             local,
             remote,
-            reqid,
+            allocators,
         );
         let dh = dh_secret(suite.dh, rng)?;
         let g_ir = match dh.shared_secret(&ke.data) {

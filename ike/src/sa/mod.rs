@@ -21,6 +21,7 @@ mod ike_init;
 mod informational;
 mod natd;
 mod protect;
+mod reauth;
 mod rules;
 
 use std::collections::VecDeque;
@@ -28,6 +29,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::allocation::{Allocators, SpiRequest};
 use crate::auth::PeerIdentity;
 use crate::config::Config;
 use crate::crypto::{DhSecret, IkeKeys, Random, Role, SkCipher};
@@ -42,6 +44,7 @@ use crate::wire::{
 };
 
 pub use ike_init::Accept;
+pub use reauth::ChildTemplate;
 
 /// One UDP datagram to send.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,9 +122,15 @@ enum Task {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Command {
     Dpd,
-    RekeyChild { spi_in: u32 },
-    DeleteChild { spi_in: u32 },
+    RekeyChild {
+        spi_in: u32,
+    },
+    DeleteChild {
+        spi_in: u32,
+    },
     DeleteIke,
+    /// A planned CHILD_SA of a reauthenticated SA ([`reauth`]).
+    CreateChild,
 }
 
 /// An installed CHILD_SA.
@@ -158,7 +167,15 @@ pub struct IkeSa {
     last_response: Option<(u32, Vec<Vec<u8>>)>,
     reassembly: Option<Reassembly>,
     children: Vec<Child>,
-    reqid: u32,
+    /// Where reqids and inbound SPIs of new CHILD_SAs come from.
+    allocators: Allocators,
+    /// Reqids this SA drew for CHILD_SAs still being negotiated; released by
+    /// [`IkeSa::settle_reqids`] when the negotiation fails.
+    leased_reqids: Vec<u32>,
+    /// CHILD_SAs still to create (reauthentication, [`reauth`]).
+    planned_children: VecDeque<ChildTemplate>,
+    /// Send `INITIAL_CONTACT` in IKE_AUTH: the config's choice, never when reauthenticating.
+    initial_contact: bool,
     peer: Option<PeerIdentity>,
     peer_hash_algorithms: Vec<HashAlgorithm>,
     peer_fragmentation: bool,
@@ -189,7 +206,7 @@ impl IkeSa {
         spi_r: u64,
         local: SocketAddr,
         remote: SocketAddr,
-        reqid: u32,
+        allocators: Allocators,
     ) -> Self {
         IkeSa {
             config,
@@ -209,7 +226,10 @@ impl IkeSa {
             last_response: None,
             reassembly: None,
             children: Vec::new(),
-            reqid,
+            allocators,
+            leased_reqids: Vec::new(),
+            planned_children: VecDeque::new(),
+            initial_contact: false,
             peer: None,
             peer_hash_algorithms: Vec::new(),
             peer_fragmentation: false,
@@ -665,6 +685,7 @@ impl IkeSa {
                 }
                 Command::DeleteChild { spi_in } => self.start_delete_child(now, spi_in, rng),
                 Command::RekeyChild { spi_in } => self.start_rekey_child(now, spi_in, rng),
+                Command::CreateChild => self.start_create_child(now, rng),
             };
             if let Err(e) = result {
                 self.events.push_back(Event::Failed {
@@ -711,6 +732,51 @@ impl IkeSa {
     /// Deletes the IKE SA and with it every CHILD_SA.
     pub fn delete(&mut self, now: Instant, rng: &mut dyn Random) -> Result<()> {
         self.command(now, Command::DeleteIke, rng)
+    }
+
+    /// A reqid for a new CHILD_SA from the allocator, leased until the CHILD_SA is up.
+    pub(super) fn allocate_reqid(&mut self) -> Option<u32> {
+        let r = self.allocators.reqids.allocate()?;
+        self.leased_reqids.push(r);
+        Some(r)
+    }
+
+    /// The inbound SPI of a new CHILD_SA from the SPI source.
+    pub(super) fn inbound_spi(&self, reqid: u32, rng: &mut dyn Random) -> Result<u32> {
+        let request = SpiRequest {
+            local: self.local.ip(),
+            remote: self.remote.ip(),
+            reqid,
+        };
+        match self.allocators.spis.inbound_spi(&request, rng) {
+            Ok(spi) if spi > 255 => Ok(spi),
+            Ok(spi) => Err(Error::Protocol(format!(
+                "SPI source returned reserved SPI {spi} (RFC 4303 §2.1)"
+            ))),
+            Err(e) => Err(Error::Protocol(format!("no inbound SPI: {e}"))),
+        }
+    }
+
+    /// Releases the reqids this SA drew for negotiations that ended without a CHILD_SA.
+    /// Reqids of CHILD_SAs that came up are then tracked by the endpoint through the
+    /// events. Called by the [`Endpoint`](crate::Endpoint) after every input.
+    pub fn settle_reqids(&mut self) {
+        let in_flight = match self.pending.as_ref().map(|p| &p.task) {
+            Some(Task::Auth(req) | Task::CreateChild(req)) => Some(req.reqid),
+            _ => None,
+        };
+        let children = &self.children;
+        let reqids = &self.allocators.reqids;
+        self.leased_reqids.retain(|&r| {
+            if children.iter().any(|c| c.reqid == r) {
+                return false; // up: the endpoint tracks it from its events
+            }
+            if in_flight == Some(r) {
+                return true;
+            }
+            reqids.release(r);
+            false
+        });
     }
 
     /// Reports a failure and ends the SA.
@@ -787,18 +853,6 @@ fn random_ike_spi(rng: &mut dyn Random) -> u64 {
         rng.fill(&mut b);
         let spi = u64::from_be_bytes(b);
         if spi != 0 {
-            return spi;
-        }
-    }
-}
-
-/// Draws an ESP SPI outside the reserved range 0..=255 (RFC 4303 §2.1).
-fn random_esp_spi(rng: &mut dyn Random) -> u32 {
-    loop {
-        let mut b = [0u8; 4];
-        rng.fill(&mut b);
-        let spi = u32::from_be_bytes(b);
-        if spi > 255 {
             return spi;
         }
     }

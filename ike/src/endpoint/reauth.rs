@@ -1,0 +1,131 @@
+//! Reauthentication, make-before-break (RFC 7296 §2.8.3): used after every certificate
+//! renewal, so that the peer sees the new certificate and the SAs never lapse.
+//!
+//! Order of events for the driver, all on the same endpoint:
+//! 1. on the new handle: `IkeSaUp`, then `ChildSaUp` for each recreated CHILD_SA (same
+//!    selectors, **same reqid** as the one it replaces, new SPIs and keys): install them
+//!    next to the old ones;
+//! 2. on the new handle: [`Event::Reauthenticated`] once every CHILD_SA is up;
+//! 3. on the old handle: `ChildSaDown` for each old CHILD_SA and `IkeSaDown` once the
+//!    peer confirmed the DELETE: remove those SAs by SPI; the reqid (and the policy that
+//!    names it) is still used by the new ones.
+//!
+//! If the new IKE SA or any of its CHILD_SAs fails, the old IKE SA is left untouched, a
+//! `Failed` event on the **old** handle says why, and the new SA is deleted (its
+//! `ChildSaDown`s, if any came up, name SPIs of the new SA only).
+
+use std::time::Instant;
+
+use super::{Endpoint, SaHandle};
+use crate::error::{Error, Result};
+use crate::event::Event;
+use crate::sa::IkeSa;
+
+/// A reauthentication in progress, keyed by the new SA's handle.
+#[derive(Debug)]
+pub(super) struct Reauth {
+    old: SaHandle,
+    /// CHILD_SAs to recreate.
+    expected: usize,
+    up: usize,
+    failure: Option<String>,
+}
+
+impl Endpoint {
+    /// Reauthenticates the IKE SA `handle`: a new IKE SA to the same peer address with the
+    /// same config (so the authenticator is asked for its identity, certificates and
+    /// signature now, i.e. after a certificate renewal it presents the new certificate),
+    /// recreating every CHILD_SA with its selectors and reqid; only when all are up is the
+    /// old IKE SA deleted (with its CHILD_SAs). Returns the new SA's handle. See the
+    /// [module documentation](self) for the order of events. Either side may call it,
+    /// whichever role it had in the old SA: we are the initiator of the new one.
+    pub fn reauthenticate(&mut self, now: Instant, handle: SaHandle) -> Result<SaHandle> {
+        let old = self.sas.get(&handle).ok_or(Error::NoSuchSa(handle))?;
+        if !old.is_established() {
+            return Err(Error::NotEstablished);
+        }
+        if self.reauths.values().any(|r| r.old == handle) {
+            return Err(Error::Protocol(
+                "a reauthentication of this IKE SA is already running".into(),
+            ));
+        }
+        let templates = old.child_templates();
+        let expected = templates.len().max(1);
+        let sa = IkeSa::initiate_reauth(
+            old.config().clone(),
+            old.local(),
+            old.remote(),
+            self.allocators.clone(),
+            templates,
+            now,
+            &mut *self.rng,
+        )?;
+        let new = sa.local_spi();
+        self.sas.insert(new, sa);
+        self.reauths.insert(
+            new,
+            Reauth {
+                old: handle,
+                expected,
+                up: 0,
+                failure: None,
+            },
+        );
+        self.drain(now, new);
+        Ok(new)
+    }
+
+    /// Follows the new SA of a reauthentication through the events it just emitted
+    /// (`self.events[first..]`).
+    pub(super) fn follow_reauth(&mut self, now: Instant, new: SaHandle, first: usize) {
+        let Some(r) = self.reauths.get_mut(&new) else {
+            return;
+        };
+        for (h, e) in self.events.range(first..) {
+            if *h != new {
+                continue;
+            }
+            match e {
+                Event::ChildSaUp(_) => r.up += 1,
+                Event::Failed { reason } => {
+                    r.failure.get_or_insert_with(|| reason.clone());
+                }
+                Event::IkeSaDown { reason } => {
+                    r.failure.get_or_insert_with(|| reason.clone());
+                }
+                _ => {}
+            }
+        }
+        let old = r.old;
+        if let Some(reason) = r.failure.clone() {
+            self.reauths.remove(&new);
+            self.events.push_back((
+                old,
+                Event::Failed {
+                    reason: format!(
+                        "reauthentication failed, keeping the current IKE SA: {reason}"
+                    ),
+                },
+            ));
+            // Take down what the new SA built; the old SA is not touched.
+            if let Some(sa) = self.sas.get_mut(&new) {
+                if sa.is_established() {
+                    let _ = sa.delete(now, &mut *self.rng);
+                }
+            }
+            return;
+        }
+        let done = self
+            .sas
+            .get(&new)
+            .is_some_and(|sa| sa.planned_children_done());
+        if !done || r.up < r.expected {
+            return;
+        }
+        self.reauths.remove(&new);
+        self.events.push_back((new, Event::Reauthenticated { old }));
+        if self.sas.contains_key(&old) {
+            let _ = self.with_sa(now, old, |sa, rng| sa.delete(now, rng));
+        }
+    }
+}
