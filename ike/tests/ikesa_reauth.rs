@@ -1,0 +1,280 @@
+//! Reauthentication make-before-break (RFC 7296 §2.8.3) in the two-peer harness, over
+//! perfect and lossy links: the new IKE SA presents the authenticator's current
+//! certificate, its CHILD_SAs come up with the old reqids before the old ones go, and a
+//! failed reauthentication leaves the old IKE SA untouched.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use ike::auth::{AuthError, LocalAuthenticator, PeerAuthenticator, SignContext, VerifyRequest};
+use ike::testing::{LinkConfig, Network, SeededRandom};
+use ike::wire::{AuthMethod, Identification};
+use ike::{Config, Endpoint, Event, PeerIdentity, Psk, SaHandle};
+
+/// A PSK authenticator that also sends a one-byte "certificate" naming its generation, as
+/// a renewed host certificate would change; the verifier records what it saw and refuses
+/// generations it was told are revoked.
+struct Renewing {
+    psk: Psk,
+    generation: AtomicU8,
+    seen: Mutex<Vec<u8>>,
+    revoked: AtomicU8,
+}
+
+impl Renewing {
+    fn new(local: &str, remote: &str) -> Arc<Self> {
+        Arc::new(Renewing {
+            psk: Psk::new(
+                Identification::fqdn(local),
+                Some(Identification::fqdn(remote)),
+                b"reauth".to_vec(),
+            ),
+            generation: AtomicU8::new(1),
+            seen: Mutex::new(Vec::new()),
+            revoked: AtomicU8::new(0),
+        })
+    }
+}
+
+impl LocalAuthenticator for Renewing {
+    fn id(&self) -> Identification {
+        self.psk.id()
+    }
+    fn certificates(&self) -> Vec<Vec<u8>> {
+        vec![vec![self.generation.load(Ordering::SeqCst)]]
+    }
+    fn sign(&self, ctx: &SignContext<'_>, o: &[u8]) -> Result<(AuthMethod, Vec<u8>), AuthError> {
+        self.psk.sign(ctx, o)
+    }
+}
+
+impl PeerAuthenticator for Renewing {
+    fn verify(&self, r: &VerifyRequest<'_>) -> Result<PeerIdentity, AuthError> {
+        let generation = r.certificates.first().and_then(|c| c.first().copied());
+        let generation = generation.ok_or(AuthError("no certificate".into()))?;
+        self.seen.lock().unwrap().push(generation);
+        if generation == self.revoked.load(Ordering::SeqCst) {
+            return Err(AuthError(format!(
+                "certificate generation {generation} revoked"
+            )));
+        }
+        self.psk.verify(r)
+    }
+}
+
+struct Lab {
+    net: Network,
+    client: Arc<Renewing>,
+    share: Arc<Renewing>,
+    handle: SaHandle,
+}
+
+fn lab(link: LinkConfig, seed: u64) -> Lab {
+    let client = Renewing::new("client", "share");
+    let share = Renewing::new("share", "client");
+    let mut ic = Config::new(client.clone(), share_verifier(&client));
+    let mut rc = Config::new(share.clone(), share_verifier(&share));
+    for c in [&mut ic, &mut rc] {
+        c.retransmit.tries = 12;
+        c.retransmit.limit = Duration::from_secs(30);
+        c.half_open_timeout = Duration::from_secs(600);
+    }
+    let now = Instant::now();
+    let mut net = Network::new(now, link, seed);
+    net.add(
+        "10.0.0.1".parse().unwrap(),
+        Endpoint::new(None, 4500, Box::new(SeededRandom::new(seed))),
+    );
+    net.add(
+        "10.0.0.2".parse().unwrap(),
+        Endpoint::new(Some(Arc::new(rc)), 4500, Box::new(SeededRandom::new(!seed))),
+    );
+    let ip = |s: &str| SocketAddr::new(s.parse::<IpAddr>().unwrap(), 500);
+    let handle = net.endpoints[0]
+        .1
+        .initiate(now, Arc::new(ic), ip("10.0.0.1"), ip("10.0.0.2"))
+        .unwrap();
+    assert!(net.run_until(now + Duration::from_secs(300), |n| {
+        n.events
+            .iter()
+            .all(|e| e.iter().any(|(_, e)| matches!(e, Event::ChildSaUp(_))))
+    }));
+    Lab {
+        net,
+        client,
+        share,
+        handle,
+    }
+}
+
+/// Each side verifies its peer with its own `Renewing` (the verifier part of the pair).
+fn share_verifier(r: &Arc<Renewing>) -> Arc<Renewing> {
+    r.clone()
+}
+
+fn position(events: &[(SaHandle, Event)], f: impl Fn(&(SaHandle, Event)) -> bool) -> usize {
+    events
+        .iter()
+        .position(f)
+        .unwrap_or_else(|| panic!("event not found in {events:#?}"))
+}
+
+/// Events as `handle-suffix:variant(reason)` for failure messages.
+fn summary(net: &Network) -> Vec<Vec<String>> {
+    net.events
+        .iter()
+        .map(|ev| {
+            ev.iter()
+                .map(|(h, e)| {
+                    let what = match e {
+                        Event::Failed { reason } => format!("Failed({reason})"),
+                        Event::IkeSaDown { reason } => format!("IkeSaDown({reason})"),
+                        Event::ChildSaDown { reason, .. } => format!("ChildSaDown({reason})"),
+                        other => format!("{other:?}").chars().take(14).collect(),
+                    };
+                    format!("{:04x}:{what}", h & 0xffff)
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn reauth_completes(link: LinkConfig, seed: u64) {
+    let mut lab = lab(link, seed);
+    let old = lab.handle;
+    let old_child = lab.net.endpoints[0].1.sa(old).unwrap().child_spis()[0];
+    let old_reqid = lab.net.events[0]
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::ChildSaUp(c) => Some(c.reqid),
+            _ => None,
+        })
+        .unwrap();
+    let r_old = lab.net.events[1][0].0;
+    // The certificate was renewed: the authenticator now presents generation 2.
+    lab.client.generation.store(2, Ordering::SeqCst);
+    let now = lab.net.now;
+    let new = lab.net.endpoints[0].1.reauthenticate(now, old).unwrap();
+    assert_ne!(new, old);
+    let done = lab.net.run_until(now + Duration::from_secs(1200), |n| {
+        n.endpoints
+            .iter()
+            .all(|(_, e)| e.len() == 1 && e.sa(old).is_none() && e.sa(r_old).is_none())
+    });
+    assert!(
+        done,
+        "seed {seed}: {:?} {:?}",
+        summary(&lab.net),
+        lab.net.errors
+    );
+    assert_eq!(*lab.share.seen.lock().unwrap(), vec![1, 2], "seed {seed}");
+    // Initiator: new CHILD_SA up (same reqid) before the old one goes, then the old IKE SA.
+    let ev = &lab.net.events[0];
+    let new_up = position(ev, |(h, e)| *h == new && matches!(e, Event::ChildSaUp(_)));
+    let reauthenticated = position(ev, |(h, e)| {
+        *h == new && matches!(e, Event::Reauthenticated { old: o } if *o == old)
+    });
+    let old_down = position(ev, |(h, e)| {
+        *h == old && matches!(e, Event::ChildSaDown { spi_in, .. } if *spi_in == old_child.0)
+    });
+    let old_ike_down = position(ev, |(h, e)| {
+        *h == old && matches!(e, Event::IkeSaDown { .. })
+    });
+    assert!(new_up < reauthenticated && reauthenticated < old_down && old_down < old_ike_down);
+    match &ev[new_up].1 {
+        Event::ChildSaUp(c) => {
+            assert_eq!(c.reqid, old_reqid, "reqid kept");
+            assert_ne!(c.spi_in, old_child.0);
+        }
+        _ => unreachable!(),
+    }
+    // Responder: also make-before-break (it learns of the old SA's end from our DELETE).
+    let ev = &lab.net.events[1];
+    let r_new_up = position(ev, |(h, e)| *h != r_old && matches!(e, Event::ChildSaUp(_)));
+    let r_old_down = position(ev, |(h, e)| {
+        *h == r_old && matches!(e, Event::ChildSaDown { .. })
+    });
+    assert!(r_new_up < r_old_down);
+    let fails: Vec<_> = lab
+        .net
+        .events
+        .iter()
+        .flatten()
+        .filter(|(_, e)| matches!(e, Event::Failed { .. }))
+        .collect();
+    assert!(fails.is_empty(), "seed {seed}: {fails:?}");
+    // The new SA is fully usable.
+    assert!(lab.net.endpoints[0].1.sa(new).unwrap().is_established());
+    assert_eq!(
+        lab.net.endpoints[0].1.sa(new).unwrap().child_spis().len(),
+        1
+    );
+}
+
+#[test]
+fn reauthentication_is_make_before_break() {
+    reauth_completes(LinkConfig::perfect(), 1);
+}
+
+#[test]
+fn reauthentication_survives_a_lossy_link() {
+    for seed in 10..22 {
+        reauth_completes(LinkConfig::lossy(0.3), seed);
+    }
+}
+
+#[test]
+fn failed_reauthentication_keeps_the_old_ike_sa() {
+    let mut lab = lab(LinkConfig::perfect(), 5);
+    let old = lab.handle;
+    let children = lab.net.endpoints[0].1.sa(old).unwrap().child_spis();
+    // The peer refuses the renewed certificate.
+    lab.client.generation.store(2, Ordering::SeqCst);
+    lab.share.revoked.store(2, Ordering::SeqCst);
+    let now = lab.net.now;
+    let new = lab.net.endpoints[0].1.reauthenticate(now, old).unwrap();
+    lab.net.run_until(now + Duration::from_secs(60), |n| {
+        n.events[0]
+            .iter()
+            .any(|(h, e)| *h == old && matches!(e, Event::Failed { .. }))
+    });
+    lab.net
+        .run_until(lab.net.now + Duration::from_secs(60), |_| false);
+    let ev = &lab.net.events[0];
+    let reason = ev
+        .iter()
+        .find_map(|(h, e)| match e {
+            Event::Failed { reason } if *h == old => Some(reason.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(
+        reason,
+        "reauthentication failed, keeping the current IKE SA: AUTHENTICATION_FAILED from peer"
+    );
+    assert!(ev.iter().all(
+        |(h, e)| *h != old || !matches!(e, Event::ChildSaDown { .. } | Event::IkeSaDown { .. })
+    ));
+    assert!(ev
+        .iter()
+        .all(|(_, e)| !matches!(e, Event::Reauthenticated { .. })));
+    let ep = &lab.net.endpoints[0].1;
+    assert!(ep.sa(new).is_none(), "the failed SA is gone");
+    let sa = ep.sa(old).unwrap();
+    assert!(sa.is_established());
+    assert_eq!(sa.child_spis(), children);
+    // The old SA still works: a DPD round trip succeeds, and a later reauthentication with
+    // an accepted certificate completes.
+    let now = lab.net.now;
+    lab.net.endpoints[0].1.dpd(now, old).unwrap();
+    lab.share.revoked.store(0, Ordering::SeqCst);
+    let now = lab.net.now;
+    let again = lab.net.endpoints[0].1.reauthenticate(now, old).unwrap();
+    assert!(lab.net.run_until(now + Duration::from_secs(60), |n| {
+        n.events[0]
+            .iter()
+            .any(|(h, e)| *h == again && matches!(e, Event::Reauthenticated { .. }))
+    }));
+}
