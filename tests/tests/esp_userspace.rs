@@ -664,7 +664,7 @@ fn ike_messages_share_the_nat_t_socket() {
     let (got, stats_b) = b.join().unwrap();
     let (from, msg) = got.expect("IKE message forwarded to the sink");
     assert_eq!(msg, b"\x01\x02IKE_SA_INIT");
-    assert_eq!(*from.ip(), A);
+    assert_eq!(from.ip(), A);
     assert_eq!(from.port(), 4500);
     assert_eq!(stats_b.rx_non_esp, 2, "{stats_b:?}");
     assert_eq!(stats_b.rx_packets, 0);

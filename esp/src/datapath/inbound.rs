@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, Write};
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::ops::Range;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::Ordering;
@@ -29,7 +29,7 @@ type SpiCache = Option<(u32, Arc<Peer>)>;
 /// How an ESP packet reached us: its sender, and whether in UDP.
 #[derive(Clone, Copy)]
 struct Arrival {
-    from: Ipv4Addr,
+    from: IpAddr,
     /// The sender's UDP port (ESP in UDP), or `None` (raw ESP).
     port: Option<u16>,
 }
@@ -103,7 +103,7 @@ fn deliver_udp(
     buf: &mut [u8],
     n: usize,
     seg: Option<usize>,
-    from: SocketAddrV4,
+    from: SocketAddr,
     coalescer: &mut TcpCoalescer,
     write_tun: &mut impl FnMut(&[u8]),
 ) {
@@ -114,7 +114,7 @@ fn deliver_udp(
         bump(&st.rx_gro_reads, 1);
     }
     let arrival = Arrival {
-        from: *from.ip(),
+        from: from.ip(),
         port: Some(from.port()),
     };
     // The headers built for one datagram may overwrite the tail of the one before, which
@@ -170,7 +170,7 @@ fn deliver_raw(
         }
     };
     let arrival = Arrival {
-        from: Ipv4Addr::new(data[12], data[13], data[14], data[15]),
+        from: IpAddr::V4(Ipv4Addr::new(data[12], data[13], data[14], data[15])),
         port: None,
     };
     deliver_esp(sh, slot, esp, arrival, cache, coalescer, write_tun);
@@ -191,7 +191,11 @@ fn deliver_esp(
         bump(&st.rx_dropped, 1);
         return;
     };
-    let (src, dst) = (peer.addr.octets(), sh.cfg.local.octets());
+    let IpAddr::V4(peer4) = peer.addr else {
+        bump(&st.rx_dropped, 1);
+        return;
+    };
+    let (src, dst) = (peer4.octets(), sh.cfg.local.octets());
     match peer.cfg.mode {
         Mode::Transport => {
             if !peer.selected(next_header, &buf[payload.clone()], false) {
@@ -209,7 +213,7 @@ fn deliver_esp(
             let vnet_start = ip_start - VNET_HDR_LEN;
             if write_ipv4_header(
                 &mut buf[ip_start..payload.start],
-                peer.addr,
+                peer4,
                 sh.cfg.local,
                 next_header,
                 payload.len(),
@@ -229,7 +233,7 @@ fn deliver_esp(
             let layout = match V4::parse(inner) {
                 Some(l)
                     if next_header == NEXT_HEADER_IPV4
-                        && l.src == peer.addr
+                        && l.src == peer4
                         && l.dst == sh.cfg.local =>
                 {
                     l

@@ -27,7 +27,7 @@
 use std::io::{self, Write};
 use std::process::{Command, Stdio};
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::{DatapathConfig, PeerConfig, Selector};
 
@@ -86,7 +86,7 @@ fn selector_match(sel: &Selector) -> String {
 }
 
 /// The `nft -f` script that (re)creates our table for these peers.
-pub(crate) fn ruleset(cfg: &DatapathConfig, peers: &[(Ipv4Addr, &PeerConfig)]) -> String {
+pub(crate) fn ruleset(cfg: &DatapathConfig, peers: &[(IpAddr, &PeerConfig)]) -> String {
     let (table, tun) = (&cfg.nft_table, &cfg.tun_name);
     let mut udp_ports = vec![IKE_PORT];
     if let Some(port) = cfg.udp_port {
@@ -109,9 +109,13 @@ pub(crate) fn ruleset(cfg: &DatapathConfig, peers: &[(Ipv4Addr, &PeerConfig)]) -
     );
     let all = [Selector::default()];
     for (peer, pc) in peers {
+        let ip = match peer {
+            IpAddr::V4(_) => "ip",
+            IpAddr::V6(_) => "ip6",
+        };
         s.push_str(&format!(
-            "\t\tip saddr {peer} meta l4proto 50 accept\n\
-             \t\tip saddr {peer} udp dport {{ {udp_ports} }} accept\n"
+            "\t\t{ip} saddr {peer} meta l4proto 50 accept\n\
+             \t\t{ip} saddr {peer} udp dport {{ {udp_ports} }} accept\n"
         ));
         let selectors: &[Selector] = if pc.selectors.is_empty() {
             &all
@@ -120,7 +124,7 @@ pub(crate) fn ruleset(cfg: &DatapathConfig, peers: &[(Ipv4Addr, &PeerConfig)]) -
         };
         for sel in selectors {
             s.push_str(&format!(
-                "\t\tip saddr {peer}{} counter drop\n",
+                "\t\t{ip} saddr {peer}{} counter drop\n",
                 selector_match(sel)
             ));
         }
@@ -142,7 +146,7 @@ pub(crate) fn nft_missing(why: String) -> io::Error {
 }
 
 /// Installs (or atomically replaces) our table.
-pub(crate) fn install(cfg: &DatapathConfig, peers: &[(Ipv4Addr, &PeerConfig)]) -> io::Result<()> {
+pub(crate) fn install(cfg: &DatapathConfig, peers: &[(IpAddr, &PeerConfig)]) -> io::Result<()> {
     validate(cfg)?;
     let mut child = Command::new("nft")
         .args(["-f", "-"])
@@ -188,7 +192,7 @@ mod tests {
         DatapathConfig::new(Ipv4Addr::new(10, 0, 0, 1))
     }
 
-    const PEER: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+    const PEER: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
 
     #[test]
     fn selectors_become_drop_rules_after_the_exemptions() {
@@ -234,7 +238,7 @@ mod tests {
 
     #[test]
     fn each_peer_gets_its_own_exemptions_and_drops() {
-        let other = Ipv4Addr::new(10, 0, 0, 3);
+        let other = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 3));
         let mut nfs = PeerConfig::new();
         nfs.selectors = vec![Selector {
             protocol: Some(6),
@@ -249,6 +253,11 @@ mod tests {
         // Each peer's exemptions precede its drops.
         let at = |needle: &str| r.find(needle).unwrap();
         assert!(at("ip saddr 10.0.0.3 udp dport") < at("ip saddr 10.0.0.3 counter drop"));
+        // IPv6 peers match on ip6.
+        let v6: IpAddr = "fd00::3".parse().unwrap();
+        let r6 = ruleset(&cfg(), &[(v6, &nfs)]);
+        assert!(r6.contains("ip6 saddr fd00::3 meta l4proto 50 accept"));
+        assert!(r6.contains("ip6 saddr fd00::3 meta l4proto 6 th sport 2049 counter drop"));
         // No peer: only the TUN exemption, nothing dropped.
         let empty = ruleset(&cfg(), &[]);
         assert!(!empty.contains("drop") && empty.contains("iifname"));

@@ -44,13 +44,13 @@
 //! A daemon's use, from start to a peer's removal (needs CAP_NET_ADMIN, so not run here):
 //!
 //! ```no_run
-//! use std::net::{Ipv4Addr, SocketAddrV4};
+//! use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 //! use esp::datapath::{Datapath, DatapathConfig, Encapsulation, PeerConfig};
 //! use esp::{Algorithm, InboundSa, Mode, OutboundSa, SaConfig};
 //!
 //! let dp = Datapath::start(DatapathConfig::new(Ipv4Addr::new(10, 0, 0, 1)))?;
 //! // IKE on 4500 from anyone goes to the daemon; it answers with send_ike.
-//! dp.set_ike_handler(Box::new(|from: SocketAddrV4, msg: &[u8]| {
+//! dp.set_ike_handler(Box::new(|from: SocketAddr, msg: &[u8]| {
 //!     let _ = (from, msg); // hand on without blocking
 //! }));
 //! # let reply = [0u8; 0];
@@ -92,7 +92,7 @@ mod sys;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
@@ -160,6 +160,8 @@ pub struct DatapathConfig {
     pub tun_name: String,
     /// Our address (inner source of outbound traffic, outer source of ESP).
     pub local: Ipv4Addr,
+    /// Our IPv6 address, for IPv6 peers; `None` serves IPv4 peers only.
+    pub local6: Option<Ipv6Addr>,
     /// The UDP port we bind on `local` for ESP in UDP and IKE behind the non-ESP marker
     /// (normally 4500); `None` opens no UDP socket (raw-ESP peers only).
     pub udp_port: Option<u16>,
@@ -188,6 +190,7 @@ impl DatapathConfig {
         DatapathConfig {
             tun_name: "ibmipsec0".into(),
             local,
+            local6: None,
             udp_port: Some(NAT_T_PORT),
             mark: 0x1e5,
             table: 0x1e5,
@@ -305,7 +308,7 @@ const BUF_LEN: usize = 65536;
 
 /// One peer's state on the packet path.
 struct Peer {
-    addr: Ipv4Addr,
+    addr: IpAddr,
     cfg: PeerConfig,
     outbound: Mutex<Option<OutboundSa>>,
     /// Oldest first.
@@ -315,8 +318,8 @@ struct Peer {
 }
 
 impl Peer {
-    fn udp_addr(&self) -> SocketAddrV4 {
-        SocketAddrV4::new(self.addr, self.port.load(Ordering::Relaxed))
+    fn udp_addr(&self) -> SocketAddr {
+        SocketAddr::new(self.addr, self.port.load(Ordering::Relaxed))
     }
 
     fn selected(&self, protocol: u8, transport: &[u8], outbound: bool) -> bool {
@@ -334,7 +337,7 @@ struct Shared {
     cfg: DatapathConfig,
     stop: AtomicBool,
     /// Peers by address (outbound lookup).
-    peers: RwLock<HashMap<Ipv4Addr, Arc<Peer>>>,
+    peers: RwLock<HashMap<IpAddr, Arc<Peer>>>,
     /// Peers by the SPI of each of their inbound SAs (inbound lookup).
     spis: RwLock<HashMap<u32, Arc<Peer>>>,
     stats: AtomicStats,
@@ -347,7 +350,7 @@ struct Shared {
 }
 
 impl Shared {
-    fn peer_by_addr(&self, addr: Ipv4Addr) -> Option<Arc<Peer>> {
+    fn peer_by_addr(&self, addr: IpAddr) -> Option<Arc<Peer>> {
         read(&self.peers).get(&addr).cloned()
     }
 
@@ -362,11 +365,11 @@ impl Shared {
 
 /// Where IKE messages received on the NAT-T socket go: (sender, message without the non-ESP
 /// marker). Messages from any address are forwarded, so a responder learns of new peers.
-pub type IkeSink = std::sync::mpsc::Sender<(SocketAddrV4, Vec<u8>)>;
+pub type IkeSink = std::sync::mpsc::Sender<(SocketAddr, Vec<u8>)>;
 
 /// A function that takes IKE messages received on the NAT-T socket: (sender, message without
 /// the non-ESP marker). See [`Datapath::set_ike_handler`].
-pub type IkeHandler = Box<dyn Fn(SocketAddrV4, &[u8]) + Send + Sync>;
+pub type IkeHandler = Box<dyn Fn(SocketAddr, &[u8]) + Send + Sync>;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic in another thread must not take this one down with it.
@@ -381,7 +384,7 @@ fn write<T>(m: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
     m.write().unwrap_or_else(|p| p.into_inner())
 }
 
-fn no_peer(peer: Ipv4Addr) -> io::Error {
+fn no_peer(peer: IpAddr) -> io::Error {
     io::Error::new(io::ErrorKind::NotFound, format!("no peer {peer}"))
 }
 
@@ -391,7 +394,7 @@ pub struct Datapath {
     shared: Arc<Shared>,
     /// The control plane's view of the peers (serialises add/remove and gives the ruleset
     /// generators a stable, ordered list).
-    control: Mutex<BTreeMap<Ipv4Addr, PeerConfig>>,
+    control: Mutex<BTreeMap<IpAddr, PeerConfig>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
     cleaned: bool,
 }
@@ -502,9 +505,16 @@ impl Datapath {
     /// Fails with `AlreadyExists` for a peer already added (remove it first), `InvalidInput`
     /// for our own address or a UDP peer without a UDP socket, and `Unsupported` when the
     /// inbound policy cannot be installed and the peer does not allow that.
-    pub fn add_peer(&self, peer: Ipv4Addr, cfg: PeerConfig) -> io::Result<()> {
+    pub fn add_peer(&self, peer: impl Into<IpAddr>, cfg: PeerConfig) -> io::Result<()> {
+        let peer = peer.into();
         let sh = &self.shared;
-        if peer == sh.cfg.local || peer.is_unspecified() {
+        if peer.is_ipv6() {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("{peer}: the userspace datapath handles IPv4 peers only"),
+            ));
+        }
+        if peer == IpAddr::V4(sh.cfg.local) || peer.is_unspecified() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{peer} cannot be a peer"),
@@ -575,15 +585,16 @@ impl Datapath {
         Ok(())
     }
 
-    fn apply_policy(&self, control: &BTreeMap<Ipv4Addr, PeerConfig>) -> io::Result<()> {
-        let peers: Vec<(Ipv4Addr, &PeerConfig)> = control.iter().map(|(a, c)| (*a, c)).collect();
+    fn apply_policy(&self, control: &BTreeMap<IpAddr, PeerConfig>) -> io::Result<()> {
+        let peers: Vec<(IpAddr, &PeerConfig)> = control.iter().map(|(a, c)| (*a, c)).collect();
         inbound_policy::install(&self.shared.cfg, &peers)
     }
 
     /// Stops protecting traffic with `peer`: removes its capture rules and route, its SAs
     /// and its drop rules; other peers are untouched. Traffic to the peer then flows in
     /// clear, as without any policy. Fails with `NotFound` for an unknown peer.
-    pub fn remove_peer(&self, peer: Ipv4Addr) -> io::Result<()> {
+    pub fn remove_peer(&self, peer: impl Into<IpAddr>) -> io::Result<()> {
+        let peer = peer.into();
         let sh = &self.shared;
         let mut control = lock(&self.control);
         let cfg = control.remove(&peer).ok_or_else(|| no_peer(peer))?;
@@ -603,7 +614,7 @@ impl Datapath {
     }
 
     /// The peers, in address order.
-    pub fn peers(&self) -> Vec<Ipv4Addr> {
+    pub fn peers(&self) -> Vec<IpAddr> {
         lock(&self.control).keys().copied().collect()
     }
 
@@ -627,10 +638,11 @@ impl Datapath {
     /// (RFC 7296 §2.8): use the two calls separately for that.
     pub fn install_sas(
         &self,
-        peer: Ipv4Addr,
+        peer: impl Into<IpAddr>,
         outbound: OutboundSa,
         inbound: InboundSa,
     ) -> io::Result<()> {
+        let peer = peer.into();
         self.add_inbound(peer, inbound)?;
         self.set_outbound(peer, outbound)
     }
@@ -640,7 +652,8 @@ impl Datapath {
     /// [`remove_inbound`](Self::remove_inbound); beyond four per peer, the oldest is
     /// dropped. Fails with `NotFound` for an unknown peer, `AlreadyExists` if another peer
     /// uses the SPI, and `InvalidInput` if the SA's mode is not the peer's.
-    pub fn add_inbound(&self, peer: Ipv4Addr, inbound: InboundSa) -> io::Result<()> {
+    pub fn add_inbound(&self, peer: impl Into<IpAddr>, inbound: InboundSa) -> io::Result<()> {
+        let peer = peer.into();
         let sh = &self.shared;
         let p = sh.peer_by_addr(peer).ok_or_else(|| no_peer(peer))?;
         Self::check_mode(&p, inbound.config().mode)?;
@@ -665,7 +678,8 @@ impl Datapath {
 
     /// Switches `peer`'s outbound traffic to a new SA at once. Fails with `NotFound` for an
     /// unknown peer and `InvalidInput` if the SA's mode is not the peer's.
-    pub fn set_outbound(&self, peer: Ipv4Addr, outbound: OutboundSa) -> io::Result<()> {
+    pub fn set_outbound(&self, peer: impl Into<IpAddr>, outbound: OutboundSa) -> io::Result<()> {
+        let peer = peer.into();
         let p = self
             .shared
             .peer_by_addr(peer)
@@ -710,7 +724,8 @@ impl Datapath {
 
     /// Sends an IKE message from the NAT-T socket to `to`, behind the non-ESP marker. Fails
     /// with `Unsupported` when the datapath has no UDP socket.
-    pub fn send_ike(&self, to: SocketAddrV4, msg: &[u8]) -> io::Result<()> {
+    pub fn send_ike(&self, to: impl Into<SocketAddr>, msg: &[u8]) -> io::Result<()> {
+        let to = to.into();
         let s = self.udp()?;
         let mut framed = vec![0u8; msg.len() + crate::udp_encap::NON_ESP_MARKER.len()];
         crate::udp_encap::frame_ike(msg, &mut framed)
@@ -721,7 +736,8 @@ impl Datapath {
     /// Sends a NAT keepalive (RFC 3948 §2.3) to `peer`'s current UDP port; the daemon's
     /// timer decides when. Fails with `NotFound` for an unknown peer and `Unsupported` for
     /// a raw-ESP peer.
-    pub fn send_keepalive(&self, peer: Ipv4Addr) -> io::Result<()> {
+    pub fn send_keepalive(&self, peer: impl Into<IpAddr>) -> io::Result<()> {
+        let peer = peer.into();
         let p = self
             .shared
             .peer_by_addr(peer)
@@ -755,8 +771,8 @@ impl Datapath {
     }
 
     /// Counters of `peer`'s SAs, or `None` for an unknown peer.
-    pub fn counters(&self, peer: Ipv4Addr) -> Option<PeerCounters> {
-        let p = self.shared.peer_by_addr(peer)?;
+    pub fn counters(&self, peer: impl Into<IpAddr>) -> Option<PeerCounters> {
+        let p = self.shared.peer_by_addr(peer.into())?;
         let outbound = lock(&p.outbound)
             .as_ref()
             .map(|sa| (sa.config().spi, sa.counters()));
@@ -776,7 +792,7 @@ impl Datapath {
     }
 
     /// The next lifetime event of any SA, with its peer and SPI, so the daemon can rekey.
-    pub fn poll_event(&self) -> Option<(Ipv4Addr, u32, Event)> {
+    pub fn poll_event(&self) -> Option<(IpAddr, u32, Event)> {
         let peers: Vec<Arc<Peer>> = read(&self.shared.peers).values().cloned().collect();
         for p in peers {
             if let Some(sa) = lock(&p.outbound).as_mut() {

@@ -2,7 +2,7 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::net::{Ipv4Addr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 
@@ -21,7 +21,7 @@ const ARENA_LEN: usize = 256 * 1024;
 /// Where one peer's ESP goes.
 #[derive(Clone, Copy)]
 enum Dest<'a> {
-    Udp(&'a UdpSocket, SocketAddrV4),
+    Udp(&'a UdpSocket, SocketAddr),
     Raw(RawFd, Ipv4Addr),
 }
 
@@ -29,7 +29,10 @@ impl Dest<'_> {
     fn of<'a>(sh: &'a Shared, peer: &Peer) -> Option<Dest<'a>> {
         match peer.cfg.encapsulation {
             Encapsulation::Udp { .. } => Some(Dest::Udp(sh.udp.as_ref()?, peer.udp_addr())),
-            Encapsulation::Raw => Some(Dest::Raw(sh.raw_fd()?, peer.addr)),
+            Encapsulation::Raw => match peer.addr {
+                IpAddr::V4(a) => Some(Dest::Raw(sh.raw_fd()?, a)),
+                IpAddr::V6(_) => None,
+            },
         }
     }
 
@@ -69,7 +72,7 @@ pub(super) fn tx_loop(sh: &Shared, tun: &File) {
             bump(&st.tx_dropped, 1);
             continue;
         };
-        let Some(peer) = sh.peer_by_addr(layout.dst) else {
+        let Some(peer) = sh.peer_by_addr(IpAddr::V4(layout.dst)) else {
             bump(&st.tx_dropped, 1);
             continue;
         };

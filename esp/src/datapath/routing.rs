@@ -20,7 +20,7 @@
 use std::io;
 use std::process::Command;
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use super::{DatapathConfig, PeerConfig, Selector};
 
@@ -78,22 +78,40 @@ pub(crate) fn install(cfg: &DatapathConfig) -> io::Result<()> {
     // to the peer (for the reverse-path check) may point elsewhere; loose mode (2) accepts
     // them whatever `all.rp_filter` says (the kernel uses the maximum of both).
     std::fs::write(format!("/proc/sys/net/ipv4/conf/{dev}/rp_filter"), b"2\n")?;
-    ip(&[
-        s("rule"),
-        s("add"),
-        s("priority"),
-        s(cfg.rule_priority),
-        s("fwmark"),
-        format!("{:#x}", cfg.mark),
-        s("lookup"),
-        s("main"),
-        s("protocol"),
-        s(RULE_PROTOCOL),
-    ])
+    let families: &[&str] = if cfg.local6.is_some() {
+        &["-4", "-6"]
+    } else {
+        &["-4"]
+    };
+    for family in families {
+        ip(&[
+            s(family),
+            s("rule"),
+            s("add"),
+            s("priority"),
+            s(cfg.rule_priority),
+            s("fwmark"),
+            format!("{:#x}", cfg.mark),
+            s("lookup"),
+            s("main"),
+            s("protocol"),
+            s(RULE_PROTOCOL),
+        ])?;
+    }
+    Ok(())
 }
 
-/// The peer's capture rules, each as the words after `ip rule add|del`.
-fn peer_rules(cfg: &DatapathConfig, peer: Ipv4Addr, pc: &PeerConfig) -> Vec<Vec<String>> {
+/// `ip`'s family flag and the host prefix length for `peer`.
+fn family(peer: IpAddr) -> (&'static str, u8) {
+    match peer {
+        IpAddr::V4(_) => ("-4", 32),
+        IpAddr::V6(_) => ("-6", 128),
+    }
+}
+
+/// The peer's capture rules, each as the words after `ip -4|-6 rule add|del`.
+fn peer_rules(cfg: &DatapathConfig, peer: IpAddr, pc: &PeerConfig) -> Vec<Vec<String>> {
+    let (_, prefix) = family(peer);
     let all = [Selector::default()];
     let selectors: &[Selector] = if pc.selectors.is_empty() {
         &all
@@ -107,7 +125,7 @@ fn peer_rules(cfg: &DatapathConfig, peer: Ipv4Addr, pc: &PeerConfig) -> Vec<Vec<
                 s("priority"),
                 s(cfg.rule_priority + 1),
                 s("to"),
-                format!("{peer}/32"),
+                format!("{peer}/{prefix}"),
             ];
             args.extend(selector_words(sel));
             args.extend([s("lookup"), s(cfg.table), s("protocol"), s(RULE_PROTOCOL)]);
@@ -116,27 +134,29 @@ fn peer_rules(cfg: &DatapathConfig, peer: Ipv4Addr, pc: &PeerConfig) -> Vec<Vec<
         .collect()
 }
 
-fn peer_route(cfg: &DatapathConfig, peer: Ipv4Addr) -> Vec<String> {
-    vec![
-        format!("{peer}/32"),
-        s("dev"),
-        cfg.tun_name.clone(),
-        s("src"),
-        s(cfg.local),
-        s("table"),
-        s(cfg.table),
-        s("proto"),
-        s(RULE_PROTOCOL),
-    ]
+/// The words after `ip -4|-6 route add|del` for the peer's route into the TUN.
+fn peer_route(cfg: &DatapathConfig, peer: IpAddr) -> Vec<String> {
+    let (_, prefix) = family(peer);
+    let mut args = vec![format!("{peer}/{prefix}"), s("dev"), cfg.tun_name.clone()];
+    let src = match peer {
+        IpAddr::V4(_) => Some(IpAddr::V4(cfg.local)),
+        IpAddr::V6(_) => cfg.local6.map(IpAddr::V6),
+    };
+    if let Some(src) = src {
+        args.extend([s("src"), s(src)]);
+    }
+    args.extend([s("table"), s(cfg.table), s("proto"), s(RULE_PROTOCOL)]);
+    args
 }
 
 /// Sends the peer's selected traffic into the TUN.
-pub(crate) fn add_peer(cfg: &DatapathConfig, peer: Ipv4Addr, pc: &PeerConfig) -> io::Result<()> {
-    let mut args = vec![s("route"), s("replace")];
+pub(crate) fn add_peer(cfg: &DatapathConfig, peer: IpAddr, pc: &PeerConfig) -> io::Result<()> {
+    let (fam, _) = family(peer);
+    let mut args = vec![s(fam), s("route"), s("replace")];
     args.extend(peer_route(cfg, peer));
     ip(&args)?;
     for rule in peer_rules(cfg, peer, pc) {
-        let mut args = vec![s("rule"), s("add")];
+        let mut args = vec![s(fam), s("rule"), s("add")];
         args.extend(rule);
         ip(&args)?;
     }
@@ -145,13 +165,14 @@ pub(crate) fn add_peer(cfg: &DatapathConfig, peer: Ipv4Addr, pc: &PeerConfig) ->
 
 /// Removes what [`add_peer`] installed (best effort: parts may be missing after a failed
 /// add).
-pub(crate) fn remove_peer(cfg: &DatapathConfig, peer: Ipv4Addr, pc: &PeerConfig) {
+pub(crate) fn remove_peer(cfg: &DatapathConfig, peer: IpAddr, pc: &PeerConfig) {
+    let (fam, _) = family(peer);
     for rule in peer_rules(cfg, peer, pc) {
-        let mut args = vec![s("rule"), s("del")];
+        let mut args = vec![s(fam), s("rule"), s("del")];
         args.extend(rule);
         let _ = ip(&args);
     }
-    let mut args = vec![s("route"), s("del")];
+    let mut args = vec![s(fam), s("route"), s("del")];
     args.extend(peer_route(cfg, peer));
     let _ = ip(&args);
 }
@@ -159,25 +180,28 @@ pub(crate) fn remove_peer(cfg: &DatapathConfig, peer: Ipv4Addr, pc: &PeerConfig)
 /// Removes our rules (by priority and protocol tag), the table's routes and a TUN left behind
 /// by a previous run. Safe to call when nothing is installed.
 pub(crate) fn remove(cfg: &DatapathConfig) {
-    // Earlier versions spread one peer's rules over `P+1…`: clean a few more priorities.
-    for prio in cfg.rule_priority..=cfg.rule_priority + 1 + MAX_STALE_SELECTORS {
-        // A priority holds one rule per selector of every peer; delete until none is left
-        // (bounded, in case `ip` misbehaves).
-        for _ in 0..MAX_RULES_PER_PRIORITY {
-            let del = [
-                s("rule"),
-                s("del"),
-                s("priority"),
-                s(prio),
-                s("protocol"),
-                s(RULE_PROTOCOL),
-            ];
-            if ip(&del).is_err() {
-                break;
+    for fam in ["-4", "-6"] {
+        // Earlier versions spread one peer's rules over `P+1…`: clean a few more priorities.
+        for prio in cfg.rule_priority..=cfg.rule_priority + 1 + MAX_STALE_SELECTORS {
+            // A priority holds one rule per selector of every peer; delete until none is
+            // left (bounded, in case `ip` misbehaves).
+            for _ in 0..MAX_RULES_PER_PRIORITY {
+                let del = [
+                    s(fam),
+                    s("rule"),
+                    s("del"),
+                    s("priority"),
+                    s(prio),
+                    s("protocol"),
+                    s(RULE_PROTOCOL),
+                ];
+                if ip(&del).is_err() {
+                    break;
+                }
             }
         }
+        let _ = ip(&[s(fam), s("route"), s("flush"), s("table"), s(cfg.table)]);
     }
-    let _ = ip(&[s("route"), s("flush"), s("table"), s(cfg.table)]);
     if super::sys::if_exists(&cfg.tun_name) {
         let _ = ip(&[s("link"), s("del"), s("dev"), cfg.tun_name.clone()]);
     }
@@ -206,6 +230,7 @@ pub(crate) fn describe(cfg: &DatapathConfig) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     #[test]
     fn selector_words_follow_ip_rule_syntax() {
@@ -220,8 +245,8 @@ mod tests {
 
     #[test]
     fn peer_rules_share_one_priority_and_name_the_peer() {
-        let cfg = DatapathConfig::new(Ipv4Addr::new(10, 0, 0, 1));
-        let peer = Ipv4Addr::new(10, 0, 0, 2);
+        let mut cfg = DatapathConfig::new(Ipv4Addr::new(10, 0, 0, 1));
+        let peer = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
         let all = peer_rules(&cfg, peer, &PeerConfig::new());
         assert_eq!(
             all,
@@ -259,5 +284,17 @@ mod tests {
             peer_route(&cfg, peer).join(" "),
             "10.0.0.2/32 dev ibmipsec0 src 10.0.0.1 table 485 proto 73"
         );
+        let peer6: IpAddr = "fd00::2".parse().unwrap();
+        assert!(peer_rules(&cfg, peer6, &pc)[0]
+            .join(" ")
+            .contains("to fd00::2/128 ipproto 6"));
+        assert_eq!(
+            peer_route(&cfg, peer6).join(" "),
+            "fd00::2/128 dev ibmipsec0 table 485 proto 73"
+        );
+        cfg.local6 = Some("fd00::1".parse().unwrap());
+        assert!(peer_route(&cfg, peer6)
+            .join(" ")
+            .contains("dev ibmipsec0 src fd00::1 table"));
     }
 }

@@ -4,7 +4,7 @@
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
@@ -56,8 +56,8 @@ pub(crate) fn enable_udp_gro(fd: RawFd) -> bool {
 
 /// Sends `buf`, a run of datagrams of `seg` bytes each (the last may be shorter), to `dst`
 /// in one `sendmsg` with `UDP_SEGMENT` (UDP GSO).
-pub(crate) fn send_gso(fd: RawFd, buf: &[u8], seg: u16, dst: SocketAddrV4) -> io::Result<usize> {
-    let mut sa = sockaddr_v4(*dst.ip(), dst.port());
+pub(crate) fn send_gso(fd: RawFd, buf: &[u8], seg: u16, dst: SocketAddr) -> io::Result<usize> {
+    let (mut sa, sa_len) = sockaddr_any(dst);
     let mut iov = libc::iovec {
         iov_base: buf.as_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
@@ -66,8 +66,8 @@ pub(crate) fn send_gso(fd: RawFd, buf: &[u8], seg: u16, dst: SocketAddrV4) -> io
     let mut control = [0u64; 4];
     // SAFETY: msghdr is plain old data; all-zero is valid before we fill it.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = &mut sa as *mut libc::sockaddr_in as *mut libc::c_void;
-    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    msg.msg_name = &mut sa as *mut libc::sockaddr_storage as *mut libc::c_void;
+    msg.msg_namelen = sa_len;
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
@@ -94,9 +94,9 @@ pub(crate) fn send_gso(fd: RawFd, buf: &[u8], seg: u16, dst: SocketAddrV4) -> io
 pub(crate) fn recv_gro(
     fd: RawFd,
     buf: &mut [u8],
-) -> io::Result<(usize, Option<usize>, SocketAddrV4)> {
-    // SAFETY: sockaddr_in is plain old data.
-    let mut sa: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+) -> io::Result<(usize, Option<usize>, SocketAddr)> {
+    // SAFETY: sockaddr_storage is plain old data.
+    let mut sa: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut iov = libc::iovec {
         iov_base: buf.as_mut_ptr() as *mut libc::c_void,
         iov_len: buf.len(),
@@ -104,8 +104,8 @@ pub(crate) fn recv_gro(
     let mut control = [0u64; 8];
     // SAFETY: as in send_gso.
     let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
-    msg.msg_name = &mut sa as *mut libc::sockaddr_in as *mut libc::c_void;
-    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    msg.msg_name = &mut sa as *mut libc::sockaddr_storage as *mut libc::c_void;
+    msg.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     msg.msg_iov = &mut iov;
     msg.msg_iovlen = 1;
     msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
@@ -127,10 +127,7 @@ pub(crate) fn recv_gro(
             c = libc::CMSG_NXTHDR(&msg, c);
         }
     }
-    let from = SocketAddrV4::new(
-        Ipv4Addr::from(u32::from_be(sa.sin_addr.s_addr)),
-        u16::from_be(sa.sin_port),
-    );
+    let from = socket_addr(&sa).ok_or(io::ErrorKind::InvalidData)?;
     Ok((n as usize, seg, from))
 }
 
@@ -180,6 +177,61 @@ pub(crate) fn raw_esp_socket() -> io::Result<OwnedFd> {
     }
     // SAFETY: fd is a fresh, valid descriptor that nothing else owns.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `addr` as a `sockaddr_storage` holding a `sockaddr_in` or `sockaddr_in6`, with the length
+/// to pass.
+fn sockaddr_any(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is valid.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            let sin = sockaddr_v4(*a.ip(), a.port());
+            // SAFETY: sockaddr_storage is large and aligned enough for any sockaddr.
+            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in, sin) };
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: a.port().to_be(),
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.ip().octets(),
+                },
+                sin6_scope_id: a.scope_id(),
+            };
+            // SAFETY: as above.
+            unsafe { std::ptr::write(&mut storage as *mut _ as *mut libc::sockaddr_in6, sin6) };
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (storage, len as libc::socklen_t)
+}
+
+/// The address the kernel left in `sa` (IPv4 or IPv6), if it is one.
+fn socket_addr(sa: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(sa.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in.
+            let sin = unsafe { &*(sa as *const _ as *const libc::sockaddr_in) };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+                u16::from_be(sin.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says the storage holds a sockaddr_in6.
+            let sin6 = unsafe { &*(sa as *const _ as *const libc::sockaddr_in6) };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(sin6.sin6_addr.s6_addr),
+                u16::from_be(sin6.sin6_port),
+                sin6.sin6_flowinfo,
+                sin6.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
 }
 
 fn sockaddr_v4(addr: Ipv4Addr, port: u16) -> libc::sockaddr_in {
