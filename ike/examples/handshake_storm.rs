@@ -1,6 +1,7 @@
 //! Runs N independent initiator/responder pairs through IKE_SA_INIT + IKE_AUTH (PSK,
-//! transport CHILD_SA), a CHILD_SA rekey and a DELETE over a lossy in-memory link with
-//! simulated time, and reports how many finished each step.
+//! transport CHILD_SA), a CHILD_SA rekey, an IKE SA rekey and a DELETE over a lossy in-memory
+//! link with simulated time, and reports how many finished each step (`rekeyed` counts pairs
+//! that completed both rekeys).
 //!
 //! ```text
 //! cargo run --release -p ike --example handshake_storm -- --count 400 --loss 0.3 --seed 1
@@ -9,7 +10,6 @@
 //! `--loss P` drops, duplicates and reorders datagrams with probability P each. The CPU figure
 //! is the wall time of the (single-threaded, I/O-free) establishment phase divided by the
 //! number of pairs: IKE_SA_INIT + IKE_AUTH for both peers, retransmissions included.
-//! IKE SA rekeying is not implemented yet and is not part of the run.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use ike::testing::{LinkConfig, Network, SeededRandom};
 use ike::wire::Identification;
-use ike::{Config, Endpoint, Event, Psk};
+use ike::{Config, Endpoint, Event, Psk, SaHandle};
 
 struct Args {
     count: u64,
@@ -70,16 +70,29 @@ struct Outcome {
     cpu: Duration,
 }
 
-/// Events of the SA that came up on `side` (a late duplicate IKE_SA_INIT may create a
-/// second, half-open responder SA, which times out on its own).
+/// The handles of the SA that came up on `side`, oldest first, through every IKE SA rekey
+/// (a late duplicate IKE_SA_INIT may create a second, half-open responder SA, which times
+/// out on its own and is not counted).
+fn lineage(net: &Network, side: usize) -> Vec<SaHandle> {
+    let mut v: Vec<SaHandle> = Vec::new();
+    for (h, e) in &net.events[side] {
+        match e {
+            Event::IkeSaUp { .. } if v.is_empty() => v.push(*h),
+            Event::IkeSaRekeyed {
+                old_spi, new_spi, ..
+            } if v.last() == Some(old_spi) => v.push(*new_spi),
+            _ => {}
+        }
+    }
+    v
+}
+
+/// Events of the SA that came up on `side`, whatever its handle.
 fn count(net: &Network, side: usize, f: impl Fn(&Event) -> bool) -> usize {
-    let up = net.events[side].iter().find_map(|(h, e)| match e {
-        Event::IkeSaUp { .. } => Some(*h),
-        _ => None,
-    });
+    let handles = lineage(net, side);
     net.events[side]
         .iter()
-        .filter(|(h, e)| Some(*h) == up && f(e))
+        .filter(|(h, e)| handles.contains(h) && f(e))
         .count()
 }
 
@@ -125,9 +138,10 @@ fn run_pair(i: u64, args: &Args, ic: &Arc<Config>, rc: &Arc<Config>) -> Outcome 
         _ => None,
     });
     let now = net.now;
+    let mut child_rekeyed = false;
     if let Some(spi) = spi_in {
         if net.endpoints[0].1.rekey_child(now, handle, spi).is_ok() {
-            out.rekeyed = net.run_until(net.now + hour, |n| {
+            child_rekeyed = net.run_until(net.now + hour, |n| {
                 (0..2).all(|s| {
                     count(n, s, |e| matches!(e, Event::ChildSaRekeyed { .. })) == 1
                         && count(n, s, |e| matches!(e, Event::ChildSaDown { .. })) == 1
@@ -136,6 +150,22 @@ fn run_pair(i: u64, args: &Args, ic: &Arc<Config>, rc: &Arc<Config>) -> Outcome 
         }
     }
     let now = net.now;
+    let mut ike_rekeyed = false;
+    if net.endpoints[0].1.rekey_ike(now, handle).is_ok() {
+        // Done when both sides moved to the new SA and the old one is gone from both.
+        ike_rekeyed = net.run_until(net.now + hour, |n| {
+            (0..2).all(|s| {
+                let l = lineage(n, s);
+                l.len() == 2 && n.endpoints[s].1.sa(l[0]).is_none()
+            })
+        });
+    }
+    out.rekeyed = child_rekeyed && ike_rekeyed;
+    if !out.rekeyed && std::env::var_os("STORM_DEBUG").is_some() {
+        eprintln!("pair {i} not rekeyed: {:#?}\n{:?}", net.events, net.errors);
+    }
+    let now = net.now;
+    let handle = lineage(&net, 0).last().copied().unwrap_or(handle);
     if net.endpoints[0].1.delete(now, handle).is_ok() {
         out.deleted = net.run_until(net.now + hour, |n| {
             (0..2).all(|s| count(n, s, |e| matches!(e, Event::IkeSaDown { .. })) == 1)

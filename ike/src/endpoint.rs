@@ -276,6 +276,7 @@ impl Endpoint {
         if self.reauths.contains_key(&handle) {
             self.follow_reauth(now, handle, first_new);
         }
+        self.follow_rekeys(now, handle);
         if closed {
             if let Some(key) = self.half_open_keys.remove(&handle) {
                 self.half_open.remove(&key);
@@ -304,6 +305,41 @@ impl Endpoint {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// Routes the successors of an IKE SA rekey by their SPI and moves the CHILD_SAs to the
+    /// one that inherits them (RFC 7296 §2.18); the old SA's `IkeSaRekeyed` event came first.
+    fn follow_rekeys(&mut self, now: Instant, handle: SaHandle) {
+        loop {
+            let Some(sa) = self.sas.get_mut(&handle) else {
+                return;
+            };
+            if let Some(new) = sa.poll_successor() {
+                let h = new.local_spi();
+                // A 64-bit random SPI that is already ours would be a broken Random.
+                if let std::collections::hash_map::Entry::Vacant(v) = self.sas.entry(h) {
+                    v.insert(new);
+                    self.drain(now, h);
+                }
+                continue;
+            }
+            let Some(handover) = sa.poll_handover() else {
+                return;
+            };
+            let to = handover.to();
+            match self.sas.get_mut(&to) {
+                Some(successor) => {
+                    successor.adopt(handover, &mut *self.rng);
+                    self.drain(now, to);
+                }
+                None => {
+                    for e in handover.abandon() {
+                        self.events.push_back((handle, e));
+                        self.count_reqids(self.events.len() - 1);
+                    }
+                }
+            }
         }
     }
 
@@ -361,6 +397,12 @@ impl Endpoint {
     /// Rekeys a CHILD_SA of an SA.
     pub fn rekey_child(&mut self, now: Instant, handle: SaHandle, spi_in: u32) -> Result<()> {
         self.with_sa(now, handle, |sa, rng| sa.rekey_child(now, spi_in, rng))
+    }
+
+    /// Rekeys an IKE SA (see [`IkeSa::rekey_ike`]); on success the SA continues under the
+    /// handle named by [`Event::IkeSaRekeyed`].
+    pub fn rekey_ike(&mut self, now: Instant, handle: SaHandle) -> Result<()> {
+        self.with_sa(now, handle, |sa, rng| sa.rekey_ike(now, rng))
     }
 
     /// Deletes a CHILD_SA of an SA.

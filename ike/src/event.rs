@@ -89,7 +89,23 @@ pub enum Event {
         /// Whether UDP encapsulation is in use (NAT detected or forced).
         encap: bool,
     },
-    /// A CHILD_SA is ready: install inbound and outbound ESP SAs.
+    /// The IKE SA was rekeyed (RFC 7296 §2.18): from now on it is known by `new_spi` (the
+    /// [`SaHandle`](crate::SaHandle) of an [`Endpoint`](crate::Endpoint), and what
+    /// [`IkeSa::local_spi`](crate::IkeSa::local_spi) returns for the successor); every
+    /// CHILD_SA lives on unchanged under it. The old SA says nothing more: it is deleted
+    /// quietly, without `IkeSaDown`. A driver that keys its state by handle re-keys it here.
+    /// Redundant SAs of a simultaneous rekey (§2.8.2) are never reported.
+    IkeSaRekeyed {
+        /// Our SPI of the old IKE SA.
+        old_spi: u64,
+        /// Our SPI of the new IKE SA.
+        new_spi: u64,
+        /// The new IKE SA's algorithms.
+        suite: IkeSuite,
+    },
+    /// A CHILD_SA is ready: install inbound and outbound ESP SAs. Also sent for the second
+    /// new SA of a simultaneous rekey (RFC 7296 §2.8.1): both are installed, and the
+    /// redundant one follows as `ChildSaDown` once deleted.
     ChildSaUp(Box<ChildSa>),
     /// A CHILD_SA was rekeyed: install `new`; the old one (`old_spi_in`) follows as
     /// `ChildSaDown` once it is deleted.

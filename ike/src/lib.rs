@@ -5,8 +5,10 @@
 //!
 //! The protocol surface follows quinn-proto: an [`Endpoint`] routes datagrams to [`IkeSa`]s;
 //! input is `handle_datagram(now, from, local, bytes)`, `handle_timeout(now)` and commands
-//! (`initiate`, `reauthenticate`, `rekey_child`, `delete_child`, `delete`, `dpd`); output is polled with
-//! `poll_transmit`, `poll_timeout` and `poll_event` ([`Event`]).
+//! (`initiate`, `reauthenticate`, `rekey_child`, `rekey_ike`, `delete_child`, `delete`,
+//! `dpd`); output is polled with `poll_transmit`, `poll_timeout` and `poll_event`
+//! ([`Event`]). Rekeying on the configured lifetimes and dead-peer detection run by
+//! themselves from `handle_timeout`.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 
@@ -27,8 +29,8 @@ pub mod traffic_selector;
 pub mod wire;
 
 pub use auth::{LocalAuthenticator, PeerAuthenticator, PeerIdentity, Psk};
-pub use config::Config;
+pub use config::{Config, SaLifetime};
 pub use endpoint::{Endpoint, SaHandle};
 pub use error::{Error, Result};
 pub use event::{ChildSa, Event, Lifetime, Mode, UdpEncap};
-pub use sa::{Accept, ChildTemplate, Datagram, IkeSa};
+pub use sa::{Accept, ChildTemplate, Datagram, Handover, IkeSa};

@@ -4,6 +4,7 @@
 
 use std::time::Instant;
 
+use super::collision::{lowest_nonce, ours_is_redundant, ChildCollision};
 use super::{dh_secret, random_nonce, rules, Child, Command, IkeSa, Task};
 use crate::crypto::{DhGroup, DhSecret, Random, Role, SharedSecret};
 use crate::error::Result;
@@ -15,6 +16,20 @@ use crate::wire::{
     TrafficSelectors, TsRange,
 };
 
+/// Where a CHILD_SA is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ChildState {
+    /// In use; may be rekeyed or deleted.
+    Installed,
+    /// Our CREATE_CHILD_SA rekeying it is in flight.
+    Rekeying,
+    /// Replaced by a rekey; waiting for its DELETE (ours queued, or the peer's). A rekey of
+    /// it is refused with TEMPORARY_FAILURE (§2.25.1).
+    Rekeyed,
+    /// Our DELETE of it is in flight.
+    Deleting,
+}
+
 /// Our proposal of a CHILD_SA, kept until the response arrives.
 pub(super) struct ChildRequest {
     spi_in: u32,
@@ -25,6 +40,9 @@ pub(super) struct ChildRequest {
     remote_ts: Vec<TsRange>,
     pub(super) rekey_of: Option<u32>,
     pub(super) reqid: u32,
+    /// The peer's rekey of the same SA that we answered while this one was in flight
+    /// (§2.8.1); kept here so that it survives the old SA's deletion.
+    collision: Option<ChildCollision>,
 }
 
 /// A CHILD_SA we accepted as responder of the exchange.
@@ -131,6 +149,7 @@ impl IkeSa {
             remote_ts,
             rekey_of: rekey_of.map(|c| c.spi_in),
             reqid,
+            collision: None,
         })
     }
 
@@ -274,7 +293,8 @@ impl IkeSa {
             mode,
             local_ts,
             remote_ts,
-            rekeying: false,
+            state: ChildState::Installed,
+            timers: None,
         };
         let event = self.child_event(&child, &child_keys, Role::Responder);
         let mut out: Vec<Payload> = Vec::new();
@@ -399,7 +419,8 @@ impl IkeSa {
             mode,
             local_ts,
             remote_ts,
-            rekeying: false,
+            state: ChildState::Installed,
+            timers: None,
         };
         let event = self.child_event(&child, &child_keys, Role::Initiator);
         Ok((child, event))
@@ -414,15 +435,13 @@ impl IkeSa {
         let Some(old) = self
             .children
             .iter()
-            .find(|c| c.spi_in == spi_in && !c.rekeying)
+            .find(|c| c.spi_in == spi_in && c.state == ChildState::Installed)
         else {
             return Ok(()); // deleted or already rekeyed meanwhile
         };
         let req = self.child_request(true, Some(&old.clone()), rng)?;
         let payloads = self.child_request_payloads(&req, false);
-        if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == spi_in) {
-            c.rekeying = true;
-        }
+        self.set_child_state(spi_in, ChildState::Rekeying);
         self.send_request(
             now,
             ExchangeType::CreateChildSa,
@@ -432,18 +451,26 @@ impl IkeSa {
         )
     }
 
+    fn set_child_state(&mut self, spi_in: u32, state: ChildState) {
+        if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == spi_in) {
+            c.state = state;
+        }
+    }
+
     pub(super) fn handle_create_child_response(
         &mut self,
-        _now: Instant,
+        now: Instant,
         payloads: Vec<Payload>,
         req: ChildRequest,
-        _rng: &mut dyn Random,
+        rng: &mut dyn Random,
     ) {
-        let has_error = payloads
+        let error = payloads
             .iter()
             .filter_map(Payload::as_notify)
-            .any(|n| n.notify_type.is_error());
-        let result = if has_error {
+            .find(|n| n.notify_type.is_error())
+            .map(|n| n.notify_type);
+        let mut nr = Vec::new();
+        let result = if error.is_some() {
             self.complete_child(&req, &payloads, &req.nonce, &[], false)
         } else if let Err(e) = rules::check(&payloads, &rules::CREATE_CHILD_SA) {
             Err(e.to_string())
@@ -452,38 +479,99 @@ impl IkeSa {
                 .filter(|n| n.has_valid_len())
                 .map(|n| n.0.clone())
             {
-                Some(nr) => self.complete_child(&req, &payloads, &req.nonce, &nr, false),
+                Some(n) => {
+                    nr = n;
+                    self.complete_child(&req, &payloads, &req.nonce, &nr, false)
+                }
                 None => Err("CREATE_CHILD_SA response without a valid nonce".into()),
             }
         };
-        match result {
-            Ok((child, event)) => {
-                let new = Box::new(event);
-                match req.rekey_of {
-                    Some(old_spi_in) => {
-                        self.events
-                            .push_back(Event::ChildSaRekeyed { old_spi_in, new });
-                        self.commands
-                            .push_back(Command::DeleteChild { spi_in: old_spi_in });
-                    }
-                    None => self.events.push_back(Event::ChildSaUp(new)),
+        let old = req
+            .rekey_of
+            .filter(|o| self.children.iter().any(|c| c.spi_in == *o));
+        match (result, old, req.collision.clone()) {
+            (Ok((mut child, event)), None, Some(theirs)) => {
+                // Both of us rekeyed it and the old SA is gone already (§2.8.1).
+                self.events.push_back(Event::ChildSaUp(Box::new(event)));
+                if ours_is_redundant(&req.nonce, &nr, &theirs.lowest_nonce) {
+                    child.state = ChildState::Rekeyed;
+                    self.commands.push_back(Command::DeleteChild {
+                        spi_in: child.spi_in,
+                    });
                 }
                 self.children.push(child);
             }
-            Err(reason) => {
-                if let Some(old) = req.rekey_of {
-                    if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == old) {
-                        c.rekeying = false;
+            (Ok((mut child, event)), Some(old), Some(theirs)) => {
+                // Both of us rekeyed it (§2.8.1); the peer's new SA was announced as the
+                // replacement when we answered, ours is installed too until one goes.
+                self.events.push_back(Event::ChildSaUp(Box::new(event)));
+                self.set_child_state(old, ChildState::Rekeyed);
+                if ours_is_redundant(&req.nonce, &nr, &theirs.lowest_nonce) {
+                    // Ours holds the lowest nonce: we delete it; the peer deletes the old one.
+                    child.state = ChildState::Rekeyed;
+                    self.commands.push_back(Command::DeleteChild {
+                        spi_in: child.spi_in,
+                    });
+                } else {
+                    // Ours survives: we delete the old one; the peer deletes its redundant SA.
+                    self.commands
+                        .push_back(Command::DeleteChild { spi_in: old });
+                }
+                self.children.push(child);
+            }
+            (Ok((child, event)), Some(old_spi_in), None) => {
+                self.events.push_back(Event::ChildSaRekeyed {
+                    old_spi_in,
+                    new: Box::new(event),
+                });
+                self.set_child_state(old_spi_in, ChildState::Rekeyed);
+                self.commands
+                    .push_back(Command::DeleteChild { spi_in: old_spi_in });
+                self.children.push(child);
+            }
+            (Ok((child, event)), None, _) => {
+                // A new CHILD_SA, or the rekey of one the peer deleted meanwhile.
+                self.events.push_back(Event::ChildSaUp(Box::new(event)));
+                self.children.push(child);
+            }
+            (Err(_), Some(old), Some(_)) => {
+                // The peer's rekey replaced it; the peer deletes the old SA (§2.8.1).
+                self.set_child_state(old, ChildState::Rekeyed);
+            }
+            (Err(reason), Some(old), None) => match error {
+                Some(NotifyType::TemporaryFailure) => {
+                    // The peer is busy with a colliding exchange (§2.25): try again later.
+                    self.set_child_state(old, ChildState::Installed);
+                    self.schedule_retry(now, Command::RekeyChild { spi_in: old }, rng);
+                }
+                Some(NotifyType::ChildSaNotFound) => {
+                    // The peer has no such SA any more (§2.25.1): neither may we.
+                    if let Some(i) = self.children.iter().position(|c| c.spi_in == old) {
+                        let c = self.children.remove(i);
+                        self.events.push_back(Event::ChildSaDown {
+                            reqid: c.reqid,
+                            spi_in: c.spi_in,
+                            spi_out: c.spi_out,
+                            reason: "peer does not know it (CHILD_SA_NOT_FOUND)".into(),
+                        });
                     }
                 }
-                self.events.push_back(Event::Failed { reason });
+                _ => {
+                    self.set_child_state(old, ChildState::Installed);
+                    self.events.push_back(Event::Failed { reason });
+                }
+            },
+            (Err(reason), None, _) => {
+                if req.rekey_of.is_none() {
+                    self.events.push_back(Event::Failed { reason });
+                }
             }
         }
     }
 
     pub(super) fn handle_create_child_request(
         &mut self,
-        _now: Instant,
+        now: Instant,
         id: u32,
         payloads: Vec<Payload>,
         rng: &mut dyn Random,
@@ -501,17 +589,20 @@ impl IkeSa {
         if sa_of(&payloads)
             .is_some_and(|sa| sa.proposals.iter().any(|p| p.protocol == ProtocolId::Ike))
         {
-            // IKE SA rekeying is not implemented yet; refusing keeps the old SA usable and
-            // the peer will retry or reauthenticate.
+            self.handle_ike_rekey_request(now, id, payloads, rng);
+            return;
+        }
+        if matches!(
+            self.pending.as_ref().map(|p| &p.task),
+            Some(Task::RekeyIke(_))
+        ) {
+            // No new or rekeyed CHILD_SA while we rekey the IKE SA (§2.25.2).
             self.send_response(
                 ExchangeType::CreateChildSa,
                 id,
-                refuse(NotifyType::NoProposalChosen),
+                refuse(NotifyType::TemporaryFailure),
                 rng,
             );
-            self.events.push_back(Event::Failed {
-                reason: "peer tried to rekey the IKE SA, which we do not support yet".into(),
-            });
             return;
         }
         let Some(ni) = nonce_of(&payloads)
@@ -537,6 +628,16 @@ impl IkeSa {
                 let found =
                     spi.and_then(|s| self.children.iter().find(|c| c.spi_out == s).cloned());
                 match found {
+                    Some(c) if matches!(c.state, ChildState::Rekeyed | ChildState::Deleting) => {
+                        // Already replaced or being closed (§2.25.1).
+                        self.send_response(
+                            ExchangeType::CreateChildSa,
+                            id,
+                            refuse(NotifyType::TemporaryFailure),
+                            rng,
+                        );
+                        return;
+                    }
                     Some(c) => Some(c),
                     None => {
                         let n = Notify::new(NotifyType::ChildSaNotFound)
@@ -566,8 +667,20 @@ impl IkeSa {
                 let new = Box::new(accepted.event);
                 match old {
                     Some(o) => {
-                        if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == o.spi_in) {
-                            c.rekeying = true;
+                        let collision = ChildCollision {
+                            spi_in: accepted.child.spi_in,
+                            lowest_nonce: lowest_nonce(&ni, &nr),
+                        };
+                        let ours = self.pending.as_mut().and_then(|p| match &mut p.task {
+                            Task::CreateChild(req) if req.rekey_of == Some(o.spi_in) => Some(req),
+                            _ => None,
+                        });
+                        match ours {
+                            // Our own rekey of it is in flight (§2.8.1): decided when its
+                            // answer comes.
+                            Some(req) => req.collision = Some(collision),
+                            // The peer deletes the old SA once it has the answer.
+                            None => self.set_child_state(o.spi_in, ChildState::Rekeyed),
                         }
                         self.events.push_back(Event::ChildSaRekeyed {
                             old_spi_in: o.spi_in,

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use super::{rules, IkeSa, Task};
+use super::{child::ChildState, rules, IkeSa, Task};
 use crate::crypto::Random;
 use crate::error::Result;
 use crate::event::Event;
@@ -11,7 +11,7 @@ use crate::wire::{Delete, ExchangeType, Notify, NotifyType, Payload, ProtocolId}
 impl IkeSa {
     pub(super) fn handle_informational_request(
         &mut self,
-        _now: Instant,
+        now: Instant,
         id: u32,
         payloads: Vec<Payload>,
         rng: &mut dyn Random,
@@ -33,7 +33,10 @@ impl IkeSa {
                     for spi in d.spis_u32().unwrap_or_default() {
                         if let Some(i) = self.children.iter().position(|c| c.spi_out == spi) {
                             let c = self.children.remove(i);
-                            deleted_in.push(c.spi_in);
+                            // Both deleting it at once: answer without it (§2.25.1).
+                            if c.state != ChildState::Deleting {
+                                deleted_in.push(c.spi_in);
+                            }
                             self.events.push_back(Event::ChildSaDown {
                                 reqid: c.reqid,
                                 spi_in: c.spi_in,
@@ -48,6 +51,7 @@ impl IkeSa {
         }
         if delete_ike {
             self.send_response(ExchangeType::Informational, id, Vec::new(), rng);
+            self.on_peer_deletes_rekeyed_sa(now);
             self.close("deleted by peer".into());
             return;
         }
@@ -65,6 +69,9 @@ impl IkeSa {
         spi_in: u32,
         rng: &mut dyn Random,
     ) -> Result<()> {
+        if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == spi_in) {
+            c.state = ChildState::Deleting;
+        }
         self.send_request(
             now,
             ExchangeType::Informational,

@@ -2,7 +2,10 @@
 //!
 //! Exchanges are small tasks in the submodules (strongSwan style): [`ike_init`] (IKE_SA_INIT
 //! with NAT detection), [`ike_auth`] (IKE_AUTH and the first CHILD_SA), [`child`]
-//! (CREATE_CHILD_SA: new and rekeyed CHILD_SAs) and [`informational`] (DELETE, liveness).
+//! (CREATE_CHILD_SA: new and rekeyed CHILD_SAs), [`ike_rekey`] (CREATE_CHILD_SA rekeying the
+//! IKE SA itself), [`collision`] (simultaneous rekeys and rekey-vs-delete, §2.8.1, §2.8.2,
+//! §2.25), [`lifetime`] (rekey/expiry schedule and dead-peer detection) and [`informational`]
+//! (DELETE, liveness).
 //! Before any handler runs, [`rules`] checks which payloads the message must and may carry
 //! (libreswan style).
 //!
@@ -16,9 +19,12 @@
 //! IKE_AUTH signs are dropped once IKE_AUTH is done.
 
 mod child;
+mod collision;
 mod ike_auth;
 mod ike_init;
+mod ike_rekey;
 mod informational;
+mod lifetime;
 mod natd;
 mod protect;
 mod reauth;
@@ -44,6 +50,7 @@ use crate::wire::{
 };
 
 pub use ike_init::Accept;
+pub use ike_rekey::Handover;
 pub use reauth::ChildTemplate;
 
 /// One UDP datagram to send.
@@ -67,6 +74,8 @@ enum State {
     Established,
     /// We sent a DELETE for the IKE SA.
     Deleting,
+    /// Superseded by a rekey (its CHILD_SAs moved on); waiting for the peer's DELETE.
+    Rekeyed,
     /// Gone; only queued output remains.
     Closed,
 }
@@ -116,6 +125,7 @@ enum Task {
     Dpd,
     DeleteChild { spi_in: u32 },
     DeleteIke,
+    RekeyIke(ike_rekey::IkeRekeyRequest),
 }
 
 /// A command waiting for the request window.
@@ -131,6 +141,7 @@ enum Command {
     DeleteIke,
     /// A planned CHILD_SA of a reauthenticated SA ([`reauth`]).
     CreateChild,
+    RekeyIke,
 }
 
 /// An installed CHILD_SA.
@@ -143,8 +154,10 @@ struct Child {
     mode: Mode,
     local_ts: Vec<TsRange>,
     remote_ts: Vec<TsRange>,
-    /// A rekey of this SA is in progress or done: do not start another.
-    rekeying: bool,
+    /// Where it is in its life: rekeys and deletes start only from `Installed`.
+    state: child::ChildState,
+    /// When to rekey and delete it; drawn when it is first seen by the timers.
+    timers: Option<lifetime::ChildTimers>,
 }
 
 /// One IKE SA. See the [module documentation](self).
@@ -182,6 +195,8 @@ pub struct IkeSa {
     half_open_deadline: Option<Instant>,
     transmits: VecDeque<Datagram>,
     events: VecDeque<Event>,
+    /// Lifetimes, liveness, rekey retries and the hand-over to a successor SA.
+    life: lifetime::Lifecycle,
 }
 
 impl core::fmt::Debug for IkeSa {
@@ -236,6 +251,7 @@ impl IkeSa {
             half_open_deadline: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
+            life: lifetime::Lifecycle::default(),
         }
     }
 
@@ -303,14 +319,18 @@ impl IkeSa {
     /// When [`handle_timeout`](Self::handle_timeout) must next be called.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let retransmit = self.pending.as_ref().map(|p| p.timer.deadline());
-        match (retransmit, self.half_open_deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            retransmit,
+            self.half_open_deadline,
+            self.lifecycle_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
-    /// Runs timers due at `now`: retransmission, giving up on a silent peer, and the
-    /// responder's half-open limit.
+    /// Runs timers due at `now`: retransmission, giving up on a silent peer, the responder's
+    /// half-open limit, and the [`lifetime`] timers (rekeys, expiry, DPD, retries).
     pub fn handle_timeout(&mut self, now: Instant, rng: &mut dyn Random) {
         if self.state == State::Closed {
             return;
@@ -322,6 +342,7 @@ impl IkeSa {
                 return;
             }
         }
+        self.handle_lifecycle_timeout(now, rng);
         let Some(p) = self.pending.as_mut() else {
             return;
         };
@@ -338,6 +359,10 @@ impl IkeSa {
                 let tries = p.timer.retransmissions();
                 if matches!(p.task, Task::DeleteIke) {
                     self.close("deleted (peer did not confirm)".into());
+                } else if matches!(p.task, Task::Dpd) {
+                    self.fail(format!(
+                        "peer did not answer DPD after {tries} retransmissions"
+                    ));
                 } else {
                     self.fail(format!(
                         "peer did not answer {exchange} after {tries} retransmissions"
@@ -379,11 +404,13 @@ impl IkeSa {
         if header.flags.initiator() != (self.role == Role::Responder) {
             return Err(Error::Protocol("I flag does not match our role".into()));
         }
-        if header.flags.response() {
+        let result = if header.flags.response() {
             self.handle_response(now, from, local, data, header, rng)
         } else {
             self.handle_request(now, from, local, data, header, rng)
-        }
+        };
+        self.schedule_lifetimes(now, rng);
+        result
     }
 
     fn handle_response(
@@ -410,7 +437,7 @@ impl IkeSa {
         let Some(payloads) = self.unprotect(data, header.message_id)? else {
             return Ok(());
         };
-        self.note_peer_address(from, local);
+        self.note_peer_address(now, from, local);
         let Some(p) = self.pending.take() else {
             return Ok(());
         };
@@ -421,6 +448,7 @@ impl IkeSa {
             Task::Dpd => {}
             Task::DeleteChild { spi_in } => self.handle_delete_child_response(spi_in, &payloads),
             Task::DeleteIke => self.close("deleted".into()),
+            Task::RekeyIke(req) => self.handle_ike_rekey_response(now, payloads, req, rng),
         }
         self.kick(now, rng);
         Ok(())
@@ -463,7 +491,11 @@ impl IkeSa {
         let Some(payloads) = self.unprotect(data, id)? else {
             return Ok(());
         };
-        self.note_peer_address(from, local);
+        if self.awaiting_adoption(header.exchange_type, &payloads) {
+            // Dropped unanswered: the peer retransmits once we hold the CHILD_SAs (§2.8.2).
+            return Ok(());
+        }
+        self.note_peer_address(now, from, local);
         self.peer_message_id = id.wrapping_add(1);
         match (header.exchange_type, self.state) {
             (ExchangeType::IkeAuth, State::Connecting) if self.role == Role::Responder => {
@@ -472,8 +504,14 @@ impl IkeSa {
             (ExchangeType::CreateChildSa, State::Established) => {
                 self.handle_create_child_request(now, id, payloads, rng)
             }
-            (ExchangeType::Informational, State::Established | State::Deleting) => {
-                self.handle_informational_request(now, id, payloads, rng)
+            (
+                ExchangeType::Informational,
+                State::Established | State::Deleting | State::Rekeyed,
+            ) => self.handle_informational_request(now, id, payloads, rng),
+            (ExchangeType::CreateChildSa, State::Deleting | State::Rekeyed) => {
+                // Closing or superseded: refuse new and rekeyed SAs for now (§2.25.1, §2.25.2).
+                let n = crate::wire::Notify::new(crate::wire::NotifyType::TemporaryFailure);
+                self.send_response(ExchangeType::CreateChildSa, id, vec![n.into()], rng);
             }
             (exchange, _) => {
                 // Not acceptable now: answer so the peer's window moves on.
@@ -539,8 +577,9 @@ impl IkeSa {
     }
 
     /// After an authenticated message: follow the peer's address (NAT-T floating and NAT
-    /// mapping changes, RFC 7296 §2.23).
-    fn note_peer_address(&mut self, from: SocketAddr, local: SocketAddr) {
+    /// mapping changes, RFC 7296 §2.23), and note that the peer is alive (no DPD needed).
+    fn note_peer_address(&mut self, now: Instant, from: SocketAddr, local: SocketAddr) {
+        self.life.last_heard = Some(now);
         self.remote = from;
         self.local = local;
         if local.port() == self.config.nat_t_port {
@@ -686,6 +725,7 @@ impl IkeSa {
                 Command::DeleteChild { spi_in } => self.start_delete_child(now, spi_in, rng),
                 Command::RekeyChild { spi_in } => self.start_rekey_child(now, spi_in, rng),
                 Command::CreateChild => self.start_create_child(now, rng),
+                Command::RekeyIke => self.start_rekey_ike(now, rng),
             };
             if let Err(e) = result {
                 self.events.push_back(Event::Failed {
@@ -781,9 +821,11 @@ impl IkeSa {
 
     /// Reports a failure and ends the SA.
     fn fail(&mut self, reason: String) {
-        self.events.push_back(Event::Failed {
-            reason: reason.clone(),
-        });
+        if !self.life.quiet {
+            self.events.push_back(Event::Failed {
+                reason: reason.clone(),
+            });
+        }
         self.close(reason);
     }
 
@@ -800,7 +842,10 @@ impl IkeSa {
                 reason: reason.clone(),
             });
         }
-        self.events.push_back(Event::IkeSaDown { reason });
+        // A superseded or redundant SA (§2.18, §2.8.2) has nothing left to report.
+        if !self.life.quiet {
+            self.events.push_back(Event::IkeSaDown { reason });
+        }
         self.state = State::Closed;
         self.pending = None;
         self.keys = None;
@@ -808,6 +853,7 @@ impl IkeSa {
         self.commands.clear();
         self.reassembly = None;
         self.half_open_deadline = None;
+        self.life.clear();
     }
 
     fn encap_ports(&self) -> Option<UdpEncap> {
