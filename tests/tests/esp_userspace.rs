@@ -15,7 +15,9 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddrV4, TcpListener, TcpStream, UdpSocket};
+use std::net::{
+    IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream, UdpSocket,
+};
 use std::os::fd::AsRawFd;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -29,6 +31,8 @@ use esp::{Algorithm, InboundSa, Mode, OutboundSa, SaConfig};
 
 const A: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
 const B: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 2);
+const A6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 1);
+const B6: Ipv6Addr = Ipv6Addr::new(0xfd77, 0, 0, 0, 0, 0, 0, 2);
 const SPI_AB: u32 = 0xa0b0_0001;
 const SPI_BA: u32 = 0xb0a0_0001;
 const KEY_AB: [u8; 36] = [0x11; 36];
@@ -102,11 +106,12 @@ impl Lab {
             "ip", "-n", &lab.a, "link", "add", "va", "type", "veth", "peer", "name", "vb", "netns",
             &lab.b,
         ]);
-        for (ns, dev, addr) in [
-            (&lab.a, "va", "10.77.0.1/24"),
-            (&lab.b, "vb", "10.77.0.2/24"),
+        for (ns, dev, addr, addr6) in [
+            (&lab.a, "va", "10.77.0.1/24", "fd77::1/64"),
+            (&lab.b, "vb", "10.77.0.2/24", "fd77::2/64"),
         ] {
             sh(&["ip", "-n", ns, "addr", "add", addr, "dev", dev]);
+            sh(&["ip", "-n", ns, "addr", "add", addr6, "dev", dev, "nodad"]);
             sh(&["ip", "-n", ns, "link", "set", dev, "up"]);
         }
         lab
@@ -187,7 +192,7 @@ fn leftovers(tun: &str, nft_table: &str) -> String {
 /// left behind.
 fn run_datapath(
     ns: &str,
-    (cfg, peer, pc): (DatapathConfig, Ipv4Addr, PeerConfig),
+    (cfg, peer, pc): (DatapathConfig, IpAddr, PeerConfig),
     sas: (OutboundSa, InboundSa),
 ) -> (
     mpsc::Sender<()>,
@@ -301,11 +306,17 @@ fn exchange_traffic(lab: &Lab) {
 
 /// TCP: 2 MB one way and echoed back; UDP: 200 datagrams each echoed; from `client` in
 /// namespace `client_ns` to `server` in `server_ns`.
-fn exchange(client_ns: &str, client: Ipv4Addr, server_ns: &str, server: Ipv4Addr) {
+fn exchange(
+    client_ns: &str,
+    client: impl Into<IpAddr>,
+    server_ns: &str,
+    server: impl Into<IpAddr>,
+) {
+    let (client, server) = (client.into(), server.into());
     let server_addr = server;
     let server = in_ns(server_ns, move || {
-        let l = TcpListener::bind(SocketAddrV4::new(server_addr, 5001)).unwrap();
-        let u = UdpSocket::bind(SocketAddrV4::new(server_addr, 5002)).unwrap();
+        let l = TcpListener::bind(SocketAddr::new(server_addr, 5001)).unwrap();
+        let u = UdpSocket::bind(SocketAddr::new(server_addr, 5002)).unwrap();
         let udp = thread::spawn(move || {
             let mut b = [0u8; 2048];
             for _ in 0..200 {
@@ -328,11 +339,9 @@ fn exchange(client_ns: &str, client: Ipv4Addr, server_ns: &str, server: Ipv4Addr
     thread::sleep(Duration::from_millis(200));
     let client_addr = client;
     let client = in_ns(client_ns, move || {
-        let mut s = TcpStream::connect_timeout(
-            &SocketAddrV4::new(server_addr, 5001).into(),
-            Duration::from_secs(5),
-        )
-        .expect("TCP connect through the ESP datapath");
+        let mut s =
+            TcpStream::connect_timeout(&SocketAddr::new(server_addr, 5001), Duration::from_secs(5))
+                .expect("TCP connect through the ESP datapath");
         s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         let data: Vec<u8> = SECRET.iter().copied().cycle().take(2 << 20).collect();
         let mut r = s.try_clone().unwrap();
@@ -345,13 +354,12 @@ fn exchange(client_ns: &str, client: Ipv4Addr, server_ns: &str, server: Ipv4Addr
         s.shutdown(std::net::Shutdown::Write).unwrap();
         assert!(reader.join().unwrap() == data, "TCP echo corrupted");
 
-        let u = UdpSocket::bind(SocketAddrV4::new(client_addr, 0)).unwrap();
+        let u = UdpSocket::bind(SocketAddr::new(client_addr, 0)).unwrap();
         u.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         for i in 0..200u32 {
             let mut msg = SECRET.to_vec();
             msg.extend_from_slice(&i.to_be_bytes());
-            u.send_to(&msg, SocketAddrV4::new(server_addr, 5002))
-                .unwrap();
+            u.send_to(&msg, SocketAddr::new(server_addr, 5002)).unwrap();
             let mut b = [0u8; 2048];
             let n = u.recv(&mut b).expect("UDP echo through the ESP datapath");
             assert_eq!(&b[..n], &msg[..]);
@@ -362,7 +370,7 @@ fn exchange(client_ns: &str, client: Ipv4Addr, server_ns: &str, server: Ipv4Addr
 }
 
 /// A datapath configuration with its one peer, for each side.
-type Side = (DatapathConfig, Ipv4Addr, PeerConfig);
+type Side = (DatapathConfig, IpAddr, PeerConfig);
 
 /// UDP datagrams larger than the TUN MTU, echoed: the stack fragments them before the TUN,
 /// and tunnel mode carries the fragments (transport mode cannot, RFC 4303 §3.3.4).
@@ -428,7 +436,7 @@ fn configs(lab_tag: &str, encapsulation: Encapsulation, selectors: bool) -> (Sid
             },
         ];
     }
-    ((a, B, pa), (b, A, pb))
+    ((a, B.into(), pa), (b, A.into(), pb))
 }
 
 fn scenario(tag: &str, encapsulation: Encapsulation, mode: Mode, wire_filter: &str) {
@@ -520,6 +528,83 @@ fn tcp_and_udp_over_esp_in_udp_transport_mode() {
 #[test]
 fn tcp_and_udp_over_raw_esp_transport_mode() {
     scenario("raw", Encapsulation::Raw, Mode::Transport, "ip proto 50");
+}
+
+/// IPv6 peers: the same hosts talk over IPv6 (fd77::/64) through the datapath, while their
+/// IPv4 traffic, not a peer, passes in clear.
+fn scenario6(tag: &str, encapsulation: Encapsulation, mode: Mode, wire_filter: &str) {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED esp_userspace {tag}: {why}");
+        return;
+    }
+    let lab = Lab::new(tag);
+    let (mut cfg_a, mut cfg_b) = configs(tag, encapsulation, true);
+    cfg_a.0.local6 = Some(A6);
+    cfg_b.0.local6 = Some(B6);
+    cfg_a.1 = B6.into();
+    cfg_b.1 = A6.into();
+    cfg_a.2.mode = mode;
+    cfg_b.2.mode = mode;
+    let mut cap = Capture::start(&lab.a, "va", tag);
+    let (stop_a, dp_a) = run_datapath(
+        &lab.a,
+        cfg_a,
+        sa_pair_mode(mode, SPI_AB, &KEY_AB, SPI_BA, &KEY_BA),
+    );
+    let (stop_b, dp_b) = run_datapath(
+        &lab.b,
+        cfg_b,
+        sa_pair_mode(mode, SPI_BA, &KEY_BA, SPI_AB, &KEY_AB),
+    );
+    exchange(&lab.a, A6, &lab.b, B6);
+    // IPv4 between the same hosts is not protected here.
+    sh(&[
+        "ip",
+        "netns",
+        "exec",
+        &lab.a,
+        "ping",
+        "-c",
+        "2",
+        "-W",
+        "2",
+        "10.77.0.2",
+    ]);
+    stop_a.send(()).unwrap();
+    stop_b.send(()).unwrap();
+    let (stats_a, left_a) = dp_a.join().unwrap();
+    let (stats_b, left_b) = dp_b.join().unwrap();
+    cap.finish();
+    eprintln!("{tag}: A {stats_a:?}\n{tag}: B {stats_b:?}");
+    for st in [&stats_a, &stats_b] {
+        assert!(st.tx_packets > 100 && st.rx_packets > 100, "{st:?}");
+        assert_eq!(st.rx_dropped, 0, "{st:?}");
+    }
+    assert_eq!(cap.count("tcp port 5001 or udp port 5002"), 0, "plaintext");
+    assert!(cap.count(wire_filter) > 200, "ESP over IPv6");
+    assert!(cap.count("icmp") >= 4, "IPv4 ping in clear");
+    assert!(left_a.is_empty(), "left behind in A:\n{left_a}");
+    assert!(left_b.is_empty(), "left behind in B:\n{left_b}");
+}
+
+#[test]
+fn ipv6_peers_esp_in_udp_transport_mode() {
+    scenario6(
+        "v6u",
+        Encapsulation::UDP_4500,
+        Mode::Transport,
+        "ip6 and udp port 4500",
+    );
+}
+
+#[test]
+fn ipv6_peers_raw_esp_tunnel_mode() {
+    scenario6(
+        "v6r",
+        Encapsulation::Raw,
+        Mode::Tunnel,
+        "ip6 and ip6 proto 50",
+    );
 }
 
 /// Tunnel mode between the two hosts (the inner packet is the whole IP packet, next header
@@ -655,6 +740,11 @@ fn ike_messages_share_the_nat_t_socket() {
         assert_eq!(
             dp.send_keepalive(B).unwrap_err().kind(),
             std::io::ErrorKind::NotFound
+        );
+        // An IPv6 peer needs our IPv6 address.
+        assert_eq!(
+            dp.add_peer(B6, cfg_a.2.clone()).unwrap_err().kind(),
+            std::io::ErrorKind::InvalidInput
         );
         dp.add_peer(B, cfg_a.2).unwrap();
         dp.send_keepalive(B).unwrap();
@@ -1171,7 +1261,7 @@ fn one_host_two_peers_remove_one() {
     cfg_b.tun_name = "espmpb".into();
     let (stop_b, dp_b) = run_datapath(
         &star.b,
-        (cfg_b, A, PeerConfig::new()),
+        (cfg_b, A.into(), PeerConfig::new()),
         sa_pair(SPI_BA, &KEY_BA, SPI_AB, &KEY_AB),
     );
     let mut cfg_c = DatapathConfig::new(C);
@@ -1182,7 +1272,7 @@ fn one_host_two_peers_remove_one() {
     };
     let (stop_c, dp_c) = run_datapath(
         &star.c,
-        (cfg_c, A, c_raw),
+        (cfg_c, A.into(), c_raw),
         sa_pair(SPI_CA, &KEY_CA, SPI_AC, &KEY_AC),
     );
 
@@ -1388,7 +1478,7 @@ fn tunnel_mode_interoperates_with_strongswan_libipsec() {
     let mut cap = Capture::start(client.namespace(), "lab0", "swan");
     let (stop, dp) = run_datapath(
         client.namespace(),
-        (cfg, sa, tunnel),
+        (cfg, sa.into(), tunnel),
         sa_pair_mode(Mode::Tunnel, spi_out, &key_out, spi_in, &key_in),
     );
     exchange(client.namespace(), ca, share.namespace(), sa);

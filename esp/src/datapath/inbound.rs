@@ -9,15 +9,17 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::offload::{TcpCoalescer, VnetHdr, VNET_HDR_LEN};
-use super::{bump, lock, sys, Encapsulation, Peer, Shared, BUF_LEN, POLL_MS, V4};
-use crate::header::{EspHeader, NEXT_HEADER_IPV4, NEXT_HEADER_NONE};
-use crate::ip::{write_ipv4_header, IpLayout, IpVersion, IPV4_HEADER_LEN};
+use super::{bump, lock, sys, Encapsulation, IpHeader, Peer, Shared, BUF_LEN, POLL_MS};
+use crate::header::{EspHeader, NEXT_HEADER_NONE};
+use crate::ip::{
+    write_ipv4_header, write_ipv6_header, IpLayout, IpVersion, IPV4_HEADER_LEN, IPV6_HEADER_LEN,
+};
 use crate::udp_encap::{classify, Encapsulated};
 use crate::Mode;
 
-/// Room in front of a received ESP packet for the virtio and IPv4 headers we rebuild (the
-/// 16 bytes of ESP header and IV cover the rest).
-const HEADROOM: usize = 32;
+/// Room in front of a received ESP packet for the virtio and IP headers we rebuild (IPv6:
+/// 10 + 40 bytes; the 16 bytes of ESP header and IV cover the rest).
+const HEADROOM: usize = 48;
 /// Raw ESP has no GRO: one `recvmmsg` fills up to this many slots of `HEADROOM + BUF_LEN`.
 const RAW_BATCH: usize = 16;
 const SLOT_LEN: usize = HEADROOM + BUF_LEN;
@@ -46,9 +48,10 @@ pub(super) fn rx_loop(sh: &Shared, tun: &File) {
         }
     };
     let mut lens = [0usize; RAW_BATCH];
+    let mut from = [None; RAW_BATCH];
     while !sh.stop.load(Ordering::Relaxed) {
         let mut idle = true;
-        if let Some(udp) = &sh.udp {
+        for udp in [&sh.udp, &sh.udp6].into_iter().flatten() {
             match sys::recv_gro(udp.as_raw_fd(), &mut buf[HEADROOM..SLOT_LEN]) {
                 Ok((n, seg, from)) => {
                     idle = false;
@@ -66,17 +69,46 @@ pub(super) fn rx_loop(sh: &Shared, tun: &File) {
                 Err(_) => idle = false,
             }
         }
-        if let Some(raw) = sh.raw_fd() {
-            match sys::recvmmsg_slots(raw, &mut buf, SLOT_LEN, HEADROOM, &mut lens) {
+        for (raw, v6) in [(&sh.raw, false), (&sh.raw6, true)] {
+            let Some(raw) = raw.get() else {
+                continue;
+            };
+            let got = sys::recvmmsg_slots(
+                raw.as_raw_fd(),
+                &mut buf,
+                SLOT_LEN,
+                HEADROOM,
+                &mut lens,
+                &mut from,
+            );
+            match got {
                 Ok(k) => {
                     idle = false;
                     if k > 1 {
                         bump(&st.rx_batched_reads, 1);
                     }
                     let mut cache = None;
-                    for (i, &n) in lens.iter().enumerate().take(k) {
+                    for i in 0..k {
                         let slot = &mut buf[i * SLOT_LEN..(i + 1) * SLOT_LEN];
-                        deliver_raw(sh, slot, n, &mut cache, &mut coalescer, &mut write_tun);
+                        bump(&st.rx_bytes, lens[i] as u64);
+                        let Some((esp, sender)) =
+                            raw_esp(&slot[HEADROOM..HEADROOM + lens[i]], v6, from[i])
+                        else {
+                            bump(&st.rx_dropped, 1);
+                            continue;
+                        };
+                        deliver_esp(
+                            sh,
+                            slot,
+                            (HEADROOM + esp.start)..(HEADROOM + esp.end),
+                            Arrival {
+                                from: sender,
+                                port: None,
+                            },
+                            &mut cache,
+                            &mut coalescer,
+                            &mut write_tun,
+                        );
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -89,7 +121,12 @@ pub(super) fn rx_loop(sh: &Shared, tun: &File) {
             // (raw ESP, or UDP without GRO); while packets keep coming, the coalescer
             // flushes itself when full or when the flow's run ends.
             coalescer.flush(&mut write_tun);
-            let fds = [sh.udp.as_ref().map(|s| s.as_raw_fd()), sh.raw_fd()];
+            let fds = [
+                sh.udp.as_ref().map(|s| s.as_raw_fd()),
+                sh.udp6.as_ref().map(|s| s.as_raw_fd()),
+                sh.raw.get().map(|s| s.as_raw_fd()),
+                sh.raw6.get().map(|s| s.as_raw_fd()),
+            ];
             let _ = sys::wait_readable_any(&fds, POLL_MS);
         }
     }
@@ -147,33 +184,23 @@ fn deliver_udp(
     }
 }
 
-/// Delivers the raw IPv4 packet carrying ESP at `slot[HEADROOM..HEADROOM + n]` (`n` 0: empty
-/// or truncated, which is dropped).
-fn deliver_raw(
-    sh: &Shared,
-    slot: &mut [u8],
-    n: usize,
-    cache: &mut SpiCache,
-    coalescer: &mut TcpCoalescer,
-    write_tun: &mut impl FnMut(&[u8]),
-) {
-    let st = &sh.stats;
-    bump(&st.rx_bytes, n as u64);
-    let data = &slot[HEADROOM..HEADROOM + n];
-    let esp = match IpLayout::parse(data) {
-        Ok(l) if n > 0 && l.version == IpVersion::V4 => {
-            (HEADROOM + l.header_len)..(HEADROOM + l.total_len)
-        }
-        _ => {
-            bump(&st.rx_dropped, 1);
-            return;
-        }
-    };
-    let arrival = Arrival {
-        from: IpAddr::V4(Ipv4Addr::new(data[12], data[13], data[14], data[15])),
-        port: None,
-    };
-    deliver_esp(sh, slot, esp, arrival, cache, coalescer, write_tun);
+/// Where the ESP packet lies in what a raw socket returned, and who sent it: IPv4 raw
+/// sockets return the IP header too, IPv6 ones only the ESP packet (the sender comes with
+/// it). `None` for an empty, truncated or unparseable read.
+fn raw_esp(data: &[u8], v6: bool, from: Option<IpAddr>) -> Option<(Range<usize>, IpAddr)> {
+    if data.is_empty() {
+        return None;
+    }
+    if v6 {
+        return Some((0..data.len(), from?));
+    }
+    match IpLayout::parse(data) {
+        Ok(l) if l.version == IpVersion::V4 => Some((
+            l.header_len..l.total_len,
+            IpAddr::V4(Ipv4Addr::new(data[12], data[13], data[14], data[15])),
+        )),
+        _ => None,
+    }
 }
 
 /// Opens the ESP packet at `buf[esp]` and delivers what it carries, or counts why not.
@@ -191,11 +218,19 @@ fn deliver_esp(
         bump(&st.rx_dropped, 1);
         return;
     };
-    let IpAddr::V4(peer4) = peer.addr else {
+    let local = match peer.addr {
+        IpAddr::V4(_) => Some(IpAddr::V4(sh.cfg.local)),
+        IpAddr::V6(_) => sh.cfg.local6.map(IpAddr::V6),
+    };
+    let Some(local) = local else {
         bump(&st.rx_dropped, 1);
         return;
     };
-    let (src, dst) = (peer4.octets(), sh.cfg.local.octets());
+    // TCP/IPv4 coalesces into TSO writes; the coalescer takes the addresses as octets.
+    let v4 = match (peer.addr, local) {
+        (IpAddr::V4(p), IpAddr::V4(l)) => Some((p, l)),
+        _ => None,
+    };
     match peer.cfg.mode {
         Mode::Transport => {
             if !peer.selected(next_header, &buf[payload.clone()], false) {
@@ -203,23 +238,34 @@ fn deliver_esp(
                 return;
             }
             bump(&st.rx_packets, 1);
-            if next_header == 6 && coalescer.add(&buf[payload.clone()], src, dst, write_tun) {
-                return;
+            if let Some((p, l)) = v4 {
+                if next_header == 6
+                    && coalescer.add(&buf[payload.clone()], p.octets(), l.octets(), write_tun)
+                {
+                    return;
+                }
             }
             coalescer.flush(write_tun);
-            // ESP header and IV (at least 16 bytes) plus headroom hold the virtio and IPv4
+            // ESP header and IV (at least 16 bytes) plus headroom hold the virtio and IP
             // headers.
-            let ip_start = payload.start - IPV4_HEADER_LEN;
+            let header_len = if v4.is_some() {
+                IPV4_HEADER_LEN
+            } else {
+                IPV6_HEADER_LEN
+            };
+            let ip_start = payload.start - header_len;
             let vnet_start = ip_start - VNET_HDR_LEN;
-            if write_ipv4_header(
-                &mut buf[ip_start..payload.start],
-                peer4,
-                sh.cfg.local,
-                next_header,
-                payload.len(),
-            )
-            .is_err()
-            {
+            let header = &mut buf[ip_start..payload.start];
+            let written = match (peer.addr, local) {
+                (IpAddr::V4(p), IpAddr::V4(l)) => {
+                    write_ipv4_header(header, p, l, next_header, payload.len())
+                }
+                (IpAddr::V6(p), IpAddr::V6(l)) => {
+                    write_ipv6_header(header, p, l, next_header, payload.len())
+                }
+                _ => Err(crate::Error::MalformedIp("address families differ")),
+            };
+            if written.is_err() {
                 bump(&st.rx_dropped, 1);
                 return;
             }
@@ -230,11 +276,11 @@ fn deliver_esp(
             // Host to host: the inner packet must be from the peer to us (RFC 4301 §5.2:
             // the inner header is checked against the SA's selectors).
             let inner = &buf[payload.clone()];
-            let layout = match V4::parse(inner) {
+            let layout = match IpHeader::parse(inner) {
                 Some(l)
-                    if next_header == NEXT_HEADER_IPV4
-                        && l.src == peer4
-                        && l.dst == sh.cfg.local =>
+                    if next_header == l.tunnel_next_header()
+                        && l.src == peer.addr
+                        && l.dst == local =>
                 {
                     l
                 }
@@ -249,14 +295,16 @@ fn deliver_esp(
                 return;
             }
             bump(&st.rx_packets, 1);
-            // Only whole, option-less packets coalesce: the coalescer rebuilds a plain
+            // Only whole, option-less IPv4 packets coalesce: the coalescer rebuilds a plain
             // header.
-            if layout.protocol == 6
-                && !layout.fragment
-                && layout.header_len == IPV4_HEADER_LEN
-                && coalescer.add(transport, src, dst, write_tun)
-            {
-                return;
+            if let Some((p, l)) = v4 {
+                if layout.protocol == 6
+                    && !layout.fragment
+                    && layout.header_len == IPV4_HEADER_LEN
+                    && coalescer.add(transport, p.octets(), l.octets(), write_tun)
+                {
+                    return;
+                }
             }
             coalescer.flush(write_tun);
             let vnet_start = payload.start - VNET_HDR_LEN;

@@ -19,6 +19,7 @@
 //!     iifname "TUN" accept                                   decrypted by us
 //!     ip saddr PEER meta l4proto 50 accept                   ESP itself            } per
 //!     ip saddr PEER udp dport { 500, NATT } accept           IKE and ESP-in-UDP    } peer
+//!     ip6 saddr PEER icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept  (IPv6)
 //!     ip saddr PEER [meta l4proto X] [th sport R] [th dport L] counter drop   per selector
 //!   }
 //! }
@@ -117,6 +118,13 @@ pub(crate) fn ruleset(cfg: &DatapathConfig, peers: &[(IpAddr, &PeerConfig)]) -> 
             "\t\t{ip} saddr {peer} meta l4proto 50 accept\n\
              \t\t{ip} saddr {peer} udp dport {{ {udp_ports} }} accept\n"
         ));
+        if peer.is_ipv6() {
+            // Neighbour discovery (RFC 4861) from the peer's address must pass, or neither
+            // side can resolve the other's link address and no ESP flows at all.
+            s.push_str(&format!(
+                "\t\tip6 saddr {peer} icmpv6 type {{ nd-neighbor-solicit, nd-neighbor-advert }} accept\n"
+            ));
+        }
         let selectors: &[Selector] = if pc.selectors.is_empty() {
             &all
         } else {
@@ -249,6 +257,7 @@ mod tests {
         let r = ruleset(&cfg(), &[(PEER, &nfs), (other, &plain)]);
         assert!(r.contains("ip saddr 10.0.0.2 meta l4proto 6 th sport 2049 counter drop"));
         assert!(r.contains("ip saddr 10.0.0.3 counter drop"));
+        assert!(!r.contains("icmpv6"));
         assert!(r.contains("ip saddr 10.0.0.3 meta l4proto 50 accept"));
         // Each peer's exemptions precede its drops.
         let at = |needle: &str| r.find(needle).unwrap();
@@ -257,6 +266,9 @@ mod tests {
         let v6: IpAddr = "fd00::3".parse().unwrap();
         let r6 = ruleset(&cfg(), &[(v6, &nfs)]);
         assert!(r6.contains("ip6 saddr fd00::3 meta l4proto 50 accept"));
+        let nd = r6.find("nd-neighbor-advert } accept").unwrap();
+        assert!(nd < r6.find("counter drop").unwrap());
+
         assert!(r6.contains("ip6 saddr fd00::3 meta l4proto 6 th sport 2049 counter drop"));
         // No peer: only the TUN exemption, nothing dropped.
         let empty = ruleset(&cfg(), &[]);

@@ -10,10 +10,11 @@
 //!   selectors) to a private table whose routes go through the TUN. Our own sockets carry a
 //!   firewall mark that a higher-priority rule sends to the main table, so ESP never loops
 //!   back into the TUN (see [`routing`](self) for the exact layout).
-//! - **Outbound.** Each captured IPv4 packet is looked up by destination and sealed with
+//! - **Outbound.** Each captured packet is looked up by destination and sealed with
 //!   that peer's outbound SA: in transport mode its transport payload becomes the ESP
 //!   payload and its protocol the next header; in tunnel mode (host to host: the inner
-//!   addresses are the two hosts) the whole IP packet is the payload, next header 4. The
+//!   addresses are the two hosts) the whole IP packet is the payload, next header 4 (41 for
+//!   IPv6). The
 //!   ESP packet leaves from a marked UDP socket to the peer's port 4500 (RFC 3948; what IBM
 //!   Cloud requires), or from a raw protocol-50 socket.
 //! - **Inbound.** ESP received on either socket is matched to its SA by SPI (one unconnected
@@ -79,9 +80,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! IPv4 only for now. IPv4 fragments captured from the TUN (datagrams larger than its MTU)
-//! travel whole in tunnel mode, checked against port-less selectors only; transport mode
-//! drops them (it applies to whole datagrams, RFC 4303 §3.3.4; TCP never makes them).
+//! IPv4 and IPv6 peers (IPv6 needs [`DatapathConfig::local6`]); the offloads (TSO, GSO,
+//! coalescing) are IPv4-only, so IPv6 moves one packet per system call. IPv4 fragments
+//! captured from the TUN (datagrams larger than its MTU) travel whole in tunnel mode,
+//! checked against port-less selectors only; transport mode drops them (it applies to whole
+//! datagrams, RFC 4303 §3.3.4; TCP never makes them), and IPv6 fragments are dropped in both
+//! modes. IPv6 extension headers before the transport header are not carried in transport
+//! mode.
 
 mod inbound;
 mod inbound_policy;
@@ -92,7 +97,7 @@ mod sys;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
@@ -160,7 +165,8 @@ pub struct DatapathConfig {
     pub tun_name: String,
     /// Our address (inner source of outbound traffic, outer source of ESP).
     pub local: Ipv4Addr,
-    /// Our IPv6 address, for IPv6 peers; `None` serves IPv4 peers only.
+    /// Our IPv6 address, for IPv6 peers (a second UDP socket is bound on it); `None` serves
+    /// IPv4 peers only.
     pub local6: Option<Ipv6Addr>,
     /// The UDP port we bind on `local` for ESP in UDP and IKE behind the non-ESP marker
     /// (normally 4500); `None` opens no UDP socket (raw-ESP peers only).
@@ -343,8 +349,11 @@ struct Shared {
     stats: AtomicStats,
     ike_handler: Mutex<Option<IkeHandler>>,
     udp: Option<UdpSocket>,
-    /// Opened with the first raw-ESP peer.
+    /// The UDP socket on [`DatapathConfig::local6`].
+    udp6: Option<UdpSocket>,
+    /// Opened with the first raw-ESP peer of each family.
     raw: OnceLock<OwnedFd>,
+    raw6: OnceLock<OwnedFd>,
     /// Whether nftables took our (empty) table at start.
     nft: bool,
 }
@@ -358,8 +367,21 @@ impl Shared {
         read(&self.spis).get(&spi).cloned()
     }
 
-    fn raw_fd(&self) -> Option<RawFd> {
-        self.raw.get().map(|s| s.as_raw_fd())
+    /// The UDP socket that talks to `peer`'s family.
+    fn udp_for(&self, peer: IpAddr) -> Option<&UdpSocket> {
+        match peer {
+            IpAddr::V4(_) => self.udp.as_ref(),
+            IpAddr::V6(_) => self.udp6.as_ref(),
+        }
+    }
+
+    /// The raw ESP socket of `peer`'s family, once opened.
+    fn raw_for(&self, peer: IpAddr) -> Option<RawFd> {
+        match peer {
+            IpAddr::V4(_) => self.raw.get(),
+            IpAddr::V6(_) => self.raw6.get(),
+        }
+        .map(|s| s.as_raw_fd())
     }
 }
 
@@ -431,16 +453,21 @@ impl Datapath {
     fn start_datapath(cfg: DatapathConfig, nft: bool) -> io::Result<Self> {
         let (tun, _offloads) = sys::open_tun(&cfg.tun_name)?;
         sys::set_nonblocking(tun.as_raw_fd())?;
+        let bind = |addr: SocketAddr| -> io::Result<UdpSocket> {
+            let s = UdpSocket::bind(addr)?;
+            s.set_nonblocking(true)?;
+            sys::enable_udp_gro(s.as_raw_fd());
+            sys::set_mark(s.as_raw_fd(), cfg.mark)?;
+            sys::set_buffers(s.as_raw_fd(), 4 << 20);
+            Ok(s)
+        };
         let udp = match cfg.udp_port {
-            Some(port) => {
-                let s = UdpSocket::bind(SocketAddrV4::new(cfg.local, port))?;
-                s.set_nonblocking(true)?;
-                sys::enable_udp_gro(s.as_raw_fd());
-                sys::set_mark(s.as_raw_fd(), cfg.mark)?;
-                sys::set_buffers(s.as_raw_fd(), 4 << 20);
-                Some(s)
-            }
+            Some(port) => Some(bind(SocketAddr::new(IpAddr::V4(cfg.local), port))?),
             None => None,
+        };
+        let udp6 = match (cfg.udp_port, cfg.local6) {
+            (Some(port), Some(local6)) => Some(bind(SocketAddr::new(IpAddr::V6(local6), port))?),
+            _ => None,
         };
         routing::install(&cfg)?;
         let shared = Arc::new(Shared {
@@ -451,7 +478,9 @@ impl Datapath {
             stats: AtomicStats::default(),
             ike_handler: Mutex::new(None),
             udp,
+            udp6,
             raw: OnceLock::new(),
+            raw6: OnceLock::new(),
             nft,
         });
         let mut dp = Datapath {
@@ -508,13 +537,17 @@ impl Datapath {
     pub fn add_peer(&self, peer: impl Into<IpAddr>, cfg: PeerConfig) -> io::Result<()> {
         let peer = peer.into();
         let sh = &self.shared;
-        if peer.is_ipv6() {
+        let local = match peer {
+            IpAddr::V4(_) => Some(IpAddr::V4(sh.cfg.local)),
+            IpAddr::V6(_) => sh.cfg.local6.map(IpAddr::V6),
+        };
+        let Some(local) = local else {
             return Err(io::Error::new(
-                io::ErrorKind::Unsupported,
-                format!("{peer}: the userspace datapath handles IPv4 peers only"),
+                io::ErrorKind::InvalidInput,
+                format!("IPv6 peer {peer} needs DatapathConfig::local6"),
             ));
-        }
-        if peer == IpAddr::V4(sh.cfg.local) || peer.is_unspecified() {
+        };
+        if peer == local || peer.is_unspecified() || peer.is_multicast() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("{peer} cannot be a peer"),
@@ -529,7 +562,7 @@ impl Datapath {
         }
         let port = match cfg.encapsulation {
             Encapsulation::Udp { peer_port } => {
-                if sh.udp.is_none() {
+                if sh.udp_for(peer).is_none() {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidInput,
                         "ESP in UDP needs DatapathConfig::udp_port",
@@ -538,13 +571,14 @@ impl Datapath {
                 peer_port
             }
             Encapsulation::Raw => {
-                if sh.raw.get().is_none() {
-                    let s = sys::raw_esp_socket()?;
+                let slot = if peer.is_ipv6() { &sh.raw6 } else { &sh.raw };
+                if slot.get().is_none() {
+                    let s = sys::raw_esp_socket(peer.is_ipv6())?;
                     sys::set_nonblocking(s.as_raw_fd())?;
                     sys::set_mark(s.as_raw_fd(), sh.cfg.mark)?;
                     sys::set_buffers(s.as_raw_fd(), 4 << 20);
                     // Only add_peer sets it, under the control lock.
-                    let _ = sh.raw.set(s);
+                    let _ = slot.set(s);
                 }
                 0
             }
@@ -716,17 +750,20 @@ impl Datapath {
         *lock(&self.shared.ike_handler) = Some(handler);
     }
 
-    fn udp(&self) -> io::Result<&UdpSocket> {
-        self.shared.udp.as_ref().ok_or_else(|| {
-            io::Error::new(io::ErrorKind::Unsupported, "the datapath has no UDP socket")
+    fn udp(&self, to: IpAddr) -> io::Result<&UdpSocket> {
+        self.shared.udp_for(to).ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("the datapath has no UDP socket for {to}"),
+            )
         })
     }
 
-    /// Sends an IKE message from the NAT-T socket to `to`, behind the non-ESP marker. Fails
-    /// with `Unsupported` when the datapath has no UDP socket.
+    /// Sends an IKE message from the NAT-T socket (of `to`'s family) to `to`, behind the
+    /// non-ESP marker. Fails with `Unsupported` when the datapath has no such socket.
     pub fn send_ike(&self, to: impl Into<SocketAddr>, msg: &[u8]) -> io::Result<()> {
         let to = to.into();
-        let s = self.udp()?;
+        let s = self.udp(to.ip())?;
         let mut framed = vec![0u8; msg.len() + crate::udp_encap::NON_ESP_MARKER.len()];
         crate::udp_encap::frame_ike(msg, &mut framed)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
@@ -745,7 +782,7 @@ impl Datapath {
         if p.cfg.encapsulation == Encapsulation::Raw {
             return Err(io::ErrorKind::Unsupported.into());
         }
-        self.udp()?
+        self.udp(peer)?
             .send_to(&crate::udp_encap::NAT_KEEPALIVE, p.udp_addr())
             .map(|_| ())
     }
@@ -846,36 +883,69 @@ impl std::fmt::Debug for Datapath {
     }
 }
 
-/// What the datapath needs from an IPv4 packet's header.
+/// What the datapath needs from an IP packet's header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct V4 {
+struct IpHeader {
+    /// Up to the transport header (IPv6: with the extension headers before it).
     header_len: usize,
     /// ≤ the buffer's length.
     total_len: usize,
     protocol: u8,
-    /// A fragment (more-fragments flag or an offset): transport mode refuses it (RFC 4303
-    /// §3.3.4), tunnel mode carries it whole, checked against port-less selectors only.
+    /// An IPv4 fragment (more-fragments flag or an offset): transport mode refuses it
+    /// (RFC 4303 §3.3.4), tunnel mode carries it whole, checked against port-less selectors
+    /// only. (IPv6 fragments are refused by the parser.)
     fragment: bool,
-    src: Ipv4Addr,
-    dst: Ipv4Addr,
+    src: IpAddr,
+    dst: IpAddr,
 }
 
-impl V4 {
-    fn parse(p: &[u8]) -> Option<V4> {
+impl IpHeader {
+    fn parse(p: &[u8]) -> Option<IpHeader> {
+        match p.first()? >> 4 {
+            4 => Self::parse_v4(p),
+            6 => {
+                let l = crate::ip::IpLayout::parse(p).ok()?;
+                let addr = |at: usize| {
+                    let mut a = [0u8; 16];
+                    a.copy_from_slice(&p[at..at + 16]);
+                    IpAddr::V6(Ipv6Addr::from(a))
+                };
+                Some(IpHeader {
+                    header_len: l.header_len,
+                    total_len: l.total_len,
+                    protocol: l.protocol,
+                    fragment: false,
+                    src: addr(8),
+                    dst: addr(24),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    fn parse_v4(p: &[u8]) -> Option<IpHeader> {
         let h = p.get(..crate::ip::IPV4_HEADER_LEN)?;
         let header_len = usize::from(h[0] & 0x0f) * 4;
         let total_len = usize::from(u16::from_be_bytes([h[2], h[3]]));
-        if h[0] >> 4 != 4 || header_len < 20 || total_len < header_len || total_len > p.len() {
+        if header_len < 20 || total_len < header_len || total_len > p.len() {
             return None;
         }
-        Some(V4 {
+        Some(IpHeader {
             header_len,
             total_len,
             protocol: h[9],
             fragment: u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0,
-            src: Ipv4Addr::new(h[12], h[13], h[14], h[15]),
-            dst: Ipv4Addr::new(h[16], h[17], h[18], h[19]),
+            src: IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15])),
+            dst: IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19])),
         })
+    }
+
+    /// The ESP next header that carries this packet whole (tunnel mode).
+    fn tunnel_next_header(&self) -> u8 {
+        match self.dst {
+            IpAddr::V4(_) => crate::NEXT_HEADER_IPV4,
+            IpAddr::V6(_) => crate::NEXT_HEADER_IPV6,
+        }
     }
 
     /// The transport bytes selectors look at: none for a fragment, whose ports are unknown
@@ -947,17 +1017,16 @@ mod tests {
         )
         .unwrap();
         p[20..24].copy_from_slice(&[0, 7, 8, 1]);
-        let v = V4::parse(&p).unwrap();
+        let v = IpHeader::parse(&p).unwrap();
         assert_eq!((v.header_len, v.total_len, v.protocol), (20, 48, 17));
-        assert_eq!(
-            (v.src, v.dst),
-            (Ipv4Addr::new(10, 0, 0, 1), Ipv4Addr::new(10, 0, 0, 2))
-        );
+        assert_eq!(v.src, Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(v.dst, Ipv4Addr::new(10, 0, 0, 2));
+        assert_eq!(v.tunnel_next_header(), 4);
         assert!(!v.fragment);
         assert_eq!(ports(17, v.transport(&p)), Some((7, 2049)));
         // More fragments: no ports to match, so only port-less selectors accept it.
         p[6] |= 0x20;
-        let f = V4::parse(&p).unwrap();
+        let f = IpHeader::parse(&p).unwrap();
         assert!(f.fragment && f.transport(&p).is_empty());
         let nfs = Selector {
             protocol: Some(17),
@@ -966,12 +1035,28 @@ mod tests {
         };
         assert!(!nfs.matches(17, ports(17, f.transport(&p)), true));
         assert!(
-            V4::parse(&p[..47]).is_none(),
+            IpHeader::parse(&p[..47]).is_none(),
             "total length beyond the buffer"
         );
-        assert!(V4::parse(&p[..19]).is_none());
-        p[0] = 0x65;
-        assert!(V4::parse(&p).is_none(), "IPv6 version nibble");
+        assert!(IpHeader::parse(&p[..19]).is_none());
+        p[0] = 0x55;
+        assert!(IpHeader::parse(&p).is_none(), "version 5");
+        // IPv6, UDP after the fixed header.
+        let mut q = vec![0u8; 40 + 12];
+        crate::ip::write_ipv6_header(
+            &mut q,
+            "fd00::1".parse().unwrap(),
+            "fd00::2".parse().unwrap(),
+            17,
+            12,
+        )
+        .unwrap();
+        q[40..44].copy_from_slice(&[0, 7, 8, 1]);
+        let v6 = IpHeader::parse(&q).unwrap();
+        assert_eq!((v6.header_len, v6.total_len, v6.protocol), (40, 52, 17));
+        assert_eq!(v6.dst, "fd00::2".parse::<IpAddr>().unwrap());
+        assert_eq!(v6.tunnel_next_header(), 41);
+        assert_eq!(ports(17, v6.transport(&q)), Some((7, 2049)));
     }
 
     #[test]

@@ -2,13 +2,12 @@
 
 use std::fs::File;
 use std::io::{self, Read};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::Ordering;
 
 use super::offload::{complete_checksum, Tcp4Super, VnetHdr, VNET_HDR_LEN};
-use super::{bump, lock, sys, Encapsulation, Peer, Shared, BUF_LEN, POLL_MS, V4};
-use crate::header::NEXT_HEADER_IPV4;
+use super::{bump, lock, sys, Encapsulation, IpHeader, Peer, Shared, BUF_LEN, POLL_MS};
 use crate::{Mode, MAX_OVERHEAD};
 
 /// A UDP GSO send carries at most 64 segments and one IP datagram's worth of bytes.
@@ -22,17 +21,14 @@ const ARENA_LEN: usize = 256 * 1024;
 #[derive(Clone, Copy)]
 enum Dest<'a> {
     Udp(&'a UdpSocket, SocketAddr),
-    Raw(RawFd, Ipv4Addr),
+    Raw(RawFd, IpAddr),
 }
 
 impl Dest<'_> {
     fn of<'a>(sh: &'a Shared, peer: &Peer) -> Option<Dest<'a>> {
         match peer.cfg.encapsulation {
-            Encapsulation::Udp { .. } => Some(Dest::Udp(sh.udp.as_ref()?, peer.udp_addr())),
-            Encapsulation::Raw => match peer.addr {
-                IpAddr::V4(a) => Some(Dest::Raw(sh.raw_fd()?, a)),
-                IpAddr::V6(_) => None,
-            },
+            Encapsulation::Udp { .. } => Some(Dest::Udp(sh.udp_for(peer.addr)?, peer.udp_addr())),
+            Encapsulation::Raw => Some(Dest::Raw(sh.raw_for(peer.addr)?, peer.addr)),
         }
     }
 
@@ -68,11 +64,11 @@ pub(super) fn tx_loop(sh: &Shared, tun: &File) {
             continue;
         };
         let packet = &mut pkt[VNET_HDR_LEN..n];
-        let Some(layout) = V4::parse(packet) else {
+        let Some(layout) = IpHeader::parse(packet) else {
             bump(&st.tx_dropped, 1);
             continue;
         };
-        let Some(peer) = sh.peer_by_addr(IpAddr::V4(layout.dst)) else {
+        let Some(peer) = sh.peer_by_addr(layout.dst) else {
             bump(&st.tx_dropped, 1);
             continue;
         };
@@ -88,7 +84,13 @@ pub(super) fn tx_loop(sh: &Shared, tun: &File) {
             continue;
         };
 
-        if hdr.is_tcp4_gso() && !layout.fragment {
+        let tso = hdr.is_tcp4_gso() && layout.dst.is_ipv4() && !layout.fragment;
+        if hdr.gso_type != 0 && !tso {
+            // A segmentation request we did not offer (we ask for TCP/IPv4 only).
+            bump(&st.tx_dropped, 1);
+            continue;
+        }
+        if tso {
             let Some(sup) = Tcp4Super::new(packet, hdr.gso_size) else {
                 bump(&st.tx_dropped, 1);
                 continue;
@@ -118,7 +120,7 @@ pub(super) fn tx_loop(sh: &Shared, tun: &File) {
                     continue;
                 }
                 let next_header = if tunnel {
-                    NEXT_HEADER_IPV4
+                    layout.tunnel_next_header()
                 } else {
                     layout.protocol
                 };
@@ -163,7 +165,8 @@ pub(super) fn tx_loop(sh: &Shared, tun: &File) {
                 continue;
             };
             if tunnel {
-                sa.seal(NEXT_HEADER_IPV4, &packet[..layout.total_len], &mut arena)
+                let next_header = layout.tunnel_next_header();
+                sa.seal(next_header, &packet[..layout.total_len], &mut arena)
             } else {
                 let transport = &packet[layout.header_len..layout.total_len];
                 sa.seal(layout.protocol, transport, &mut arena)
@@ -192,7 +195,7 @@ fn send_one(sh: &Shared, dest: Dest<'_>, esp: &[u8]) -> io::Result<usize> {
     loop {
         let r = match dest {
             Dest::Udp(s, to) => s.send_to(esp, to),
-            Dest::Raw(fd, to) => sys::send_to_v4(fd, esp, to),
+            Dest::Raw(fd, to) => sys::send_to_raw(fd, esp, to),
         };
         match &r {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock && !sh.stop.load(Ordering::Relaxed) => {
@@ -262,7 +265,7 @@ fn send_segments(
                 }
                 let mut sent = 0;
                 while sent < k {
-                    match sys::sendmmsg_v4(fd, &slices[sent..k], to) {
+                    match sys::sendmmsg_raw(fd, &slices[sent..k], to) {
                         Ok(m) if m > 0 => sent += m,
                         Err(e)
                             if e.kind() == io::ErrorKind::WouldBlock

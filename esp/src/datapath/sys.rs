@@ -4,7 +4,7 @@
 use std::ffi::CString;
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 
@@ -161,13 +161,14 @@ fn setsockopt_u32(fd: RawFd, level: libc::c_int, name: libc::c_int, v: u32) -> i
     Ok(())
 }
 
-/// A raw IPv4 socket for protocol 50: the kernel adds the IP header on send and hands us the
-/// whole IP packet on receive.
-pub(crate) fn raw_esp_socket() -> io::Result<OwnedFd> {
+/// A raw socket for protocol 50: the kernel adds the IP header on send; on receive, IPv4
+/// hands us the whole IP packet, IPv6 only the ESP packet (RFC 3542 §3).
+pub(crate) fn raw_esp_socket(v6: bool) -> io::Result<OwnedFd> {
+    let family = if v6 { libc::AF_INET6 } else { libc::AF_INET };
     // SAFETY: plain socket(2) call; the result is checked before being owned.
     let fd = unsafe {
         libc::socket(
-            libc::AF_INET,
+            family,
             libc::SOCK_RAW | libc::SOCK_CLOEXEC,
             libc::c_int::from(crate::IPPROTO_ESP),
         )
@@ -246,8 +247,8 @@ fn sockaddr_v4(addr: Ipv4Addr, port: u16) -> libc::sockaddr_in {
 }
 
 /// sendto(2) on a raw socket.
-pub(crate) fn send_to_v4(fd: RawFd, buf: &[u8], dst: Ipv4Addr) -> io::Result<usize> {
-    let sa = sockaddr_v4(dst, 0);
+pub(crate) fn send_to_raw(fd: RawFd, buf: &[u8], dst: IpAddr) -> io::Result<usize> {
+    let (sa, sa_len) = sockaddr_any(SocketAddr::new(dst, 0));
     // SAFETY: buf and sa are valid for the call; lengths match.
     let n = unsafe {
         libc::sendto(
@@ -255,8 +256,8 @@ pub(crate) fn send_to_v4(fd: RawFd, buf: &[u8], dst: Ipv4Addr) -> io::Result<usi
             buf.as_ptr() as *const libc::c_void,
             buf.len(),
             0,
-            &sa as *const libc::sockaddr_in as *const libc::sockaddr,
-            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+            &sa as *const libc::sockaddr_storage as *const libc::sockaddr,
+            sa_len,
         )
     };
     if n < 0 {
@@ -270,9 +271,9 @@ pub(crate) const MMSG_MAX: usize = 64;
 
 /// sendmmsg(2) on a raw socket: sends each of `bufs` (at most [`MMSG_MAX`]) as one packet to
 /// `dst`; returns how many were sent (the rest may be retried).
-pub(crate) fn sendmmsg_v4(fd: RawFd, bufs: &[&[u8]], dst: Ipv4Addr) -> io::Result<usize> {
+pub(crate) fn sendmmsg_raw(fd: RawFd, bufs: &[&[u8]], dst: IpAddr) -> io::Result<usize> {
     let n = bufs.len().min(MMSG_MAX);
-    let mut sa = sockaddr_v4(dst, 0);
+    let (mut sa, sa_len) = sockaddr_any(SocketAddr::new(dst, 0));
     let mut iovs: [libc::iovec; MMSG_MAX] = [libc::iovec {
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
@@ -284,8 +285,8 @@ pub(crate) fn sendmmsg_v4(fd: RawFd, bufs: &[&[u8]], dst: Ipv4Addr) -> io::Resul
             iov_base: bufs[i].as_ptr() as *mut libc::c_void,
             iov_len: bufs[i].len(),
         };
-        msgs[i].msg_hdr.msg_name = &mut sa as *mut libc::sockaddr_in as *mut libc::c_void;
-        msgs[i].msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+        msgs[i].msg_hdr.msg_name = &mut sa as *mut libc::sockaddr_storage as *mut libc::c_void;
+        msgs[i].msg_hdr.msg_namelen = sa_len;
         msgs[i].msg_hdr.msg_iov = &mut iovs[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
     }
@@ -299,16 +300,21 @@ pub(crate) fn sendmmsg_v4(fd: RawFd, bufs: &[&[u8]], dst: Ipv4Addr) -> io::Resul
 
 /// recvmmsg(2) without blocking into consecutive slots of `buf`, each `slot_len` long, with
 /// each message written at `headroom` into its slot (at most `lens.len()` messages). Returns
-/// how many arrived; `lens[i]` is message `i`'s length. A truncated message (bigger than its
-/// slot) gets length 0, so the caller drops it.
+/// how many arrived; `lens[i]` is message `i`'s length and `from[i]` its sender's address. A
+/// truncated message (bigger than its slot) gets length 0, so the caller drops it.
 pub(crate) fn recvmmsg_slots(
     fd: RawFd,
     buf: &mut [u8],
     slot_len: usize,
     headroom: usize,
     lens: &mut [usize],
+    from: &mut [Option<IpAddr>],
 ) -> io::Result<usize> {
-    let n = lens.len().min(MMSG_MAX).min(buf.len() / slot_len.max(1));
+    let n = lens
+        .len()
+        .min(from.len())
+        .min(MMSG_MAX)
+        .min(buf.len() / slot_len.max(1));
     if n == 0 || headroom >= slot_len {
         return Err(io::ErrorKind::InvalidInput.into());
     }
@@ -316,8 +322,10 @@ pub(crate) fn recvmmsg_slots(
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
     }; MMSG_MAX];
-    // SAFETY: mmsghdr is plain old data; all-zero is valid before we fill it.
+    // SAFETY: mmsghdr and sockaddr_storage are plain old data; all-zero is valid.
     let mut msgs: [libc::mmsghdr; MMSG_MAX] = unsafe { std::mem::zeroed() };
+    // SAFETY: as above.
+    let mut names: [libc::sockaddr_storage; MMSG_MAX] = unsafe { std::mem::zeroed() };
     for (i, chunk) in buf.chunks_exact_mut(slot_len).take(n).enumerate() {
         let data = &mut chunk[headroom..];
         iovs[i] = libc::iovec {
@@ -326,8 +334,13 @@ pub(crate) fn recvmmsg_slots(
         };
         msgs[i].msg_hdr.msg_iov = &mut iovs[i];
         msgs[i].msg_hdr.msg_iovlen = 1;
+        msgs[i].msg_hdr.msg_name =
+            &mut names[i] as *mut libc::sockaddr_storage as *mut libc::c_void;
+        msgs[i].msg_hdr.msg_namelen =
+            std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
     }
-    // SAFETY: n headers, each pointing at a live iovec over a disjoint part of `buf`.
+    // SAFETY: n headers, each pointing at a live iovec over a disjoint part of `buf` and at
+    // its own address buffer.
     let got = unsafe {
         libc::recvmmsg(
             fd,
@@ -341,12 +354,13 @@ pub(crate) fn recvmmsg_slots(
         return Err(io::Error::last_os_error());
     }
     let got = got as usize;
-    for (len, m) in lens.iter_mut().zip(&msgs[..got]) {
-        *len = if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+    for (i, m) in msgs[..got].iter().enumerate() {
+        lens[i] = if m.msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
             0
         } else {
             m.msg_len as usize
         };
+        from[i] = socket_addr(&names[i]).map(|a| a.ip());
     }
     Ok(got)
 }
@@ -369,18 +383,18 @@ pub(crate) fn wait_readable(fd: RawFd, timeout_ms: i32) -> io::Result<bool> {
 }
 
 /// Waits until one of the present descriptors is readable or `timeout_ms` passed.
-pub(crate) fn wait_readable_any(fds: &[Option<RawFd>; 2], timeout_ms: i32) -> io::Result<bool> {
+pub(crate) fn wait_readable_any(fds: &[Option<RawFd>; 4], timeout_ms: i32) -> io::Result<bool> {
     let mut p = [libc::pollfd {
         fd: -1,
         events: libc::POLLIN,
         revents: 0,
-    }; 2];
+    }; 4];
     for (slot, fd) in p.iter_mut().zip(fds) {
         // poll(2) ignores negative descriptors.
         slot.fd = fd.unwrap_or(-1);
     }
-    // SAFETY: two pollfds, valid for the call.
-    let n = unsafe { libc::poll(p.as_mut_ptr(), 2, timeout_ms) };
+    // SAFETY: four pollfds, valid for the call.
+    let n = unsafe { libc::poll(p.as_mut_ptr(), 4, timeout_ms) };
     if n < 0 {
         let e = io::Error::last_os_error();
         if e.kind() == io::ErrorKind::Interrupted {
