@@ -34,6 +34,12 @@ pub enum Error {
     /// The host identity (key, certificate) could not be loaded.
     #[error("host identity: {0}")]
     Identity(String),
+    /// The IKE endpoint could not start (sockets, credentials).
+    #[error("IKE: {0}")]
+    Ike(String),
+    /// Bringing up SAs with a peer failed (the daemon's reason, or the daemon did not start).
+    #[error("{0}")]
+    Up(String),
     /// A file or socket operation failed.
     #[error("{}: {source}", path.display())]
     Io {

@@ -18,6 +18,8 @@ enum Command {
     },
     /// Run the per-host daemon in the foreground (control socket, datapath, identity).
     Daemon(ibm_ipsec::commands::daemon::DaemonArgs),
+    /// Protect traffic with a peer: IKE SA + CHILD_SA through the daemon (started if needed).
+    Up(ibm_ipsec::commands::up::UpArgs),
     /// Show the daemon, its datapath and identity, and every IKE SA and CHILD_SA.
     Status(ibm_ipsec::commands::status::StatusArgs),
     /// Delete the SAs with a peer (or with every peer).
@@ -55,6 +57,7 @@ fn main() -> std::process::ExitCode {
         } => return ibm_ipsec::commands::cert_fetch::run(args),
         Command::Cert { command } => ibm_ipsec::commands::cert::run(command),
         Command::Daemon(args) => ibm_ipsec::commands::daemon::run(args),
+        Command::Up(args) => ibm_ipsec::commands::up::run(args),
         Command::Status(args) => ibm_ipsec::commands::status::run(args),
         Command::Down(args) => ibm_ipsec::commands::down::run(args),
         // Prints its own one-line error and chooses its exit code.

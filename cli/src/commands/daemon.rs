@@ -1,6 +1,7 @@
 //! `ibm-ipsec daemon`: run the per-host daemon in the foreground (systemd runs it as
 //! `ibm-ipsec.service`).
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::Args;
@@ -17,6 +18,11 @@ use metadata::share_conf;
   ibm-ipsec daemon --cert host.pem --key host.key
   ibm-ipsec daemon --config /etc/ibmcloud/share.conf
   ibm-ipsec daemon --metadata-url http://169.254.169.254
+  ibm-ipsec daemon --listen 10.240.0.5 --psk-file /etc/ibm-ipsec/psk
+  ibm-ipsec daemon --listen 10.240.0.5 --cert host.pem --key host.key --ca root.pem
+
+With --listen the daemon answers IKE on UDP 500 (and 4500) of that address, authenticating
+with --psk-file or the host certificate (peers' certificates must chain to --ca).
 
 With --config or --metadata-url the host certificate comes from the metadata service (key in
 share.conf's state_dir, generated once) and is renewed at 70-75 % of its life; a failed
@@ -44,6 +50,22 @@ pub struct DaemonArgs {
     /// metadata_url; reads /etc/ibmcloud/share.conf or /etc/ibmshare/share.conf unless --config).
     #[arg(long, conflicts_with = "cert")]
     pub metadata_url: Option<String>,
+    /// Answer IKE on this address (repeatable): the responder side, e.g. the file server.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Vec<IpAddr>,
+    /// Pre-shared key file (mode 0600) for peers, instead of certificates.
+    #[arg(long)]
+    pub psk_file: Option<PathBuf>,
+    /// Root CA the peers' certificates must chain to (repeatable).
+    #[arg(long)]
+    pub ca: Vec<PathBuf>,
+    /// Our IKE identity: an IP, @fqdn, user@domain or a DN (default: the certificate
+    /// subject, or our address with a PSK).
+    #[arg(long)]
+    pub local_id: Option<String>,
+    /// The identity peers must prove (default: any their credentials allow).
+    #[arg(long)]
+    pub remote_id: Option<String>,
 }
 
 /// Runs the daemon until it is told to stop.
@@ -51,6 +73,11 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     let mut options = DaemonOptions::new(args.control);
     options.datapath = args.datapath;
     options.identity_files = args.cert.zip(args.key);
+    options.listen = args.listen;
+    options.psk_file = args.psk_file;
+    options.ca_files = args.ca;
+    options.local_id = args.local_id;
+    options.remote_id = args.remote_id;
     if args.config.is_some() || args.metadata_url.is_some() {
         let (mut conf, source) = match &args.config {
             Some(path) => (share_conf::load_file(path)?, path.display().to_string()),

@@ -8,3 +8,4 @@ pub mod down;
 pub mod ike_decode;
 pub mod metadata_server;
 pub mod status;
+pub mod up;

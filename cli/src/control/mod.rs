@@ -15,7 +15,8 @@ mod socket;
 
 pub use protocol::{
     ChildSaStatus, DaemonInfo, DatapathInfo, DatapathKind, DatapathRequest, DownTarget, ErrorKind,
-    ErrorReply, IdentityInfo, IkeSaStatus, Request, Response, StatusReport, PROTOCOL_VERSION,
+    ErrorReply, IdentityInfo, IkeSaStatus, Request, Response, StatusReport, UpOptions, UpSummary,
+    PROTOCOL_VERSION,
 };
 pub(crate) use socket::unexpected;
 pub use socket::{control_path, ControlClient, ControlListener, CONTROL_ENV, DEFAULT_CONTROL_PATH};

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-/// Bumped whenever a message changes incompatibly.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Bumped whenever a message changes incompatibly (2: `Up`, and status rows from real SAs).
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Longest line either side accepts; a status report for thousands of SAs fits easily.
 pub const MAX_LINE: usize = 1 << 20;
@@ -18,6 +18,14 @@ pub const MAX_LINE: usize = 1 << 20;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Request {
+    /// Bring up an IKE SA and a CHILD_SA with a peer (or report the existing ones); answered
+    /// with [`Response::Up`] once the CHILD_SA is installed in the datapath.
+    Up {
+        /// The peer's IKE address.
+        peer: IpAddr,
+        /// How to authenticate and what to protect.
+        options: UpOptions,
+    },
     /// Delete the IKE SA (and its CHILD_SAs) with one peer, or with every peer.
     Down {
         /// Which SAs.
@@ -41,6 +49,8 @@ pub enum DownTarget {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum Response {
+    /// The CHILD_SA with the peer is installed.
+    Up(Box<UpSummary>),
     /// The SAs with these peers were deleted (empty for `Down{All}` with no peers).
     Down {
         /// Peers whose SAs were deleted.
@@ -75,6 +85,78 @@ pub enum ErrorKind {
     PermissionDenied,
     /// The daemon is stopping and takes no more requests.
     ShuttingDown,
+    /// The request's options are unusable (bad selector, unreadable key file, …).
+    InvalidOptions,
+    /// IKE with the peer failed (no answer, authentication, proposals, …).
+    IkeFailed,
+    /// The SAs were negotiated but the datapath could not install them.
+    DatapathFailed,
+}
+
+/// How `up` authenticates and what it protects. Paths are read by the daemon (both run as
+/// root on the same host), so no key material crosses the control socket.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpOptions {
+    /// `--psk-file`: authenticate both ends with the pre-shared key in this file (0600).
+    #[serde(default)]
+    pub psk_file: Option<String>,
+    /// `--cert`: our certificate chain (PEM, leaf first), with `key`.
+    #[serde(default)]
+    pub cert: Option<String>,
+    /// `--key`: the certificate's private key (PKCS#8 PEM).
+    #[serde(default)]
+    pub key: Option<String>,
+    /// `--ca`: root CA file(s) the peer's chain must lead to.
+    #[serde(default)]
+    pub ca: Vec<String>,
+    /// `--local-id`: our IKE identity (default: the certificate subject, or our address).
+    #[serde(default)]
+    pub local_id: Option<String>,
+    /// `--remote-id`: the identity the peer must prove (default: any the credentials allow).
+    #[serde(default)]
+    pub remote_id: Option<String>,
+    /// `--selector`: `tcp/2049`, `udp`, `icmp` … (protocol and the peer's port); empty
+    /// protects all traffic with the peer.
+    #[serde(default)]
+    pub selectors: Vec<String>,
+    /// `--mode`: `transport` (default) or `tunnel`.
+    #[serde(default)]
+    pub mode: Option<String>,
+}
+
+/// What `up` reports once the CHILD_SA is installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpSummary {
+    /// The peer's IKE address.
+    pub peer: IpAddr,
+    /// Our IKE address.
+    pub local: IpAddr,
+    /// Initiator IKE SPI, hex.
+    pub ike_spi_i: String,
+    /// Responder IKE SPI, hex.
+    pub ike_spi_r: String,
+    /// Inbound ESP SPI, hex.
+    pub spi_in: String,
+    /// Outbound ESP SPI, hex.
+    pub spi_out: String,
+    /// IKE SA algorithms (`aes256-sha384-prfsha384-ecp384`).
+    pub ike_algorithms: String,
+    /// CHILD_SA algorithm (`aes256gcm16`).
+    pub esp_algorithm: String,
+    /// `transport` or `tunnel`.
+    pub mode: String,
+    /// `udp 4500 -> 4500` when ESP is UDP-encapsulated, `none` otherwise.
+    pub encap: String,
+    /// The datapath holding the CHILD_SA.
+    pub datapath: DatapathKind,
+    /// The peer's authenticated identity.
+    pub remote_id: String,
+    /// Traffic selectors, as `local === remote`.
+    pub selectors: String,
+    /// Milliseconds from the request to the installed CHILD_SA (0 when it already existed).
+    pub elapsed_ms: u64,
+    /// The SAs already existed; nothing was negotiated.
+    pub existing: bool,
 }
 
 /// A request being sent, with its version.
@@ -341,6 +423,14 @@ mod tests {
     fn requests_round_trip() {
         for request in [
             Request::Status,
+            Request::Up {
+                peer: "10.1.2.3".parse().unwrap(),
+                options: UpOptions {
+                    psk_file: Some("/etc/ibm-ipsec/psk".into()),
+                    selectors: vec!["tcp/2049".into()],
+                    ..UpOptions::default()
+                },
+            },
             Request::Down {
                 target: DownTarget::All,
             },
@@ -365,10 +455,10 @@ mod tests {
         });
         assert_eq!(
             std::str::from_utf8(&line).unwrap(),
-            "{\"version\":1,\"request\":{\"type\":\"down\",\"target\":{\"peer\":\"10.1.2.3\"}}}\n"
+            "{\"version\":2,\"request\":{\"type\":\"down\",\"target\":{\"peer\":\"10.1.2.3\"}}}\n"
         );
         assert_eq!(
-            decode_request(b"{\"version\":1,\"request\":{\"type\":\"status\"}}").unwrap(),
+            decode_request(b"{\"version\":2,\"request\":{\"type\":\"status\"}}").unwrap(),
             Request::Status
         );
     }
@@ -377,6 +467,23 @@ mod tests {
     fn responses_round_trip() {
         for response in [
             Response::Status(Box::new(report())),
+            Response::Up(Box::new(UpSummary {
+                peer: "10.0.0.2".parse().unwrap(),
+                local: "10.0.0.1".parse().unwrap(),
+                ike_spi_i: "0102030405060708".into(),
+                ike_spi_r: "1112131415161718".into(),
+                spi_in: "c0ffee01".into(),
+                spi_out: "c0ffee02".into(),
+                ike_algorithms: "aes256-sha384-prfsha384-ecp384".into(),
+                esp_algorithm: "aes256gcm16".into(),
+                mode: "transport".into(),
+                encap: "udp 4500 -> 4500".into(),
+                datapath: DatapathKind::Userspace,
+                remote_id: "ip:10.0.0.2".into(),
+                selectors: "10.0.0.1/32 === 10.0.0.2/32".into(),
+                elapsed_ms: 12,
+                existing: false,
+            })),
             Response::Down {
                 deleted: vec!["10.0.0.2".parse().unwrap()],
             },
@@ -391,14 +498,27 @@ mod tests {
     }
 
     #[test]
+    fn up_options_default_when_absent() {
+        let line =
+            b"{\"version\":2,\"request\":{\"type\":\"up\",\"peer\":\"10.0.0.9\",\"options\":{}}}";
+        assert_eq!(
+            decode_request(line).unwrap(),
+            Request::Up {
+                peer: "10.0.0.9".parse().unwrap(),
+                options: UpOptions::default()
+            }
+        );
+    }
+
+    #[test]
     fn garbage_and_unknown_requests_are_bad_requests() {
         for line in [
             &b"hello"[..],
             b"",
             b"{}",
-            b"{\"version\":1}",
-            b"{\"version\":1,\"request\":{\"type\":\"reboot\"}}",
-            b"{\"version\":1,\"request\":{\"type\":\"down\",\"target\":{\"peer\":\"not-an-ip\"}}}",
+            b"{\"version\":2}",
+            b"{\"version\":2,\"request\":{\"type\":\"reboot\"}}",
+            b"{\"version\":2,\"request\":{\"type\":\"down\",\"target\":{\"peer\":\"not-an-ip\"}}}",
         ] {
             let err = decode_request(line).unwrap_err();
             assert_eq!(err.kind, ErrorKind::BadRequest, "{line:?}: {err:?}");
@@ -408,13 +528,13 @@ mod tests {
     #[test]
     fn other_versions_are_named() {
         let err =
-            decode_request(b"{\"version\":2,\"request\":{\"type\":\"teleport\"}}").unwrap_err();
+            decode_request(b"{\"version\":1,\"request\":{\"type\":\"teleport\"}}").unwrap_err();
         assert_eq!(err.kind, ErrorKind::VersionMismatch);
-        assert!(err.message.contains("version 2"), "{}", err.message);
+        assert!(err.message.contains("version 1"), "{}", err.message);
 
         let err = decode_response(b"{\"version\":7,\"response\":{}}").unwrap_err();
         assert!(err.to_string().contains("version 7"), "{err}");
-        assert!(decode_response(b"{\"version\":1,\"response\":{\"type\":\"x\"}}").is_err());
+        assert!(decode_response(b"{\"version\":2,\"response\":{\"type\":\"x\"}}").is_err());
         assert!(decode_response(b"\xff").is_err());
     }
 }

@@ -187,6 +187,18 @@ impl ControlClient {
         }
     }
 
+    /// `Up`, typed: waits (up to this client's timeout) until the CHILD_SA is installed.
+    pub fn up(
+        &self,
+        peer: std::net::IpAddr,
+        options: crate::control::UpOptions,
+    ) -> Result<crate::control::UpSummary, Error> {
+        match self.request(&Request::Up { peer, options })? {
+            Response::Up(summary) => Ok(*summary),
+            other => Err(unexpected(&other)),
+        }
+    }
+
     /// `Status`, typed.
     pub fn status(&self) -> Result<StatusReport, Error> {
         match self.request(&Request::Status)? {

@@ -21,7 +21,12 @@ const KEY_FILE: &str = crate::commands::cert_fetch::KEY_FILE;
 #[derive(Debug)]
 pub(crate) enum IdentityUpdate {
     /// A certificate was issued; it replaces the previous one.
-    Issued(IdentityInfo),
+    Issued {
+        /// What `status` shows.
+        info: IdentityInfo,
+        /// Leaf then intermediates, PEM (IKE sends them in CERT payloads).
+        certificate_pem: String,
+    },
     /// An attempt failed; the current certificate (if any) stays in use.
     Failed(String),
 }
@@ -36,7 +41,7 @@ pub struct MetadataIdentity {
 }
 
 impl MetadataIdentity {
-    fn key_path(&self) -> PathBuf {
+    pub(crate) fn key_path(&self) -> PathBuf {
         self.conf.state_dir.join(KEY_FILE)
     }
 }
@@ -94,13 +99,20 @@ pub(crate) async fn run(
             Ok(issued) => Validity::of_certificate_pem(&issued.leaf_pem)
                 .map_err(|e| e.to_string())
                 .and_then(|validity| {
-                    describe(&issued.leaf_pem, &source).map(|info| (validity, info))
+                    describe(&issued.leaf_pem, &source).map(|info| {
+                        let mut pem = issued.leaf_pem.clone();
+                        for i in &issued.intermediates_pem {
+                            pem.push('\n');
+                            pem.push_str(i);
+                        }
+                        (validity, info, pem)
+                    })
                 }),
             Err(e) => Err(e.to_string()),
         };
         let now = Now::read();
         let retry_in = match outcome {
-            Ok((validity, mut info)) => {
+            Ok((validity, mut info, certificate_pem)) => {
                 let s = schedule.get_or_insert_with(|| RenewalSchedule::new(policy, validity, now));
                 s.on_renewed(now, validity);
                 info.renewal = Some(format!(
@@ -109,7 +121,12 @@ pub(crate) async fn run(
                     policy.renew_at_percent()
                 ));
                 tracing::info!(subject = %info.subject, "identity certificate issued");
-                let _ = updates.send(IdentityUpdate::Issued(info)).await;
+                let _ = updates
+                    .send(IdentityUpdate::Issued {
+                        info,
+                        certificate_pem,
+                    })
+                    .await;
                 None
             }
             Err(e) => {

@@ -1,9 +1,11 @@
 //! The daemon: one process per host (or per network namespace) that owns the control socket,
-//! the ESP datapath choice and the host identity, and answers `status` and `down`.
+//! the host identity, the IKE endpoint and the ESP datapath, and answers `up`, `down` and
+//! `status`.
 //!
 //! It is a thin tokio driver: connection tasks parse control requests and hand them to one
-//! loop that owns all state, so requests never race each other (the IKE endpoint's datagrams
-//! and timers join the same loop).
+//! loop that owns all state, so requests never race each other; the IKE endpoint's datagrams
+//! and timers join the same loop ([`ike_driver`](self)), and negotiated CHILD_SAs go to an
+//! [`SaBackend`](backend::SaBackend).
 //!
 //! ```no_run
 //! use ibm_ipsec::daemon::{run, DaemonOptions};
@@ -11,13 +13,19 @@
 //! # Ok::<(), ibm_ipsec::Error>(())
 //! ```
 
+mod auth;
+pub mod backend;
 pub mod datapath;
 mod identity;
+mod ike_driver;
 mod metadata_identity;
+mod random;
+pub mod userspace;
 
 use std::net::IpAddr;
-use std::path::PathBuf;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
@@ -26,10 +34,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::control::protocol::{decode_request, encode_response, MAX_LINE};
 use crate::control::{
-    ChildSaStatus, ControlListener, DaemonInfo, DatapathInfo, DatapathRequest, DownTarget,
-    ErrorKind, ErrorReply, IdentityInfo, IkeSaStatus, Request, Response, StatusReport,
+    ControlListener, DaemonInfo, DatapathInfo, DatapathKind, DatapathRequest, DownTarget,
+    ErrorKind, ErrorReply, IdentityInfo, Request, Response, StatusReport, UpOptions,
 };
 use crate::error::Error;
+use auth::IdentitySlot;
+use backend::{IkeDatagram, SaBackend};
+use ike_driver::Driver;
 
 pub use identity::load_identity;
 use metadata_identity::IdentityUpdate;
@@ -37,6 +48,9 @@ pub use metadata_identity::MetadataIdentity;
 
 /// How long a client may take to send its request line.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long SIGTERM waits for peers to confirm our DELETEs before the datapath goes.
+const DELETE_GRACE: Duration = Duration::from_secs(2);
 
 /// `ibm-ipsec daemon`'s settings.
 #[derive(Debug, Clone)]
@@ -49,6 +63,16 @@ pub struct DaemonOptions {
     pub identity_files: Option<(PathBuf, PathBuf)>,
     /// The host identity from the metadata service, renewed on schedule.
     pub metadata: Option<MetadataIdentity>,
+    /// `--listen`: answer IKE_SA_INIT on UDP 500 of these addresses (responder).
+    pub listen: Vec<IpAddr>,
+    /// `--psk-file`: the default pre-shared key (responder, and `up` without credentials).
+    pub psk_file: Option<PathBuf>,
+    /// `--ca`: roots the peers' certificates must chain to.
+    pub ca_files: Vec<PathBuf>,
+    /// `--local-id`: our IKE identity (default: certificate subject, or our address with PSK).
+    pub local_id: Option<String>,
+    /// `--remote-id`: the identity peers must prove (default: any the credentials allow).
+    pub remote_id: Option<String>,
 }
 
 impl DaemonOptions {
@@ -59,6 +83,90 @@ impl DaemonOptions {
             datapath: DatapathRequest::Auto,
             identity_files: None,
             metadata: None,
+            listen: Vec::new(),
+            psk_file: None,
+            ca_files: Vec::new(),
+            local_id: None,
+            remote_id: None,
+        }
+    }
+}
+
+/// The daemon-wide credential defaults that `up` falls back to.
+#[derive(Clone)]
+struct CredentialDefaults {
+    psk_file: Option<PathBuf>,
+    identity: Option<IdentitySlot>,
+    ca_files: Vec<PathBuf>,
+    local_id: Option<String>,
+    remote_id: Option<String>,
+}
+
+impl CredentialDefaults {
+    /// Credentials for one IKE SA: the request's own (`up --psk-file`, `--cert/--key/--ca`)
+    /// first, then the daemon's.
+    fn resolve(&self, o: &UpOptions, local: IpAddr) -> Result<auth::Credentials, String> {
+        let local_id = o.local_id.as_deref().or(self.local_id.as_deref());
+        let remote_id = o.remote_id.as_deref().or(self.remote_id.as_deref());
+        let ca: Vec<PathBuf> = if o.ca.is_empty() {
+            self.ca_files.clone()
+        } else {
+            o.ca.iter().map(PathBuf::from).collect()
+        };
+        if let Some(psk) = &o.psk_file {
+            return auth::psk_credentials(Path::new(psk), local_id, remote_id, local);
+        }
+        match (&o.cert, &o.key) {
+            (Some(cert), Some(key)) => {
+                let identity = pki::HostIdentity::load(Path::new(key), &[Path::new(cert)])
+                    .map_err(|e| format!("{cert} + {key}: {e}"))?;
+                let slot = Arc::new(RwLock::new(Some(Arc::new(identity))));
+                return auth::certificate_credentials(slot, &ca, local_id, remote_id);
+            }
+            (Some(_), None) | (None, Some(_)) => {
+                return Err("--cert and --key go together".into());
+            }
+            (None, None) => {}
+        }
+        if let Some(psk) = &self.psk_file {
+            return auth::psk_credentials(psk, local_id, remote_id, local);
+        }
+        if let Some(slot) = &self.identity {
+            return auth::certificate_credentials(slot.clone(), &ca, local_id, remote_id);
+        }
+        Err(
+            "no credentials for IKE: give --psk-file FILE, or --cert FILE --key FILE --ca FILE \
+             (to `up`, or to the daemon)"
+                .into(),
+        )
+    }
+}
+
+/// The backend for the chosen datapath. Until the kernel XFRM backend exists, `auto` runs
+/// the userspace datapath where TUN is available; a forced `--datapath kernel` is refused.
+fn make_backend(datapath: &mut DatapathInfo) -> Result<Box<dyn SaBackend>, Error> {
+    match datapath.kind {
+        DatapathKind::Userspace => Ok(Box::new(userspace::UserspaceBackend::with_defaults())),
+        DatapathKind::Kernel => {
+            if datapath.requested == DatapathRequest::Kernel {
+                return Err(Error::Datapath(
+                    "--datapath kernel: this build cannot install SAs into kernel XFRM yet; \
+                     use --datapath userspace"
+                        .into(),
+                ));
+            }
+            datapath::tun_available(Path::new(datapath::TUN_DEVICE)).map_err(|why| {
+                Error::Datapath(format!(
+                    "this build installs SAs only in the userspace datapath, which needs a TUN \
+                     device: {why}"
+                ))
+            })?;
+            datapath.kind = DatapathKind::Userspace;
+            datapath.reason = format!(
+                "{}; this build installs SAs in the userspace datapath only",
+                datapath.reason
+            );
+            Ok(Box::new(userspace::UserspaceBackend::with_defaults()))
         }
     }
 }
@@ -72,6 +180,36 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
         Some((cert, key)) => Some(load_identity(cert, key)?),
         None => None,
     };
+    let identity_slot: Option<IdentitySlot> = match &options.identity_files {
+        Some((cert, key)) => {
+            let host = pki::HostIdentity::load(key, &[cert.as_path()]).map_err(|e| {
+                Error::Identity(format!("{} + {}: {e}", cert.display(), key.display()))
+            })?;
+            Some(Arc::new(RwLock::new(Some(Arc::new(host)))))
+        }
+        None if options.metadata.is_some() => Some(Arc::new(RwLock::new(None))),
+        None => None,
+    };
+    if let Some(psk) = &options.psk_file {
+        // Checked now so a bad file stops the daemon at start-up, not the first IKE_AUTH.
+        auth::read_psk(psk).map_err(Error::Identity)?;
+    }
+    let defaults = CredentialDefaults {
+        psk_file: options.psk_file.clone(),
+        identity: identity_slot.clone(),
+        ca_files: options.ca_files.clone(),
+        local_id: options.local_id.clone(),
+        remote_id: options.remote_id.clone(),
+    };
+    let responder = match options.listen.first() {
+        None => None,
+        Some(&first) => {
+            let c = defaults
+                .resolve(&UpOptions::default(), first)
+                .map_err(|e| Error::Identity(format!("--listen: {e}")))?;
+            Some(Arc::new(ike::Config::new(c.local, c.peer)))
+        }
+    };
     let metadata = match options.metadata.clone() {
         Some(m) => {
             let client = metadata_identity::client(&m)?;
@@ -79,9 +217,10 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
         }
         None => None,
     };
-    let datapath = datapath::choose(options.datapath, xfrm::probe, || {
+    let mut datapath = datapath::choose(options.datapath, xfrm::probe, || {
         datapath::tun_available(std::path::Path::new(datapath::TUN_DEVICE))
     })?;
+    let backend = make_backend(&mut datapath)?;
     tracing::info!(
         control = %options.control.display(),
         datapath = ?datapath.kind,
@@ -100,7 +239,7 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
             version: env!("CARGO_PKG_VERSION").to_owned(),
             started_unix: unix_secs(SystemTime::now()),
             control: options.control.display().to_string(),
-            listen: Vec::new(),
+            listen: options.listen.iter().map(ToString::to_string).collect(),
         },
         datapath,
         identity,
@@ -109,9 +248,11 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
             .metadata
             .as_ref()
             .map(|m| m.conf.metadata_url.clone()),
-        ike_sas: Vec::new(),
-        child_sas: Vec::new(),
+        identity_slot,
+        metadata_key: options.metadata.as_ref().map(|m| m.key_path()),
+        driver: None,
     };
+    let listen = options.listen.clone();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -124,7 +265,14 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
         if let Some((m, client)) = metadata {
             tokio::spawn(metadata_identity::run(m, client, updates_tx));
         }
-        serve(listener, state, updates).await
+        let (ike_tx, ike_rx) = mpsc::unbounded_channel();
+        let mut state = state;
+        let credentials = move |o: &UpOptions, local: IpAddr| defaults.resolve(o, local);
+        state.driver = Some(
+            Driver::new(backend, responder, &listen, Box::new(credentials), ike_tx)
+                .map_err(Error::Ike)?,
+        );
+        serve(listener, state, updates, ike_rx).await
     });
     // A key generation in a blocking task must not hold up SIGTERM for long.
     runtime.shutdown_timeout(Duration::from_secs(2));
@@ -141,48 +289,75 @@ struct State {
     identity: Option<IdentityInfo>,
     identity_error: Option<String>,
     identity_service: Option<String>,
-    ike_sas: Vec<IkeSaStatus>,
-    child_sas: Vec<ChildSaStatus>,
+    /// The certificate IKE signs with (shared with the authenticators).
+    identity_slot: Option<IdentitySlot>,
+    /// The metadata identity's host key, loaded with each issued certificate.
+    metadata_key: Option<PathBuf>,
+    /// The IKE side; `None` only in unit tests of the control plumbing.
+    driver: Option<Driver>,
 }
 
 impl State {
-    fn handle(&mut self, request: Request) -> Response {
-        match request {
-            Request::Status => Response::Status(Box::new(StatusReport {
-                daemon: self.info.clone(),
-                datapath: self.datapath.clone(),
-                identity: self.identity.clone(),
-                identity_error: self.identity_error.clone(),
-                identity_service: self.identity_service.clone(),
-                ike_sas: self.ike_sas.clone(),
-                child_sas: self.child_sas.clone(),
-            })),
-            Request::Down { target } => self.down(target),
-        }
+    /// Answers a request now, or (for `up`) keeps `reply` until the CHILD_SA is installed.
+    fn handle(&mut self, request: Request, reply: oneshot::Sender<Response>) {
+        let now = Instant::now();
+        let response = match (request, self.driver.as_mut()) {
+            (Request::Status, _) => self.status(),
+            (Request::Up { peer, options }, Some(driver)) => {
+                driver.up(now, peer, &options, reply);
+                return;
+            }
+            (Request::Down { target }, Some(driver)) => driver.down(now, target),
+            (Request::Down { target }, None) => match target {
+                DownTarget::All => Response::Down { deleted: vec![] },
+                DownTarget::Peer(peer) => Response::Error(ErrorReply {
+                    kind: ErrorKind::UnknownPeer,
+                    message: format!("no IKE SA with {peer} (`ibm-ipsec status` lists the peers)"),
+                }),
+            },
+            (Request::Up { .. }, None) => Response::Error(ErrorReply {
+                kind: ErrorKind::IkeFailed,
+                message: "this daemon runs no IKE endpoint".into(),
+            }),
+        };
+        let _ = reply.send(response);
     }
 
-    fn down(&mut self, target: DownTarget) -> Response {
-        let peers: Vec<IpAddr> = match target {
-            DownTarget::All => {
-                let mut all: Vec<IpAddr> = self.ike_sas.iter().map(|sa| sa.peer).collect();
-                all.dedup();
-                all
-            }
-            DownTarget::Peer(peer) => {
-                if !self.ike_sas.iter().any(|sa| sa.peer == peer) {
-                    return Response::Error(ErrorReply {
-                        kind: ErrorKind::UnknownPeer,
-                        message: format!(
-                            "no IKE SA with {peer} (`ibm-ipsec status` lists the peers)"
-                        ),
-                    });
-                }
-                vec![peer]
-            }
+    fn status(&self) -> Response {
+        let (ike_sas, child_sas) = self.driver.as_ref().map(Driver::status).unwrap_or_default();
+        Response::Status(Box::new(StatusReport {
+            daemon: self.info.clone(),
+            datapath: self.datapath.clone(),
+            identity: self.identity.clone(),
+            identity_error: self.identity_error.clone(),
+            identity_service: self.identity_service.clone(),
+            ike_sas,
+            child_sas,
+        }))
+    }
+
+    /// A new certificate from the metadata service: IKE signs with it from now on.
+    fn certificate_issued(&mut self, certificate_pem: &str) {
+        let (Some(slot), Some(key_path)) = (&self.identity_slot, &self.metadata_key) else {
+            return;
         };
-        self.ike_sas.retain(|sa| !peers.contains(&sa.peer));
-        self.child_sas.retain(|sa| !peers.contains(&sa.peer));
-        Response::Down { deleted: peers }
+        let loaded = pki::HostKey::load(key_path)
+            .map_err(|e| e.to_string())
+            .and_then(|key| {
+                let chain = pki::pem::certificates(certificate_pem.as_bytes())
+                    .map_err(|e| e.to_string())?;
+                pki::HostIdentity::new(key, chain).map_err(|e| e.to_string())
+            });
+        match loaded {
+            Ok(identity) => {
+                if let Ok(mut s) = slot.write() {
+                    *s = Some(Arc::new(identity));
+                }
+            }
+            Err(e) => {
+                self.identity_error = Some(format!("the issued certificate is unusable: {e}"));
+            }
+        }
     }
 }
 
@@ -192,6 +367,7 @@ async fn serve(
     listener: UnixListener,
     mut state: State,
     mut identity_updates: mpsc::Receiver<IdentityUpdate>,
+    mut ike_rx: mpsc::UnboundedReceiver<IkeDatagram>,
 ) -> Result<(), Error> {
     let mut sigterm = signal(SignalKind::terminate())
         .map_err(|e| Error::io(std::path::Path::new("SIGTERM handler"), e))?;
@@ -200,22 +376,47 @@ async fn serve(
     let (jobs_tx, mut jobs) = mpsc::channel::<Job>(64);
     let accept = tokio::spawn(accept_loop(listener, jobs_tx));
     loop {
+        let timer = ike_timer(state.driver.as_ref().and_then(Driver::poll_timeout));
         tokio::select! {
             _ = sigterm.recv() => { tracing::info!("SIGTERM: shutting down"); break; }
             _ = sigint.recv() => { tracing::info!("SIGINT: shutting down"); break; }
-            Some((request, reply)) = jobs.recv() => {
-                let _ = reply.send(state.handle(request));
+            Some((request, reply)) = jobs.recv() => state.handle(request, reply),
+            Some(datagram) = ike_rx.recv() => {
+                if let Some(driver) = state.driver.as_mut() {
+                    driver.handle_datagram(Instant::now(), datagram);
+                }
+            }
+            () = timer => {
+                if let Some(driver) = state.driver.as_mut() {
+                    driver.handle_timeout(Instant::now());
+                }
             }
             Some(update) = identity_updates.recv() => match update {
-                IdentityUpdate::Issued(info) => {
+                IdentityUpdate::Issued { info, certificate_pem } => {
                     state.identity = Some(info);
                     state.identity_error = None;
+                    state.certificate_issued(&certificate_pem);
                 }
                 IdentityUpdate::Failed(error) => state.identity_error = Some(error),
             },
         }
     }
     accept.abort();
+    if let Some(driver) = state.driver.as_mut() {
+        // DELETE for every IKE SA, then a bounded wait for the peers' confirmations, so they
+        // drop their SAs now instead of after DPD notices we are gone.
+        driver.delete_all(Instant::now());
+        let deadline = tokio::time::Instant::now() + DELETE_GRACE;
+        while !driver.is_idle() {
+            let timer = ike_timer(driver.poll_timeout());
+            tokio::select! {
+                () = tokio::time::sleep_until(deadline) => break,
+                Some(datagram) = ike_rx.recv() => driver.handle_datagram(Instant::now(), datagram),
+                () = timer => driver.handle_timeout(Instant::now()),
+            }
+        }
+        driver.shutdown();
+    }
     // Requests already queued get a clear answer instead of a closed connection.
     jobs.close();
     while let Some((_, reply)) = jobs.recv().await {
@@ -225,6 +426,14 @@ async fn serve(
         }));
     }
     Ok(())
+}
+
+/// Sleeps until the IKE endpoint's next timer (forever when it has none).
+async fn ike_timer(deadline: Option<Instant>) {
+    match deadline {
+        Some(t) => tokio::time::sleep_until(t.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn accept_loop(listener: UnixListener, jobs: mpsc::Sender<Job>) {
@@ -326,17 +535,27 @@ mod tests {
             identity: None,
             identity_error: None,
             identity_service: None,
-            ike_sas: vec![],
-            child_sas: vec![],
+            identity_slot: None,
+            metadata_key: None,
+            driver: None,
         }
+    }
+
+    fn ask(s: &mut State, request: Request) -> Response {
+        let (tx, mut rx) = oneshot::channel();
+        s.handle(request, tx);
+        rx.try_recv().unwrap()
     }
 
     #[test]
     fn down_of_an_unknown_peer_is_an_error_naming_it() {
         let mut s = state();
-        match s.handle(Request::Down {
-            target: DownTarget::Peer("10.9.9.9".parse().unwrap()),
-        }) {
+        match ask(
+            &mut s,
+            Request::Down {
+                target: DownTarget::Peer("10.9.9.9".parse().unwrap()),
+            },
+        ) {
             Response::Error(e) => {
                 assert_eq!(e.kind, ErrorKind::UnknownPeer);
                 assert!(e.message.contains("10.9.9.9"), "{}", e.message);
@@ -344,9 +563,12 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(
-            s.handle(Request::Down {
-                target: DownTarget::All
-            }),
+            ask(
+                &mut s,
+                Request::Down {
+                    target: DownTarget::All
+                }
+            ),
             Response::Down { deleted: vec![] }
         );
     }
@@ -361,7 +583,7 @@ mod tests {
         let mut s = state();
         tokio::spawn(async move {
             while let Some((request, reply)) = rx.recv().await {
-                let _ = reply.send(s.handle(request));
+                s.handle(request, reply);
             }
         });
         let client = crate::control::ControlClient::new(&path, Duration::from_secs(5));

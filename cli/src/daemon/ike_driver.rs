@@ -1,0 +1,869 @@
+//! The daemon's IKE driver: owns the sans-IO `ike::Endpoint`, its UDP sockets and the
+//! [`SaBackend`], and answers `up`, `down` and the SA rows of `status`.
+//!
+//! It runs inside the daemon's single main loop (no locks): datagrams from the IKE sockets and
+//! from the backend's NAT-T socket arrive as [`IkeDatagram`]s, the loop calls
+//! [`Driver::handle_datagram`] / [`Driver::handle_timeout`], and after every input the
+//! endpoint's output is drained — events first, so a CHILD_SA is installed before the message
+//! that gives the peer its SPI is sent.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use ike::config::NAT_T_PORT;
+use ike::crypto::{DhGroup, EncrAlgorithm, IntegAlgorithm, PrfAlgorithm};
+use ike::retransmit::RetransmitConfig;
+use ike::wire::{ExchangeType, HeaderPacket, TsRange};
+use ike::{Config, Datagram, Endpoint, Event, SaHandle};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use super::backend::{parse_selector, IkeDatagram, SaBackend};
+use super::random::SystemRng;
+use crate::control::{
+    ChildSaStatus, DownTarget, ErrorKind, ErrorReply, IkeSaStatus, Response, UpOptions, UpSummary,
+};
+
+/// The IKE port.
+const IKE_PORT: u16 = 500;
+
+/// How an `up` request turns into credentials: built by the daemon, which knows its
+/// configured defaults (PSK file, host identity, CAs).
+pub(crate) type CredentialSource =
+    Box<dyn Fn(&UpOptions, IpAddr) -> Result<super::auth::Credentials, String> + Send>;
+
+/// A CHILD_SA as installed.
+#[derive(Debug, Clone)]
+struct Child {
+    spi_in: u32,
+    spi_out: u32,
+    mode: &'static str,
+    algorithm: String,
+    selectors: String,
+    encap: String,
+    rekey_at: SystemTime,
+}
+
+#[derive(Debug, Clone)]
+struct IkeUp {
+    algorithms: String,
+    remote_id: String,
+}
+
+/// Everything known about one peer.
+struct Peer {
+    local: IpAddr,
+    handle: Option<SaHandle>,
+    started: Instant,
+    waiters: Vec<oneshot::Sender<Response>>,
+    ike: Option<IkeUp>,
+    children: Vec<Child>,
+    last_error: Option<String>,
+    deleting: bool,
+}
+
+impl Peer {
+    fn new(local: IpAddr, now: Instant) -> Self {
+        Peer {
+            local,
+            handle: None,
+            started: now,
+            waiters: Vec::new(),
+            ike: None,
+            children: Vec::new(),
+            last_error: None,
+            deleting: false,
+        }
+    }
+
+    fn answer(&mut self, response: &Response) {
+        for w in self.waiters.drain(..) {
+            let _ = w.send(response.clone());
+        }
+    }
+}
+
+/// The IKE side of the daemon.
+pub(crate) struct Driver {
+    endpoint: Endpoint,
+    backend: Box<dyn SaBackend>,
+    credentials: CredentialSource,
+    sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
+    inbound: mpsc::UnboundedSender<IkeDatagram>,
+    peers: HashMap<IpAddr, Peer>,
+    handles: HashMap<SaHandle, IpAddr>,
+    /// Peers whose last IKE SA closed; their datapath goes once the SA's last datagrams
+    /// (a DELETE response, an AUTHENTICATION_FAILED notify) have left through it.
+    retired: Vec<IpAddr>,
+}
+
+impl std::fmt::Debug for Driver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Driver")
+            .field("endpoint", &self.endpoint)
+            .field("peers", &self.peers.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
+    Response::Error(ErrorReply {
+        kind,
+        message: message.into(),
+    })
+}
+
+impl Driver {
+    /// A driver answering IKE_SA_INIT with `responder` (when set) on each `listen` address.
+    /// Must run inside the tokio runtime (it binds sockets and spawns their receive tasks).
+    pub(crate) fn new(
+        mut backend: Box<dyn SaBackend>,
+        responder: Option<Arc<Config>>,
+        listen: &[IpAddr],
+        credentials: CredentialSource,
+        inbound: mpsc::UnboundedSender<IkeDatagram>,
+    ) -> Result<Self, String> {
+        if backend.nat_t_ike() {
+            backend.set_ike_sink(inbound.clone());
+        }
+        let mut driver = Driver {
+            endpoint: Endpoint::new(responder, NAT_T_PORT, Box::new(SystemRng::new())),
+            backend,
+            credentials,
+            sockets: HashMap::new(),
+            inbound,
+            peers: HashMap::new(),
+            handles: HashMap::new(),
+            retired: Vec::new(),
+        };
+        for &ip in listen {
+            driver.ensure_sockets(ip)?;
+        }
+        Ok(driver)
+    }
+
+    /// Binds our IKE sockets on `ip` (500, and 4500 unless the backend carries NAT-T).
+    fn ensure_sockets(&mut self, ip: IpAddr) -> Result<(), String> {
+        let mut ports = vec![IKE_PORT];
+        if !self.backend.nat_t_ike() {
+            ports.push(NAT_T_PORT);
+        }
+        for port in ports {
+            let addr = SocketAddr::new(ip, port);
+            if self.sockets.contains_key(&addr) {
+                continue;
+            }
+            let std_socket = std::net::UdpSocket::bind(addr).map_err(|e| {
+                format!("cannot bind the IKE socket {addr}: {e} (is another IKE daemon running?)")
+            })?;
+            self.backend
+                .prepare_ike_socket(&std_socket, port)
+                .map_err(|e| format!("preparing the IKE socket {addr}: {e}"))?;
+            std_socket
+                .set_nonblocking(true)
+                .map_err(|e| format!("IKE socket {addr}: {e}"))?;
+            let socket = Arc::new(
+                UdpSocket::from_std(std_socket).map_err(|e| format!("IKE socket {addr}: {e}"))?,
+            );
+            tokio::spawn(receive(socket.clone(), addr, self.inbound.clone()));
+            tracing::info!(%addr, "IKE socket bound");
+            self.sockets.insert(addr, socket);
+        }
+        Ok(())
+    }
+
+    /// `up`: starts an IKE SA with `peer` (or joins the one under way, or reports the one
+    /// that is up). `reply` is answered once the CHILD_SA is installed or IKE failed.
+    pub(crate) fn up(
+        &mut self,
+        now: Instant,
+        peer: IpAddr,
+        options: &UpOptions,
+        reply: oneshot::Sender<Response>,
+    ) {
+        if let Some(p) = self.peers.get_mut(&peer) {
+            if !p.deleting {
+                if let Some(summary) = self.summary(peer, true) {
+                    let _ = reply.send(Response::Up(Box::new(summary)));
+                } else if let Some(p) = self.peers.get_mut(&peer) {
+                    p.waiters.push(reply);
+                }
+                return;
+            }
+            let _ = reply.send(error(
+                ErrorKind::IkeFailed,
+                format!("the SAs with {peer} are being deleted; try again in a few seconds"),
+            ));
+            return;
+        }
+        match self.initiate(now, peer, options) {
+            Ok(()) => {
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.waiters.push(reply);
+                }
+            }
+            Err((kind, message)) => {
+                let _ = reply.send(error(kind, message));
+            }
+        }
+        self.pump(now);
+    }
+
+    fn initiate(
+        &mut self,
+        now: Instant,
+        peer: IpAddr,
+        options: &UpOptions,
+    ) -> Result<(), (ErrorKind, String)> {
+        let invalid = |m: String| (ErrorKind::InvalidOptions, m);
+        let selectors = options
+            .selectors
+            .iter()
+            .map(|s| parse_selector(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(invalid)?;
+        let mode = match options.mode.as_deref() {
+            None | Some("transport") => ike::Mode::Transport,
+            Some("tunnel") => ike::Mode::Tunnel,
+            Some(other) => return Err(invalid(format!("mode {other:?}: use transport or tunnel"))),
+        };
+        let local = local_address_towards(peer)
+            .map_err(|e| (ErrorKind::IkeFailed, format!("no route to {peer}: {e}")))?;
+        let credentials = (self.credentials)(options, local).map_err(invalid)?;
+        let mut config = Config::new(credentials.local, credentials.peer);
+        config.mode = mode;
+        config.local_ts = selectors
+            .iter()
+            .map(|s| TsRange::host(local, s.protocol.unwrap_or(0), None))
+            .collect();
+        config.remote_ts = selectors
+            .iter()
+            .map(|s| TsRange::host(peer, s.protocol.unwrap_or(0), s.remote_port))
+            .collect();
+        // `up` waits for the answer: give up on a silent peer within about half a minute
+        // (2 s, then ×1.5 per retransmission, 4 retransmissions) instead of strongSwan's
+        // three minutes.
+        config.retransmit = RetransmitConfig {
+            timeout: Duration::from_secs(2),
+            base: 1.5,
+            tries: 4,
+            ..RetransmitConfig::default()
+        };
+        self.ensure_sockets(local)
+            .map_err(|e| (ErrorKind::IkeFailed, e))?;
+        self.backend
+            .prepare_peer(local, peer, &selectors)
+            .map_err(|e| (ErrorKind::DatapathFailed, e.0))?;
+        let handle = match self.endpoint.initiate(
+            now,
+            Arc::new(config),
+            SocketAddr::new(local, IKE_PORT),
+            SocketAddr::new(peer, IKE_PORT),
+        ) {
+            Ok(h) => h,
+            Err(e) => {
+                self.backend.remove_peer(peer);
+                return Err((
+                    ErrorKind::IkeFailed,
+                    format!("starting IKE with {peer}: {e}"),
+                ));
+            }
+        };
+        tracing::info!(%peer, %local, spi = %format_args!("{handle:016x}"), "initiating IKE SA");
+        let mut p = Peer::new(local, now);
+        p.handle = Some(handle);
+        self.handles.insert(handle, peer);
+        self.peers.insert(peer, p);
+        Ok(())
+    }
+
+    /// One datagram from an IKE socket or the backend's NAT-T socket.
+    pub(crate) fn handle_datagram(&mut self, now: Instant, d: IkeDatagram) {
+        if let Err(e) = self
+            .endpoint
+            .handle_datagram(now, d.from, d.local, &d.payload)
+        {
+            tracing::debug!(from = %d.from, "IKE datagram dropped: {e}");
+        }
+        self.pump(now);
+    }
+
+    /// Runs the endpoint's timers.
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        self.endpoint.handle_timeout(now);
+        self.pump(now);
+    }
+
+    /// When [`handle_timeout`](Self::handle_timeout) is next due.
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
+        self.endpoint.poll_timeout()
+    }
+
+    /// Whether any IKE SA is left.
+    pub(crate) fn is_idle(&self) -> bool {
+        self.endpoint.is_empty()
+    }
+
+    /// `down`: sends DELETE for the IKE SA with each target peer; their SAs are removed when
+    /// the peer confirms (or the DELETE times out).
+    pub(crate) fn down(&mut self, now: Instant, target: DownTarget) -> Response {
+        let peers: Vec<IpAddr> = match target {
+            DownTarget::All => {
+                let mut all: Vec<IpAddr> = self.peers.keys().copied().collect();
+                all.sort();
+                all
+            }
+            DownTarget::Peer(peer) => {
+                if !self.peers.contains_key(&peer) {
+                    return error(
+                        ErrorKind::UnknownPeer,
+                        format!("no IKE SA with {peer} (`ibm-ipsec status` lists the peers)"),
+                    );
+                }
+                vec![peer]
+            }
+        };
+        for peer in &peers {
+            self.delete_peer(now, *peer, "deleted by `ibm-ipsec down`");
+        }
+        self.pump(now);
+        Response::Down { deleted: peers }
+    }
+
+    fn delete_peer(&mut self, now: Instant, peer: IpAddr, why: &str) {
+        let Some(p) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        p.deleting = true;
+        p.answer(&error(ErrorKind::IkeFailed, format!("{peer}: {why}")));
+        let handle = p.handle;
+        let deleted = handle.is_some_and(|h| self.endpoint.delete(now, h).is_ok());
+        if !deleted {
+            // No live IKE SA to send DELETE on (never got past IKE_SA_INIT, or already gone).
+            self.forget_peer(peer);
+        }
+    }
+
+    /// Sends DELETE for every IKE SA (SIGTERM).
+    pub(crate) fn delete_all(&mut self, now: Instant) {
+        let peers: Vec<IpAddr> = self.peers.keys().copied().collect();
+        for peer in peers {
+            self.delete_peer(now, peer, "the daemon is stopping");
+        }
+        self.pump(now);
+    }
+
+    /// Removes everything from the datapath (after [`delete_all`](Self::delete_all)).
+    pub(crate) fn shutdown(&mut self) {
+        self.retired.clear();
+        for (_, mut p) in self.peers.drain() {
+            p.answer(&error(
+                ErrorKind::ShuttingDown,
+                "the daemon is shutting down",
+            ));
+        }
+        self.backend.shutdown();
+    }
+
+    fn forget_peer(&mut self, peer: IpAddr) {
+        if let Some(mut p) = self.peers.remove(&peer) {
+            let reason = p
+                .last_error
+                .clone()
+                .unwrap_or_else(|| format!("the IKE SA with {peer} closed"));
+            p.answer(&error(ErrorKind::IkeFailed, reason));
+            for c in &p.children {
+                self.backend.remove_child(peer, c.spi_in, c.spi_out);
+            }
+        }
+        self.handles.retain(|_, ip| *ip != peer);
+        self.retired.push(peer);
+    }
+
+    /// Drains the endpoint: events (SA installation) before datagrams, until both are empty.
+    fn pump(&mut self, now: Instant) {
+        loop {
+            let mut progressed = false;
+            while let Some((handle, event)) = self.endpoint.poll_event() {
+                progressed = true;
+                self.on_event(now, handle, event);
+            }
+            while let Some(d) = self.endpoint.poll_transmit() {
+                progressed = true;
+                self.transmit(now, d);
+            }
+            if !progressed {
+                break;
+            }
+        }
+        for peer in std::mem::take(&mut self.retired) {
+            if !self.peers.contains_key(&peer) {
+                self.backend.remove_peer(peer);
+            }
+        }
+    }
+
+    fn peer_of(&mut self, handle: SaHandle, event: &Event) -> Option<IpAddr> {
+        if let Some(ip) = self.handles.get(&handle) {
+            return Some(*ip);
+        }
+        let ip = match event {
+            Event::ChildSaUp(c) => Some(c.remote.ip()),
+            Event::ChildSaRekeyed { new, .. } => Some(new.remote.ip()),
+            _ => self.endpoint.sa(handle).map(|sa| sa.remote().ip()),
+        }?;
+        self.handles.insert(handle, ip);
+        Some(ip)
+    }
+
+    fn on_event(&mut self, now: Instant, handle: SaHandle, event: Event) {
+        let Some(peer) = self.peer_of(handle, &event) else {
+            tracing::debug!(spi = %format_args!("{handle:016x}"), ?event, "event of an unknown SA");
+            return;
+        };
+        match event {
+            Event::IkeSaUp {
+                peer: identity,
+                suite,
+                encap,
+                ..
+            } => {
+                tracing::info!(%peer, remote_id = %identity.id, encap, "IKE SA established");
+                let p = self
+                    .peers
+                    .entry(peer)
+                    .or_insert_with(|| Peer::new(route_source(peer), now));
+                p.handle = Some(handle);
+                p.ike = Some(IkeUp {
+                    algorithms: ike_suite_name(&suite),
+                    remote_id: identity.id.to_string(),
+                });
+            }
+            Event::ChildSaUp(child) => {
+                if let Err(e) = self.backend.install_child(&child) {
+                    let message = format!("installing the CHILD_SA with {peer}: {e}");
+                    tracing::error!("{message}");
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        p.last_error = Some(message.clone());
+                        p.answer(&error(ErrorKind::DatapathFailed, message));
+                    }
+                    let _ = self.endpoint.delete(now, handle);
+                    return;
+                }
+                let c = child_row(&child);
+                tracing::info!(%peer, spi_in = %format_args!("{:08x}", c.spi_in),
+                    spi_out = %format_args!("{:08x}", c.spi_out), algorithm = %c.algorithm,
+                    selectors = %c.selectors, "CHILD_SA installed");
+                let local = child.local.ip();
+                let p = self
+                    .peers
+                    .entry(peer)
+                    .or_insert_with(|| Peer::new(local, now));
+                p.handle.get_or_insert(handle);
+                p.children.push(c);
+                if !p.waiters.is_empty() {
+                    if let Some(summary) = self.summary(peer, false) {
+                        if let Some(p) = self.peers.get_mut(&peer) {
+                            p.answer(&Response::Up(Box::new(summary)));
+                        }
+                    }
+                }
+            }
+            Event::ChildSaRekeyed { old_spi_in, new } => {
+                if let Err(e) = self.backend.rekey_child(old_spi_in, &new) {
+                    tracing::error!(%peer, "installing the rekeyed CHILD_SA: {e}");
+                    return;
+                }
+                tracing::info!(%peer, old = %format_args!("{old_spi_in:08x}"),
+                    new = %format_args!("{:08x}", new.spi_in), "CHILD_SA rekeyed");
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.children.push(child_row(&new));
+                }
+            }
+            Event::ChildSaDown {
+                spi_in,
+                spi_out,
+                reason,
+                ..
+            } => {
+                tracing::info!(%peer, spi_in = %format_args!("{spi_in:08x}"), %reason,
+                    "CHILD_SA removed");
+                self.backend.remove_child(peer, spi_in, spi_out);
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.children.retain(|c| c.spi_in != spi_in);
+                }
+            }
+            Event::IkeSaDown { reason } => {
+                tracing::info!(%peer, %reason, "IKE SA closed");
+                self.handles.remove(&handle);
+                let current = self
+                    .peers
+                    .get(&peer)
+                    .is_some_and(|p| p.handle.map_or(true, |h| h == handle));
+                if current {
+                    if let Some(p) = self.peers.get_mut(&peer) {
+                        p.last_error.get_or_insert(reason);
+                    }
+                    self.forget_peer(peer);
+                }
+            }
+            Event::Failed { reason } => {
+                let message = describe_failure(peer, &reason);
+                tracing::warn!("{message}");
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.answer(&error(ErrorKind::IkeFailed, message.clone()));
+                    p.last_error = Some(message);
+                }
+            }
+        }
+    }
+
+    fn transmit(&mut self, now: Instant, d: Datagram) {
+        let peer = d.remote.ip();
+        if !self.peers.contains_key(&peer) {
+            // Our first datagram to a peer that initiated: an IKE_SA_INIT response. Prepare
+            // the datapath now, before the peer can send IKE_AUTH to port 4500 (which the
+            // datapath may own), but only for a response that created an SA (non-zero
+            // responder SPI), not for stateless refusals.
+            let ike = if d.non_esp_marker {
+                d.payload.get(4..).unwrap_or_default()
+            } else {
+                &d.payload[..]
+            };
+            let Ok(header) = HeaderPacket::new_checked(ike) else {
+                return;
+            };
+            let handle = header.responder_spi();
+            let sa_init_response = header.exchange_type() == ExchangeType::IkeSaInit
+                && header.flags().response()
+                && !header.flags().initiator();
+            if sa_init_response && handle != 0 {
+                let local = d.local.ip();
+                if let Err(e) = self.backend.prepare_peer(local, peer, &[]) {
+                    tracing::warn!(%peer, "refusing IKE SA: {e}");
+                    let _ = self.endpoint.delete(now, handle);
+                    return;
+                }
+                self.handles.insert(handle, peer);
+                let mut p = Peer::new(local, now);
+                p.handle = Some(handle);
+                self.peers.insert(peer, p);
+            }
+        }
+        let result = if d.local.port() == NAT_T_PORT && self.backend.nat_t_ike() {
+            let message = if d.non_esp_marker {
+                d.payload.get(4..).unwrap_or_default()
+            } else {
+                &d.payload[..]
+            };
+            self.backend.send_ike(d.local, d.remote, message)
+        } else {
+            match self.sockets.get(&d.local) {
+                Some(socket) => socket.try_send_to(&d.payload, d.remote).map(drop),
+                None => Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no IKE socket on {}", d.local),
+                )),
+            }
+        };
+        if let Err(e) = result {
+            // IKE retransmits; a lost datagram costs a retransmission, not the SA.
+            tracing::debug!(to = %d.remote, from = %d.local, "IKE send failed: {e}");
+        }
+    }
+
+    fn summary(&self, peer: IpAddr, existing: bool) -> Option<UpSummary> {
+        let p = self.peers.get(&peer)?;
+        let child = p.children.last()?;
+        let ike = p.ike.as_ref()?;
+        let (spi_i, spi_r) = p
+            .handle
+            .and_then(|h| self.endpoint.sa(h))
+            .map_or((0, 0), |sa| sa.spis());
+        Some(UpSummary {
+            peer,
+            local: p.local,
+            ike_spi_i: format!("{spi_i:016x}"),
+            ike_spi_r: format!("{spi_r:016x}"),
+            spi_in: format!("{:08x}", child.spi_in),
+            spi_out: format!("{:08x}", child.spi_out),
+            ike_algorithms: ike.algorithms.clone(),
+            esp_algorithm: child.algorithm.clone(),
+            mode: child.mode.into(),
+            encap: child.encap.clone(),
+            datapath: self.backend.kind(),
+            remote_id: ike.remote_id.clone(),
+            selectors: child.selectors.clone(),
+            elapsed_ms: if existing {
+                0
+            } else {
+                u64::try_from(p.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+            },
+            existing,
+        })
+    }
+
+    /// The `status` rows of every IKE SA and CHILD_SA.
+    pub(crate) fn status(&self) -> (Vec<IkeSaStatus>, Vec<ChildSaStatus>) {
+        let mut peers: Vec<&IpAddr> = self.peers.keys().collect();
+        peers.sort();
+        let mut ike_rows = Vec::new();
+        let mut child_rows = Vec::new();
+        for peer in peers {
+            let p = &self.peers[peer];
+            let sa = p.handle.and_then(|h| self.endpoint.sa(h));
+            let (spi_i, spi_r) = sa.map_or((0, 0), |sa| sa.spis());
+            let state = if p.deleting {
+                "deleting"
+            } else if sa.is_some_and(|sa| sa.is_established()) {
+                "established"
+            } else {
+                "connecting"
+            };
+            ike_rows.push(IkeSaStatus {
+                peer: *peer,
+                local: p.local,
+                state: state.into(),
+                spi_i: format!("{spi_i:016x}"),
+                spi_r: format!("{spi_r:016x}"),
+                algorithms: p.ike.as_ref().map_or("-".into(), |i| i.algorithms.clone()),
+                remote_id: p.ike.as_ref().map_or("-".into(), |i| i.remote_id.clone()),
+                rekey_unix: None,
+                peer_cert_expiry_unix: None,
+            });
+            for c in &p.children {
+                let counters = self
+                    .backend
+                    .counters(*peer, c.spi_in, c.spi_out)
+                    .unwrap_or_default();
+                child_rows.push(ChildSaStatus {
+                    peer: *peer,
+                    spi_in: format!("{:08x}", c.spi_in),
+                    spi_out: format!("{:08x}", c.spi_out),
+                    mode: c.mode.into(),
+                    algorithm: c.algorithm.clone(),
+                    selectors: c.selectors.clone(),
+                    bytes_in: counters.bytes_in,
+                    bytes_out: counters.bytes_out,
+                    packets_in: counters.packets_in,
+                    packets_out: counters.packets_out,
+                    rekey_unix: Some(super::unix_secs(c.rekey_at)),
+                });
+            }
+        }
+        (ike_rows, child_rows)
+    }
+}
+
+/// Receives datagrams on one IKE socket for the main loop, until the loop is gone.
+async fn receive(
+    socket: Arc<UdpSocket>,
+    local: SocketAddr,
+    inbound: mpsc::UnboundedSender<IkeDatagram>,
+) {
+    // IKE messages with a certificate chain can exceed 1500 bytes when unfragmented.
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match socket.recv_from(&mut buf).await {
+            Ok((n, from)) => {
+                let d = IkeDatagram {
+                    from,
+                    local,
+                    payload: buf[..n].to_vec(),
+                };
+                if inbound.send(d).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                // ICMP errors surface as ECONNREFUSED on the next receive; keep going.
+                tracing::debug!(%local, "IKE socket receive: {e}");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// The source address the kernel would use towards `peer` (a connected UDP socket sends
+/// nothing; it only resolves the route).
+fn local_address_towards(peer: IpAddr) -> std::io::Result<IpAddr> {
+    let any: SocketAddr = match peer {
+        IpAddr::V4(_) => (std::net::Ipv4Addr::UNSPECIFIED, 0).into(),
+        IpAddr::V6(_) => (std::net::Ipv6Addr::UNSPECIFIED, 0).into(),
+    };
+    let probe = std::net::UdpSocket::bind(any)?;
+    probe.connect(SocketAddr::new(peer, IKE_PORT))?;
+    Ok(probe.local_addr()?.ip())
+}
+
+/// Our address towards `peer`, for rows of SAs whose local address the endpoint does not
+/// expose (the unspecified address when there is no route any more).
+fn route_source(peer: IpAddr) -> IpAddr {
+    local_address_towards(peer).unwrap_or(match peer {
+        IpAddr::V4(_) => std::net::Ipv4Addr::UNSPECIFIED.into(),
+        IpAddr::V6(_) => std::net::Ipv6Addr::UNSPECIFIED.into(),
+    })
+}
+
+/// `aes256-sha384-ecp384` (strongSwan's proposal syntax; the PRF is named only when it does
+/// not follow from the integrity algorithm, as with AEADs).
+pub(crate) fn ike_suite_name(suite: &ike::crypto::IkeSuite) -> String {
+    let mut parts = vec![encr_name(suite.encr).to_owned()];
+    match suite.integ {
+        Some(integ) => parts.push(integ_name(integ).into()),
+        None => parts.push(prf_name(suite.prf).into()),
+    }
+    parts.push(dh_name(suite.dh).into());
+    parts.join("-")
+}
+
+fn encr_name(e: EncrAlgorithm) -> &'static str {
+    match e {
+        EncrAlgorithm::AesCbc128 => "aes128",
+        EncrAlgorithm::AesCbc192 => "aes192",
+        EncrAlgorithm::AesCbc256 => "aes256",
+        EncrAlgorithm::AesGcm16_128 => "aes128gcm16",
+        EncrAlgorithm::AesGcm16_256 => "aes256gcm16",
+    }
+}
+
+fn integ_name(i: IntegAlgorithm) -> &'static str {
+    match i {
+        IntegAlgorithm::HmacSha2_256_128 => "sha256",
+        IntegAlgorithm::HmacSha2_384_192 => "sha384",
+        IntegAlgorithm::HmacSha2_512_256 => "sha512",
+    }
+}
+
+fn prf_name(p: PrfAlgorithm) -> &'static str {
+    match p {
+        PrfAlgorithm::HmacSha256 => "prfsha256",
+        PrfAlgorithm::HmacSha384 => "prfsha384",
+        PrfAlgorithm::HmacSha512 => "prfsha512",
+    }
+}
+
+fn dh_name(d: DhGroup) -> &'static str {
+    match d {
+        DhGroup::Modp2048 => "modp2048",
+        DhGroup::Modp3072 => "modp3072",
+        DhGroup::Modp4096 => "modp4096",
+        DhGroup::Ecp256 => "ecp256",
+        DhGroup::Ecp384 => "ecp384",
+        DhGroup::Curve25519 => "curve25519",
+    }
+}
+
+fn child_row(child: &ike::ChildSa) -> Child {
+    let algorithm = match child.integ {
+        None => encr_name(child.encr).to_owned(),
+        Some(integ) => format!("{}-{}", encr_name(child.encr), integ_name(integ)),
+    };
+    let ts = |list: &[TsRange]| list.iter().map(ts_name).collect::<Vec<_>>().join(",");
+    Child {
+        spi_in: child.spi_in,
+        spi_out: child.spi_out,
+        mode: match child.mode {
+            ike::Mode::Transport => "transport",
+            ike::Mode::Tunnel => "tunnel",
+        },
+        algorithm,
+        selectors: format!("{} === {}", ts(&child.local_ts), ts(&child.remote_ts)),
+        encap: child.encap.map_or("none".into(), |e| {
+            format!("udp {} -> {}", e.local_port, e.remote_port)
+        }),
+        rekey_at: SystemTime::now() + child.lifetime.soft,
+    }
+}
+
+/// `10.0.0.1/32[tcp/2049]` style.
+fn ts_name(ts: &TsRange) -> String {
+    let addr = if ts.start_addr == ts.end_addr {
+        let bits = if ts.start_addr.is_ipv4() { 32 } else { 128 };
+        format!("{}/{bits}", ts.start_addr)
+    } else {
+        format!("{}-{}", ts.start_addr, ts.end_addr)
+    };
+    let proto = match ts.ip_protocol {
+        0 => return addr,
+        1 => "icmp".to_owned(),
+        6 => "tcp".to_owned(),
+        17 => "udp".to_owned(),
+        n => n.to_string(),
+    };
+    if ts.start_port == 0 && ts.end_port == u16::MAX {
+        format!("{addr}[{proto}]")
+    } else if ts.start_port == ts.end_port {
+        format!("{addr}[{proto}/{}]", ts.start_port)
+    } else {
+        format!("{addr}[{proto}/{}-{}]", ts.start_port, ts.end_port)
+    }
+}
+
+/// A one-line reason for the user from the IKE SA's failure text.
+fn describe_failure(peer: IpAddr, reason: &str) -> String {
+    if let Some(rest) = reason.strip_prefix("peer did not answer ") {
+        // "IKE_SA_INIT after 4 retransmissions"
+        let port = if rest.starts_with("IKE_SA_INIT") {
+            500
+        } else {
+            4500
+        };
+        return format!(
+            "peer {peer} did not answer {rest} (UDP {port}); check that it runs IKE and that \
+             UDP 500 and 4500 are open"
+        );
+    }
+    format!("IKE with {peer} failed: {reason}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suite_and_selector_names() {
+        assert_eq!(
+            ike_suite_name(&ike::crypto::IkeSuite::IBM_DEFAULT),
+            "aes256-sha384-ecp384"
+        );
+        let aead = ike::crypto::IkeSuite {
+            encr: EncrAlgorithm::AesGcm16_256,
+            integ: None,
+            prf: PrfAlgorithm::HmacSha256,
+            dh: DhGroup::Curve25519,
+        };
+        assert_eq!(ike_suite_name(&aead), "aes256gcm16-prfsha256-curve25519");
+        let ip = "10.0.0.2".parse().unwrap();
+        assert_eq!(ts_name(&TsRange::host(ip, 0, None)), "10.0.0.2/32");
+        assert_eq!(
+            ts_name(&TsRange::host(ip, 6, Some(2049))),
+            "10.0.0.2/32[tcp/2049]"
+        );
+        assert_eq!(ts_name(&TsRange::host(ip, 17, None)), "10.0.0.2/32[udp]");
+    }
+
+    #[test]
+    fn silence_is_explained_with_the_port() {
+        let m = describe_failure(
+            "10.9.9.9".parse().unwrap(),
+            "peer did not answer IKE_SA_INIT after 4 retransmissions",
+        );
+        assert!(
+            m.starts_with(
+                "peer 10.9.9.9 did not answer IKE_SA_INIT after 4 retransmissions (UDP 500)"
+            ),
+            "{m}"
+        );
+        let m = describe_failure(
+            "10.9.9.9".parse().unwrap(),
+            "AUTHENTICATION_FAILED from peer",
+        );
+        assert_eq!(
+            m,
+            "IKE with 10.9.9.9 failed: AUTHENTICATION_FAILED from peer"
+        );
+    }
+}
