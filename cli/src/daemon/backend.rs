@@ -5,7 +5,9 @@
 //!
 //! 1. [`SaBackend::prepare_ike_socket`] on every UDP socket the driver opens for IKE, so IKE
 //!    itself is never captured or protected by the datapath;
-//! 2. [`SaBackend::prepare_peer`] before the first IKE message is exchanged with a peer;
+//! 2. [`SaBackend::prepare_local`] for each local address IKE runs on (the `--listen`
+//!    addresses at start-up, the source address of each `up`), before its sockets exist;
+//!    [`SaBackend::prepare_peer`] before the first IKE message is exchanged with a peer;
 //! 3. [`SaBackend::install_child`] when a CHILD_SA is negotiated, *before* the IKE message
 //!    that announces its SPI leaves (the driver drains events before datagrams), so the
 //!    inbound SA exists when the peer starts using it;
@@ -91,6 +93,10 @@ pub trait SaBackend: Send {
     /// Sends an IKE message from our NAT-T socket at `local` to `remote`; `message` is the IKE
     /// message *without* the non-ESP marker (the backend adds it).
     fn send_ike(&self, local: SocketAddr, remote: SocketAddr, message: &[u8]) -> io::Result<()>;
+
+    /// Gets ready to run IKE and ESP on our address `local` (the userspace datapath starts
+    /// there and binds UDP 4500). Idempotent.
+    fn prepare_local(&mut self, local: IpAddr) -> Result<(), BackendError>;
 
     /// Gets ready to exchange IKE and ESP with `peer` from our address `local`, capturing the
     /// traffic `selectors` describe (empty: all traffic with the peer). Idempotent for a peer

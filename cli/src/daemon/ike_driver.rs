@@ -146,6 +146,7 @@ impl Driver {
 
     /// Binds our IKE sockets on `ip` (500, and 4500 unless the backend carries NAT-T).
     fn ensure_sockets(&mut self, ip: IpAddr) -> Result<(), String> {
+        self.backend.prepare_local(ip).map_err(|e| e.0)?;
         let mut ports = vec![IKE_PORT];
         if !self.backend.nat_t_ike() {
             ports.push(NAT_T_PORT);

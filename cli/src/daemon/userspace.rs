@@ -2,96 +2,100 @@
 //! capture, ESP sealed in userspace, ESP-in-UDP on port 4500), for hosts whose kernel has no
 //! ESP transform.
 //!
-//! The datapath owns UDP 4500, so IKE on that port (forced encapsulation, as IBM Cloud
-//! requires) goes through it: received IKE messages come back through its IKE sink, ours
-//! leave with `send_ike`.
-//!
-//! This version of the datapath serves one peer, and it starts with an SA pair: the backend
-//! starts it when the peer is prepared, before any IKE message is exchanged, with a
-//! placeholder pair under random keys nobody holds. Until the negotiated CHILD_SA replaces
-//! them, captured traffic to the peer is sealed under a key the peer cannot open, so it is
-//! dropped rather than sent in the clear; the placeholder inbound SA never matches anything.
+//! One datapath serves every peer. It starts with the daemon's first local address (a
+//! `--listen` address, or the source address of the first `up`), binding UDP 4500 there, so
+//! IKE on that port (forced encapsulation, as IBM Cloud requires) goes through it: received
+//! IKE messages are handed to the daemon's loop from the datapath's receive thread, ours
+//! leave with `send_ike`. A peer is added before IKE starts with it; until its first
+//! CHILD_SA is installed, captured traffic to it is dropped, never sent in clear.
 
+use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 
-use esp::datapath::{Datapath, DatapathConfig, Selector};
+use esp::datapath::{Datapath, DatapathConfig, Encapsulation, PeerConfig, Selector};
 use esp::{Algorithm, InboundSa, OutboundSa, SaConfig};
 use ike::crypto::{EncrAlgorithm, IntegAlgorithm};
-use ring::rand::SecureRandom;
+use ike::wire::TsRange;
 use tokio::sync::mpsc;
 use zeroize::Zeroizing;
 
 use super::backend::{BackendError, ChildCounters, IkeDatagram, SaBackend, TrafficSelector};
 use crate::control::DatapathKind;
 
-/// The NAT-T port the datapath binds.
-const NAT_T_PORT: u16 = 4500;
-
 /// The userspace datapath as an [`SaBackend`].
 pub struct UserspaceBackend {
     template: DatapathConfig,
-    running: Option<Running>,
+    datapath: Option<Datapath>,
     sink: Option<mpsc::UnboundedSender<IkeDatagram>>,
-    rng: ring::rand::SystemRandom,
+    peers: HashMap<Ipv4Addr, PeerState>,
 }
 
-struct Running {
-    datapath: Datapath,
-    local: Ipv4Addr,
-    peer: Ipv4Addr,
-    /// Inbound SPI of the placeholder SA, until the first CHILD_SA replaces it.
-    placeholder_in: Option<u32>,
-    /// The SPI outbound traffic is sealed with now (for per-SA counters).
+/// What we asked the datapath to do for a peer.
+struct PeerState {
+    config: PeerConfig,
+    /// The SPI outbound traffic is sealed with, once a CHILD_SA is installed.
     current_out: Option<u32>,
 }
 
 impl std::fmt::Debug for UserspaceBackend {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("UserspaceBackend")
-            .field("peer", &self.running.as_ref().map(|r| r.peer))
+            .field("local", &self.datapath.as_ref().map(|d| d.config().local))
+            .field("peers", &self.peers.keys().collect::<Vec<_>>())
             .finish_non_exhaustive()
     }
 }
 
 impl UserspaceBackend {
-    /// A backend whose datapath uses the names and numbers of `template` (TUN name, mark,
-    /// routing table, nftables table); its addresses and selectors are filled in per peer.
+    /// A backend whose datapath uses the names and numbers of `template` (TUN name, UDP
+    /// port, mark, routing table, rule priority, MTU, nftables table); its local address is
+    /// the daemon's.
     pub fn new(template: DatapathConfig) -> Self {
         UserspaceBackend {
             template,
-            running: None,
+            datapath: None,
             sink: None,
-            rng: ring::rand::SystemRandom::new(),
+            peers: HashMap::new(),
         }
     }
 
-    /// The default names (TUN `ibmipsec0`, mark and table 0x1e5, nftables `ibm_ipsec`).
+    /// The default names (TUN `ibmipsec0`, UDP 4500, mark and table 0x1e5, nftables
+    /// `ibm_ipsec`).
     pub fn with_defaults() -> Self {
-        Self::new(DatapathConfig::new(
-            Ipv4Addr::UNSPECIFIED,
-            Ipv4Addr::UNSPECIFIED,
-        ))
+        Self::new(DatapathConfig::new(Ipv4Addr::UNSPECIFIED))
     }
 
-    fn random_pair(&self) -> Result<(OutboundSa, InboundSa, u32), BackendError> {
-        let mut spi = [0u8; 8];
-        let mut key = Zeroizing::new([0u8; 36]);
-        let fail = |_| BackendError("the system random generator failed".into());
-        self.rng.fill(&mut spi).map_err(fail)?;
-        self.rng.fill(&mut key[..]).map_err(fail)?;
-        // 0..=255 are reserved (RFC 4303 §2.1): keep the SPIs above them.
-        let spi_out = u32::from_be_bytes([spi[0], spi[1], spi[2], spi[3]]) | 0x8000_0000;
-        let spi_in = u32::from_be_bytes([spi[4], spi[5], spi[6], spi[7]]) | 0x8000_0000;
-        let algorithm = Algorithm::AesGcm16_256;
-        let err = |e: esp::Error| BackendError(format!("placeholder SA: {e}"));
-        let out = OutboundSa::new(SaConfig::new(spi_out, algorithm), &key[..]).map_err(err)?;
-        let inb = InboundSa::new(SaConfig::new(spi_in, algorithm), &key[..]).map_err(err)?;
-        Ok((out, inb, spi_in))
+    fn datapath(&self) -> Result<&Datapath, BackendError> {
+        self.datapath
+            .as_ref()
+            .ok_or_else(|| BackendError("the userspace datapath is not running".into()))
     }
 
-    fn running_for(&self, peer: IpAddr) -> Option<&Running> {
-        self.running.as_ref().filter(|r| IpAddr::V4(r.peer) == peer)
+    /// Replaces the datapath's idea of a peer (mode, selectors, encapsulation changed with
+    /// the negotiated CHILD_SA): its SAs and capture rules go, and come back with `config`.
+    fn readd_peer(&mut self, peer: Ipv4Addr, config: PeerConfig) -> Result<(), BackendError> {
+        let dp = self.datapath()?;
+        let _ = dp.remove_peer(peer);
+        dp.add_peer(peer, config.clone())
+            .map_err(|e| BackendError(format!("userspace datapath, peer {peer}: {e}")))?;
+        self.peers.insert(
+            peer,
+            PeerState {
+                config,
+                current_out: None,
+            },
+        );
+        Ok(())
+    }
+}
+
+fn v4(ip: IpAddr) -> Result<Ipv4Addr, BackendError> {
+    match ip {
+        IpAddr::V4(a) => Ok(a),
+        IpAddr::V6(_) => Err(BackendError(
+            "the userspace datapath handles IPv4 only; use an IPv4 peer address".into(),
+        )),
     }
 }
 
@@ -129,23 +133,58 @@ fn esp_algorithm(
     Ok((algorithm, join(&child.keys_in), join(&child.keys_out)))
 }
 
-fn sa_pair(child: &ike::ChildSa) -> Result<(OutboundSa, InboundSa), BackendError> {
-    if child.mode != ike::Mode::Transport {
-        return Err(BackendError(
-            "the userspace datapath supports transport mode only; use --datapath kernel for \
-             tunnel mode"
-                .into(),
-        ));
+fn esp_mode(mode: ike::Mode) -> esp::Mode {
+    match mode {
+        ike::Mode::Transport => esp::Mode::Transport,
+        ike::Mode::Tunnel => esp::Mode::Tunnel,
     }
+}
+
+fn sa_pair(child: &ike::ChildSa) -> Result<(OutboundSa, InboundSa), BackendError> {
     let (algorithm, key_in, key_out) = esp_algorithm(child)?;
     let config = |spi| SaConfig {
         esn: child.esn,
+        mode: esp_mode(child.mode),
         ..SaConfig::new(spi, algorithm)
     };
     let err = |e: esp::Error| BackendError(format!("ESP SA: {e}"));
     let out = OutboundSa::new(config(child.spi_out), &key_out).map_err(err)?;
     let inb = InboundSa::new(config(child.spi_in), &key_in).map_err(err)?;
     Ok((out, inb))
+}
+
+/// A port range as one selector port: a single port, or any.
+fn single_port(ts: &TsRange) -> Option<u16> {
+    (ts.start_port == ts.end_port && ts.ip_protocol != 0).then_some(ts.start_port)
+}
+
+/// The datapath selectors covering a CHILD_SA's traffic selectors (empty: everything). A
+/// port range that is neither one port nor all ports is widened to all ports: more traffic
+/// is sealed than negotiated, and the peer drops what its policy does not cover.
+fn selectors_of(local_ts: &[TsRange], remote_ts: &[TsRange]) -> Vec<Selector> {
+    let mut out = Vec::new();
+    for l in local_ts {
+        for r in remote_ts {
+            let protocol = match (l.ip_protocol, r.ip_protocol) {
+                (0, 0) => None,
+                (0, p) | (p, 0) => Some(p),
+                (a, b) if a == b => Some(a),
+                _ => continue,
+            };
+            let s = Selector {
+                protocol,
+                local_port: single_port(l),
+                remote_port: single_port(r),
+            };
+            if s == Selector::default() {
+                return Vec::new();
+            }
+            if !out.contains(&s) {
+                out.push(s);
+            }
+        }
+    }
+    out
 }
 
 impl SaBackend for UserspaceBackend {
@@ -169,23 +208,64 @@ impl SaBackend for UserspaceBackend {
     }
 
     fn send_ike(&self, local: SocketAddr, remote: SocketAddr, message: &[u8]) -> io::Result<()> {
-        let running = self.running_for(remote.ip()).ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::NotConnected,
-                format!("no datapath for {}", remote.ip()),
-            )
-        })?;
-        if local.ip() != IpAddr::V4(running.local) {
+        let dp = self
+            .datapath()
+            .map_err(|e| io::Error::new(io::ErrorKind::NotConnected, e.0))?;
+        if local.ip() != IpAddr::V4(dp.config().local) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                format!(
-                    "the datapath for {} sends from {}",
-                    remote.ip(),
-                    running.local
-                ),
+                format!("the userspace datapath sends from {}", dp.config().local),
             ));
         }
-        running.datapath.send_ike(message)
+        let SocketAddr::V4(to) = remote else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the userspace datapath handles IPv4 only",
+            ));
+        };
+        dp.send_ike(to, message)
+    }
+
+    fn prepare_local(&mut self, local: IpAddr) -> Result<(), BackendError> {
+        let local4 = v4(local)?;
+        if let Some(dp) = &self.datapath {
+            if dp.config().local == local4 {
+                return Ok(());
+            }
+            return Err(BackendError(format!(
+                "the userspace datapath runs on {} and cannot also serve {local}; use one local \
+                 address (--listen) per daemon",
+                dp.config().local
+            )));
+        }
+        let mut cfg = self.template.clone();
+        cfg.local = local4;
+        let port = cfg.udp_port.unwrap_or(ike::config::NAT_T_PORT);
+        let dp = Datapath::start(cfg).map_err(|e| {
+            BackendError(format!(
+                "starting the userspace datapath on {local} (TUN {}, UDP {port}): {e}",
+                self.template.tun_name
+            ))
+        })?;
+        if let Some(sink) = &self.sink {
+            let sink = sink.clone();
+            let local_addr = SocketAddr::new(local, port);
+            // Called on the datapath's receive thread; an unbounded send never blocks it.
+            dp.set_ike_handler(Box::new(move |from: SocketAddrV4, message: &[u8]| {
+                let mut payload = Vec::with_capacity(message.len() + 4);
+                payload.extend_from_slice(&ike::wire::NON_ESP_MARKER);
+                payload.extend_from_slice(message);
+                let _ = sink.send(IkeDatagram {
+                    from: SocketAddr::V4(from),
+                    local: local_addr,
+                    payload,
+                });
+            }));
+        }
+        tracing::info!(%local, inbound_policy = dp.inbound_policy_enforced(),
+            "userspace datapath started");
+        self.datapath = Some(dp);
+        Ok(())
     }
 
     fn prepare_peer(
@@ -194,141 +274,113 @@ impl SaBackend for UserspaceBackend {
         peer: IpAddr,
         selectors: &[TrafficSelector],
     ) -> Result<(), BackendError> {
-        if let Some(r) = &self.running {
-            if IpAddr::V4(r.peer) == peer {
-                return Ok(());
-            }
-            return Err(BackendError(format!(
-                "the userspace datapath protects one peer at a time in this version and {} is \
-                 up; bring it down first (`ibm-ipsec down {}`)",
-                r.peer, r.peer
-            )));
+        self.prepare_local(local)?;
+        let peer4 = v4(peer)?;
+        if self.peers.contains_key(&peer4) {
+            return Ok(());
         }
-        let (IpAddr::V4(local4), IpAddr::V4(peer4)) = (local, peer) else {
-            return Err(BackendError(
-                "the userspace datapath handles IPv4 only; use an IPv4 peer address".into(),
-            ));
-        };
-        let mut cfg = self.template.clone();
-        cfg.local = local4;
-        cfg.peer = peer4;
-        cfg.selectors = selectors
-            .iter()
-            .map(|s| Selector {
-                protocol: s.protocol,
-                local_port: None,
-                remote_port: s.remote_port,
-            })
-            .collect();
-        let (out, inb, placeholder_in) = self.random_pair()?;
-        let datapath = Datapath::start(cfg, out, inb).map_err(|e| {
-            BackendError(format!(
-                "starting the userspace datapath for {peer} (TUN {}): {e}",
-                self.template.tun_name
-            ))
-        })?;
-        if let Some(sink) = &self.sink {
-            let (tx, rx) = std::sync::mpsc::channel::<(std::net::SocketAddrV4, Vec<u8>)>();
-            datapath.set_ike_sink(tx);
-            let sink = sink.clone();
-            let local_addr = SocketAddr::new(local, NAT_T_PORT);
-            // The datapath's receive thread hands IKE over a std channel; this thread moves it
-            // to the daemon's loop and ends when the datapath (and so the sender) is gone.
-            std::thread::Builder::new()
-                .name("ike-nat-t".into())
-                .spawn(move || {
-                    while let Ok((from, message)) = rx.recv() {
-                        let mut payload = Vec::with_capacity(message.len() + 4);
-                        payload.extend_from_slice(&ike::wire::NON_ESP_MARKER);
-                        payload.extend_from_slice(&message);
-                        let d = IkeDatagram {
-                            from: SocketAddr::V4(from),
-                            local: local_addr,
-                            payload,
-                        };
-                        if sink.send(d).is_err() {
-                            break;
-                        }
-                    }
+        let config = PeerConfig {
+            selectors: selectors
+                .iter()
+                .map(|s| Selector {
+                    protocol: s.protocol,
+                    local_port: None,
+                    remote_port: s.remote_port,
                 })
-                .map_err(|e| BackendError(format!("starting the IKE relay thread: {e}")))?;
-        }
-        tracing::info!(%peer, %local, inbound_policy = datapath.inbound_policy_enforced(),
-            "userspace datapath started");
-        self.running = Some(Running {
-            datapath,
-            local: local4,
-            peer: peer4,
-            placeholder_in: Some(placeholder_in),
-            current_out: None,
-        });
-        Ok(())
+                .collect(),
+            ..PeerConfig::new()
+        };
+        self.readd_peer(peer4, config)
     }
 
     fn install_child(&mut self, child: &ike::ChildSa) -> Result<(), BackendError> {
+        let peer = v4(child.remote.ip())?;
         let (out, inb) = sa_pair(child)?;
-        let running = self
-            .running
-            .as_mut()
-            .filter(|r| IpAddr::V4(r.peer) == child.remote.ip())
-            .ok_or_else(|| {
-                BackendError(format!(
-                    "no datapath was prepared for {}",
-                    child.remote.ip()
-                ))
-            })?;
-        running.datapath.add_inbound(inb);
-        running.datapath.set_outbound(out);
-        running.current_out = Some(child.spi_out);
-        if let Some(spi) = running.placeholder_in.take() {
-            running.datapath.remove_inbound(spi);
+        let state = self.peers.get(&peer).ok_or_else(|| {
+            BackendError(format!(
+                "no userspace datapath peer was prepared for {peer}"
+            ))
+        })?;
+        // What was negotiated decides: a responder prepared the peer before knowing the
+        // mode, the selectors or whether a NAT made ESP go to another port.
+        let wanted = PeerConfig {
+            encapsulation: match child.encap {
+                Some(e) => Encapsulation::Udp {
+                    peer_port: e.remote_port,
+                },
+                None => Encapsulation::Raw,
+            },
+            selectors: selectors_of(&child.local_ts, &child.remote_ts),
+            mode: esp_mode(child.mode),
+            ..state.config.clone()
+        };
+        if wanted != state.config {
+            if state.current_out.is_some() {
+                return Err(BackendError(format!(
+                    "a second CHILD_SA with {peer} with other selectors or mode than the first \
+                     is not supported by the userspace datapath"
+                )));
+            }
+            self.readd_peer(peer, wanted)?;
+        }
+        let dp = self.datapath()?;
+        let err = |e: io::Error| BackendError(format!("userspace datapath, peer {peer}: {e}"));
+        dp.add_inbound(peer, inb).map_err(err)?;
+        dp.set_outbound(peer, out).map_err(err)?;
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.current_out = Some(child.spi_out);
         }
         Ok(())
     }
 
     fn rekey_child(&mut self, _old_spi_in: u32, new: &ike::ChildSa) -> Result<(), BackendError> {
-        // The old inbound SA stays in the datapath (it keeps several) until its DELETE.
+        // The old inbound SA stays in the datapath (it keeps several per peer) until its
+        // DELETE; outbound switches now.
         self.install_child(new)
     }
 
     fn remove_child(&mut self, peer: IpAddr, spi_in: u32, spi_out: u32) {
-        let replacement = if self
-            .running_for(peer)
-            .is_some_and(|r| r.current_out == Some(spi_out))
-        {
-            // The SA traffic is sealed with is gone: seal under a key nobody has until a new
-            // CHILD_SA arrives, rather than with deleted keys or in the clear.
-            self.random_pair().ok()
-        } else {
-            None
+        let Ok(peer4) = v4(peer) else { return };
+        let Some(dp) = self.datapath.as_ref() else {
+            return;
         };
-        if let Some(running) = self.running.as_mut().filter(|r| IpAddr::V4(r.peer) == peer) {
-            running.datapath.remove_inbound(spi_in);
-            if let Some((out, _, _)) = replacement {
-                running.datapath.set_outbound(out);
-                running.current_out = None;
+        dp.remove_inbound(spi_in);
+        let sealing_with_it = self
+            .peers
+            .get(&peer4)
+            .is_some_and(|s| s.current_out == Some(spi_out));
+        if sealing_with_it {
+            // No outbound SA may use deleted keys: re-adding the peer drops its captured
+            // traffic until a new CHILD_SA is installed.
+            let config = self.peers[&peer4].config.clone();
+            if let Err(e) = self.readd_peer(peer4, config) {
+                tracing::warn!(%peer, "{e}");
             }
         }
     }
 
     fn remove_peer(&mut self, peer: IpAddr) {
-        if self.running_for(peer).is_some() {
-            if let Some(running) = self.running.take() {
-                let stats = running.datapath.shutdown();
-                tracing::info!(%peer, tx_packets = stats.tx_packets, rx_packets = stats.rx_packets,
-                    "userspace datapath stopped");
+        let Ok(peer4) = v4(peer) else { return };
+        if self.peers.remove(&peer4).is_some() {
+            if let Some(dp) = &self.datapath {
+                if let Err(e) = dp.remove_peer(peer4) {
+                    tracing::warn!(%peer, "removing the peer from the userspace datapath: {e}");
+                }
             }
         }
     }
 
     fn counters(&self, peer: IpAddr, spi_in: u32, spi_out: u32) -> Option<ChildCounters> {
-        let running = self.running_for(peer)?;
-        let (out, inbound) = running.datapath.counters();
-        let inb = inbound
+        let c = self.datapath.as_ref()?.counters(v4(peer).ok()?)?;
+        let inb = c
+            .inbound
             .iter()
             .find(|(spi, _)| *spi == spi_in)
             .map(|(_, c)| *c);
-        let out = (running.current_out == Some(spi_out)).then_some(out);
+        let out = c
+            .outbound
+            .filter(|(spi, _)| *spi == spi_out)
+            .map(|(_, c)| c);
         if inb.is_none() && out.is_none() {
             return None;
         }
@@ -341,8 +393,58 @@ impl SaBackend for UserspaceBackend {
     }
 
     fn shutdown(&mut self) {
-        if let Some(running) = self.running.take() {
-            running.datapath.shutdown();
+        self.peers.clear();
+        if let Some(dp) = self.datapath.take() {
+            let stats = dp.shutdown();
+            tracing::info!(
+                tx_packets = stats.tx_packets,
+                rx_packets = stats.rx_packets,
+                "userspace datapath stopped"
+            );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(proto: u8, port: Option<u16>) -> TsRange {
+        TsRange::host("10.0.0.1".parse().unwrap(), proto, port)
+    }
+
+    #[test]
+    fn selectors_follow_the_negotiated_traffic_selectors() {
+        assert!(selectors_of(&[ts(0, None)], &[ts(0, None)]).is_empty());
+        let nfs = Selector {
+            protocol: Some(6),
+            local_port: None,
+            remote_port: Some(2049),
+        };
+        assert_eq!(
+            selectors_of(&[ts(6, None)], &[ts(6, Some(2049))]),
+            vec![nfs]
+        );
+        assert_eq!(
+            selectors_of(&[ts(0, None)], &[ts(6, Some(2049))]),
+            vec![nfs]
+        );
+        // TCP here and UDP there cannot match the same packet.
+        assert_eq!(
+            selectors_of(&[ts(6, None)], &[ts(17, None), ts(6, Some(2049))]),
+            vec![nfs]
+        );
+        // A range that is neither one port nor all is widened to all ports.
+        let mut range = ts(17, None);
+        range.start_port = 100;
+        range.end_port = 200;
+        assert_eq!(
+            selectors_of(&[ts(17, None)], &[range]),
+            vec![Selector {
+                protocol: Some(17),
+                local_port: None,
+                remote_port: None
+            }]
+        );
     }
 }
