@@ -436,7 +436,8 @@ impl Driver {
                     .peers
                     .entry(peer)
                     .or_insert_with(|| Peer::new(route_source(peer), now));
-                p.handle = Some(handle);
+                // A reauthentication's new IKE SA takes over at `Reauthenticated`.
+                p.handle.get_or_insert(handle);
                 p.ike = Some(IkeUp {
                     algorithms: ike_suite_name(&suite),
                     remote_id: identity.id.to_string(),
@@ -494,6 +495,13 @@ impl Driver {
                 self.backend.remove_child(peer, spi_in, spi_out);
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.children.retain(|c| c.spi_in != spi_in);
+                }
+            }
+            Event::Reauthenticated { old } => {
+                tracing::info!(%peer, old = %format_args!("{old:016x}"),
+                    new = %format_args!("{handle:016x}"), "IKE SA reauthenticated");
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    p.handle = Some(handle);
                 }
             }
             Event::IkeSaDown { reason } => {

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use esp::datapath::{Datapath, DatapathConfig, Encapsulation, PeerConfig, Selector};
 use esp::{Algorithm, InboundSa, OutboundSa, SaConfig};
@@ -251,12 +251,12 @@ impl SaBackend for UserspaceBackend {
             let sink = sink.clone();
             let local_addr = SocketAddr::new(local, port);
             // Called on the datapath's receive thread; an unbounded send never blocks it.
-            dp.set_ike_handler(Box::new(move |from: SocketAddrV4, message: &[u8]| {
+            dp.set_ike_handler(Box::new(move |from: SocketAddr, message: &[u8]| {
                 let mut payload = Vec::with_capacity(message.len() + 4);
                 payload.extend_from_slice(&ike::wire::NON_ESP_MARKER);
                 payload.extend_from_slice(message);
                 let _ = sink.send(IkeDatagram {
-                    from: SocketAddr::V4(from),
+                    from,
                     local: local_addr,
                     payload,
                 });
