@@ -7,6 +7,8 @@
 //!   ([`PolicySpec`]) are transport or tunnel mode with templates.
 //! - Ownership: everything we install carries a reqid in [`ownership::REQIDS`]; nothing else
 //!   is ever modified or deleted.
+//! - [`child`] installs, rekeys and removes whole CHILD_SAs (SA pair + policies) from
+//!   neutral data; this is the layer the daemon's kernel backend uses.
 //! - [`probe::probe`] says whether this process can install ESP SAs here, and why not.
 //! - [`monitor`] decodes EXPIRE/ACQUIRE notifications; [`socket_policy`] exempts IKE sockets
 //!   from policies and enables ESP-in-UDP on the NAT-T socket.
@@ -16,6 +18,7 @@
 #![warn(missing_docs, unreachable_pub)]
 
 pub mod algorithm;
+pub mod child;
 pub mod error;
 pub mod kernel;
 pub mod lifetime;
@@ -34,6 +37,10 @@ pub mod socket_policy;
 mod fixtures;
 
 pub use algorithm::{Crypto, Key};
+pub use child::{
+    ChildCounters, ChildHandle, ChildLifetime, ChildPolicies, ChildSaSpec, Expiry, NatT,
+    SaCounters, TrafficSelector,
+};
 pub use error::{Error, Result};
 pub use kernel::{Flushed, Kernel, XfrmKernel};
 pub use lifetime::{LifetimeConfig, LifetimeCurrent};

@@ -397,3 +397,89 @@ fn monitor_reports_hard_expire_of_a_larval_sa() {
         assert!(k.sas().unwrap().is_empty());
     });
 }
+
+/// The child API against the running kernel. Here (no ESP) a whole-child install must fail
+/// with the translated error and leave nothing behind; with ESP it must install both SAs and
+/// the policies. Either way the policies alone install, refresh (a rekey re-installs them)
+/// and `remove_peer` removes exactly ours.
+#[test]
+fn child_install_is_all_or_nothing_and_remove_peer_is_exact() {
+    use xfrm::child::{self, ChildLifetime, ChildPolicies, ChildSaSpec, NatT};
+    let Some(ns) = Netns::new("child") else {
+        return;
+    };
+    let esp = kernel_has_esp(&ns);
+    // A foreign policy towards the same peer (reqid 1) must survive remove_peer.
+    ns.ip_ok(&[
+        "xfrm",
+        "policy",
+        "add",
+        "src",
+        "10.99.0.1",
+        "dst",
+        "10.99.0.2",
+        "proto",
+        "udp",
+        "dir",
+        "out",
+        "tmpl",
+        "src",
+        "10.99.0.1",
+        "dst",
+        "10.99.0.2",
+        "proto",
+        "esp",
+        "reqid",
+        "1",
+        "mode",
+        "transport",
+    ]);
+    let spec = ChildSaSpec {
+        policies: ChildPolicies::transport(a(), b(), reqid(77)),
+        spi_in: 0x4242_0001,
+        spi_out: 0x4242_0002,
+        crypto_in: Crypto::aes_gcm(&[1; 36]).unwrap(),
+        crypto_out: Crypto::aes_gcm(&[2; 36]).unwrap(),
+        replay: xfrm::Replay {
+            window: 64,
+            esn: true,
+        },
+        lifetime: ChildLifetime::seconds(3000, 3600, 60).to_config(12345),
+        nat_t: Some(NatT::default()),
+    };
+    ns.run(|| {
+        let k = XfrmKernel::open().unwrap();
+        match child::install(&k, &spec) {
+            Ok(h) => {
+                assert!(esp, "install succeeded on a kernel without ESP");
+                let c = child::counters(&k, &h).unwrap();
+                assert!(c.inbound.is_some() && c.outbound.is_some());
+            }
+            Err(e) => {
+                assert!(!esp, "install failed on a kernel with ESP: {e}");
+                assert!(
+                    e.to_string().contains("algorithm not available")
+                        || e.to_string().contains("no ESP support"),
+                    "{e}"
+                );
+                assert!(k.sas().unwrap().is_empty());
+                assert_eq!(k.policies().unwrap().len(), 1, "rollback left policies");
+            }
+        }
+        let created = child::install_policies(&k, &spec.policies).unwrap();
+        assert_eq!(created.len(), if esp { 0 } else { 2 });
+        // A rekey installs the same policies again: refreshed, not duplicated.
+        assert!(child::install_policies(&k, &spec.policies)
+            .unwrap()
+            .is_empty());
+        assert_eq!(k.policies().unwrap().len(), 3);
+        let removed = child::remove_peer(&k, b()).unwrap();
+        assert_eq!(
+            (removed.sas, removed.policies),
+            (if esp { 2 } else { 0 }, 2)
+        );
+        let left = k.policies().unwrap();
+        assert_eq!(left.len(), 1);
+        assert!(!xfrm::kernel::policy_is_ours(&left[0]));
+    });
+}
