@@ -328,6 +328,13 @@ impl Endpoint {
                 return;
             };
             let to = handover.to();
+            // A reauthentication in progress follows the IKE SA it replaces or builds.
+            for r in self.reauths.values_mut() {
+                r.follow_rekey(handle, to);
+            }
+            if let Some(r) = self.reauths.remove(&handle) {
+                self.reauths.insert(to, r);
+            }
             match self.sas.get_mut(&to) {
                 Some(successor) => {
                     successor.adopt(handover, &mut *self.rng);

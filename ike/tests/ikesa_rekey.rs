@@ -704,3 +704,66 @@ fn storm_of_colliding_rekeys_over_a_lossy_link() {
         }
     }
 }
+
+#[test]
+fn reauthentication_follows_an_ike_rekey_of_the_sa_it_replaces() {
+    // R rekeys the IKE SA while I reauthenticates it: the reauthentication must delete the
+    // old SA's successor (which now holds the old CHILD_SAs), not a handle that is gone.
+    let mut net = perfect(21);
+    let (i, r) = (current(&net, I).unwrap(), current(&net, R).unwrap());
+    let old_child = children(&net, I)[0].0;
+    let now = net.now;
+    net.endpoints[R].1.rekey_ike(now, r).unwrap();
+    let new = net.endpoints[I].1.reauthenticate(now, i).unwrap();
+    let limit = net.now + Duration::from_secs(60);
+    assert!(
+        net.run_until(limit, |n| n.endpoints.iter().all(|(_, e)| e.len() == 1)
+            && count(n, I, |e| matches!(e, Event::Reauthenticated { .. })) == 1
+            && count(n, I, |e| matches!(e, Event::ChildSaDown { .. })) == 1),
+        "{}",
+        summary(&net)
+    );
+    let sa = net.endpoints[I].1.sa(new).expect("the reauthenticated SA");
+    assert_eq!(sa.child_spis().len(), 1);
+    assert_ne!(sa.child_spis()[0].0, old_child);
+    assert!(count(&net, I, |e| matches!(e, Event::IkeSaRekeyed { .. })) == 1);
+    assert!(failures(&net, I).is_empty(), "{}", summary(&net));
+}
+
+#[test]
+fn lifetimes_keep_the_sas_going_over_a_lossy_link() {
+    // Automatic rekeys of both kinds from both sides (so collisions), DPD and retransmission,
+    // for 4 IKE and 13 child lifetimes over loss, duplication and reordering.
+    for seed in 1..7 {
+        let mut net = established_pair(seed, LinkConfig::lossy(0.2), |c| {
+            // Long enough that the over_time (10 %) covers a few lost round trips.
+            c.ike_rekey = SaLifetime::strongswan(Duration::from_secs(1000));
+            c.child_rekey = SaLifetime::strongswan(Duration::from_secs(300));
+            c.retransmit.tries = 15;
+            c.retransmit.limit = Duration::from_secs(30);
+        });
+        let limit = net.now + Duration::from_secs(4000);
+        net.run_until(limit, |_| false);
+        let limit = net.now + Duration::from_secs(300);
+        assert!(
+            net.run_until(limit, |n| consistent(n)
+                && children(n, I).len() == 1
+                && n.endpoints.iter().all(|(_, e)| e.len() == 1)),
+            "seed {seed}:\n{}",
+            summary(&net)
+        );
+        for side in [I, R] {
+            assert!(count(&net, side, |e| matches!(e, Event::IkeSaRekeyed { .. })) >= 3);
+            assert!(count(&net, side, |e| matches!(e, Event::ChildSaRekeyed { .. })) >= 10);
+            assert!(
+                failures(&net, side).is_empty(),
+                "seed {seed}: {:?}",
+                failures(&net, side)
+            );
+            assert_eq!(
+                count(&net, side, |e| matches!(e, Event::IkeSaDown { .. })),
+                0
+            );
+        }
+    }
+}

@@ -31,6 +31,15 @@ pub(super) struct Reauth {
     failure: Option<String>,
 }
 
+impl Reauth {
+    /// The SA being replaced was rekeyed (RFC 7296 §2.18): delete its successor instead.
+    pub(super) fn follow_rekey(&mut self, from: SaHandle, to: SaHandle) {
+        if self.old == from {
+            self.old = to;
+        }
+    }
+}
+
 impl Endpoint {
     /// Reauthenticates the IKE SA `handle`: a new IKE SA to the same peer address with the
     /// same config (so the authenticator is asked for its identity, certificates and
