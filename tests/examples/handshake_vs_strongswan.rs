@@ -263,9 +263,8 @@ fn main() -> Res<()> {
         }
         if with_ours {
             let args = bench.our_args(&bench.client_chain, &bench.pki.client.key);
-            let mut daemon_args = vec!["--datapath", "userspace"];
-            daemon_args.extend(strs(&args));
-            let ours = Ours::start(&bench.client, &daemon_args)?;
+            // credentials travel with `up`, as the mount helper passes them
+            let ours = Ours::start(&bench.client, &["--datapath", "userspace"])?;
             let mut up_args = vec!["--mode", "tunnel"];
             up_args.extend(strs(&args));
             let (wall, wire) = timed_setups(
@@ -315,14 +314,8 @@ fn main() -> Res<()> {
     if with_ours {
         let args = bench.our_args(&bench.share_chain, &bench.pki.share.key);
         let listen = peer.to_string();
-        let mut daemon_args = vec![
-            "--datapath",
-            "userspace",
-            "--listen",
-            &listen,
-            "--mode",
-            "tunnel",
-        ];
+        // the responder follows the initiator's mode request (tunnel: no USE_TRANSPORT_MODE)
+        let mut daemon_args = vec!["--datapath", "userspace", "--listen", &listen];
         daemon_args.extend(strs(&args));
         let ours = Ours::start(&bench.share, &daemon_args)?;
         let initiator = bench.charon_initiator()?;

@@ -35,6 +35,10 @@ impl Capture {
             "-U",
             "-s",
             "0",
+            // 32 MiB of kernel buffer: a GSO-sending datapath fills the default 2 MiB within
+            // milliseconds on a loaded machine, and dropped packets make counts lie
+            "-B",
+            "32768",
             "-Z",
             "root",
             "-w",

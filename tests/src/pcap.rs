@@ -185,6 +185,18 @@ pub fn esp_packets(packets: &[Packet], src: Ipv4Addr, dst: Ipv4Addr) -> usize {
         .count()
 }
 
+/// Bytes of ESP (UDP payload or IP payload) from `src` to `dst`. Unlike a packet count this
+/// does not depend on segmentation offload: a sender using UDP GSO shows up in a veth capture
+/// as few packets of up to 64 KiB.
+pub fn esp_bytes(packets: &[Packet], src: Ipv4Addr, dst: Ipv4Addr) -> u64 {
+    packets
+        .iter()
+        .filter(|p| p.src == src && p.dst == dst)
+        .filter(|p| p.protocol == IPPROTO_ESP || matches!(p.udp_kind(), Some(UdpKind::Esp(_))))
+        .map(|p| p.payload.len() as u64)
+        .sum()
+}
+
 /// Packets that are neither IKE, ESP nor NAT-T keepalives between two hosts: traffic that
 /// went around the tunnel (ICMP, TCP in the clear, …).
 pub fn cleartext_packets(packets: &[Packet]) -> Vec<&Packet> {
@@ -385,6 +397,7 @@ mod tests {
         assert_eq!(handshake_span(&packets), Some(Duration::from_secs(2)));
         assert_eq!(esp_packets(&packets, a.into(), b.into()), 1);
         assert_eq!(esp_packets(&packets, b.into(), a.into()), 0);
+        assert_eq!(esp_bytes(&packets, a.into(), b.into()), esp.len() as u64);
         let clear = cleartext_packets(&packets);
         assert_eq!(clear.len(), 1);
         assert_eq!(clear[0].ports, Some((40000, 2049)));
