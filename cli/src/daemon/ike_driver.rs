@@ -497,6 +497,25 @@ impl Driver {
                     p.children.retain(|c| c.spi_in != spi_in);
                 }
             }
+            Event::IkeSaRekeyed {
+                old_spi,
+                new_spi,
+                suite,
+            } => {
+                // The CHILD_SAs live on under the new IKE SA; the old one goes quietly.
+                tracing::info!(%peer, old = %format_args!("{old_spi:016x}"),
+                    new = %format_args!("{new_spi:016x}"), "IKE SA rekeyed");
+                self.handles.remove(&old_spi);
+                self.handles.insert(new_spi, peer);
+                if let Some(p) = self.peers.get_mut(&peer) {
+                    if p.handle.map_or(true, |h| h == old_spi) {
+                        p.handle = Some(new_spi);
+                    }
+                    if let Some(ike) = p.ike.as_mut() {
+                        ike.algorithms = ike_suite_name(&suite);
+                    }
+                }
+            }
             Event::Reauthenticated { old } => {
                 tracing::info!(%peer, old = %format_args!("{old:016x}"),
                     new = %format_args!("{handle:016x}"), "IKE SA reauthenticated");
