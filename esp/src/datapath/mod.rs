@@ -532,8 +532,10 @@ impl Datapath {
     /// `tx_dropped`), never sent in clear.
     ///
     /// Fails with `AlreadyExists` for a peer already added (remove it first), `InvalidInput`
-    /// for our own address or a UDP peer without a UDP socket, and `Unsupported` when the
-    /// inbound policy cannot be installed and the peer does not allow that.
+    /// for our own, an unspecified or a multicast address, an IPv6 peer without
+    /// [`DatapathConfig::local6`] or a UDP peer without a UDP socket, and `Unsupported` when
+    /// the inbound policy cannot be installed and the peer does not allow that. Raw ESP opens
+    /// the raw socket of the peer's family here (CAP_NET_RAW).
     pub fn add_peer(&self, peer: impl Into<IpAddr>, cfg: PeerConfig) -> io::Result<()> {
         let peer = peer.into();
         let sh = &self.shared;
