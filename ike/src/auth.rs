@@ -37,6 +37,14 @@ pub struct SignContext<'a> {
 pub trait LocalAuthenticator: Send + Sync {
     /// Our identity (IDi or IDr).
     fn id(&self) -> Identification;
+    /// The identity to answer with when the initiator asks for `requested` in IDr
+    /// (RFC 7296 §3.5), or `None` to answer with [`id`](Self::id). A responder signs its
+    /// AUTH for `id()` ahead of IKE_AUTH; a different identity here costs a second signature
+    /// on the IKE_AUTH path.
+    fn select_id(&self, requested: &Identification) -> Option<Identification> {
+        let _ = requested;
+        None
+    }
     /// DER certificates to send in CERT payloads, end entity first (empty for PSK).
     fn certificates(&self) -> Vec<Vec<u8>> {
         Vec::new()

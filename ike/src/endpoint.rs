@@ -81,15 +81,17 @@ impl Endpoint {
         }
     }
 
-    /// Replaces the reqid allocator (default: [`SequentialReqids`](crate::allocation::
-    /// SequentialReqids) in `0x49420001..=0x4942ffff`). Set it before the first SA.
+    /// Replaces the reqid allocator (default:
+    /// [`SequentialReqids`](crate::allocation::SequentialReqids) in
+    /// `0x49420001..=0x4942ffff`). Set it before the first SA.
     pub fn with_reqid_allocator(mut self, reqids: Arc<dyn ReqidAllocator>) -> Self {
         self.allocators.reqids = reqids;
         self
     }
 
-    /// Replaces the inbound SPI source (default: [`RandomSpis`](crate::allocation::
-    /// RandomSpis), from the injected random source), e.g. with XFRM `ALLOCSPI`.
+    /// Replaces the inbound SPI source (default:
+    /// [`RandomSpis`](crate::allocation::RandomSpis), from the injected random source), e.g.
+    /// with XFRM `ALLOCSPI`.
     pub fn with_spi_source(mut self, spis: Arc<dyn SpiSource>) -> Self {
         self.allocators.spis = spis;
         self
@@ -162,6 +164,10 @@ impl Endpoint {
                 return Ok(());
             }
             let allocators = self.allocators.clone();
+            let under_load = self
+                .cookies
+                .as_ref()
+                .is_some_and(|j| self.half_open() >= j.policy().threshold);
             match IkeSa::respond(
                 config,
                 local,
@@ -172,7 +178,10 @@ impl Endpoint {
                 &mut *self.rng,
             )? {
                 Accept::Reply(d) => self.transmits.push_back(d),
-                Accept::Created(sa) => {
+                Accept::Created(mut sa) => {
+                    if under_load {
+                        sa.skip_early_auth();
+                    }
                     let handle = sa.local_spi();
                     self.half_open.insert((spi_i, from), handle);
                     self.half_open_keys.insert(handle, (spi_i, from));
@@ -271,6 +280,7 @@ impl Endpoint {
         }
         let closed = sa.is_closed();
         for i in first_new..self.events.len() {
+            self.adopt_reqid(i);
             self.count_reqids(i);
         }
         if self.reauths.contains_key(&handle) {
@@ -287,6 +297,45 @@ impl Endpoint {
         }
     }
 
+    /// The peer side of a reauthentication (RFC 7296 §2.8.3): a new CHILD_SA with the same
+    /// selectors as one of another IKE SA with the same authenticated peer takes over that
+    /// CHILD_SA's reqid, so the driver's policy keeps pointing at live SAs on both ends
+    /// while the old IKE SA is deleted.
+    fn adopt_reqid(&mut self, i: usize) {
+        let (handle, Event::ChildSaUp(c)) = &self.events[i] else {
+            return;
+        };
+        let handle = *handle;
+        let Some(peer) = self
+            .sas
+            .get(&handle)
+            .and_then(|sa| sa.peer())
+            .map(|p| &p.id)
+        else {
+            return;
+        };
+        let existing = self
+            .sas
+            .iter()
+            .filter(|(h, sa)| **h != handle && sa.peer().is_some_and(|p| p.id == *peer))
+            .flat_map(|(_, sa)| sa.child_templates())
+            .find(|t| t.local_ts == c.local_ts && t.remote_ts == c.remote_ts)
+            .map(|t| t.reqid);
+        let Some(reqid) = existing.filter(|r| *r != c.reqid) else {
+            return;
+        };
+        let (spi_in, fresh) = (c.spi_in, c.reqid);
+        if let Some(sa) = self.sas.get_mut(&handle) {
+            sa.adopt_reqid(spi_in, reqid);
+        }
+        if let (_, Event::ChildSaUp(c)) = &mut self.events[i] {
+            c.reqid = reqid;
+        }
+        if !self.live_reqids.contains_key(&fresh) {
+            self.allocators.reqids.release(fresh);
+        }
+    }
+
     /// Tracks how many CHILD_SAs carry each reqid; releases it when none is left.
     fn count_reqids(&mut self, i: usize) {
         match &self.events[i].1 {
@@ -296,13 +345,7 @@ impl Endpoint {
             }
             Event::ChildSaDown { reqid, .. } => {
                 let reqid = *reqid;
-                if let Some(n) = self.live_reqids.get_mut(&reqid) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        self.live_reqids.remove(&reqid);
-                        self.allocators.reqids.release(reqid);
-                    }
-                }
+                self.unref_reqid(reqid);
             }
             _ => {}
         }
@@ -346,6 +389,17 @@ impl Endpoint {
                         self.count_reqids(self.events.len() - 1);
                     }
                 }
+            }
+        }
+    }
+
+    /// One user of `reqid` fewer; releases it when none is left.
+    fn unref_reqid(&mut self, reqid: u32) {
+        if let Some(n) = self.live_reqids.get_mut(&reqid) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.live_reqids.remove(&reqid);
+                self.allocators.reqids.release(reqid);
             }
         }
     }

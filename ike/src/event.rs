@@ -30,7 +30,9 @@ pub struct UdpEncap {
 /// Keys are zeroized on drop and redacted in `Debug`.
 #[derive(Debug, Clone)]
 pub struct ChildSa {
-    /// Identifies the policy this SA belongs to; kept across rekeys (the XFRM reqid).
+    /// Identifies the policy this SA belongs to (the XFRM reqid): one per CHILD_SA, from the
+    /// endpoint's [`ReqidAllocator`](crate::allocation::ReqidAllocator), kept across rekeys
+    /// and reauthentication.
     pub reqid: u32,
     /// SPI of the inbound ESP SA (chosen by us).
     pub spi_in: u32,

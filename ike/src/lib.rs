@@ -9,6 +9,10 @@
 //! `dpd`); output is polled with `poll_transmit`, `poll_timeout` and `poll_event`
 //! ([`Event`]). Rekeying on the configured lifetimes and dead-peer detection run by
 //! themselves from `handle_timeout`.
+//!
+//! A driver can replace where reqids and inbound SPIs come from ([`allocation`]), sets the
+//! cookie policy for IKE_SA_INIT under load ([`cookie`]), and replaces IKE SAs make-before-
+//! break with [`Endpoint::reauthenticate`].
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub)]
 

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ike::allocation::SequentialReqids;
 use ike::auth::{AuthError, LocalAuthenticator, PeerAuthenticator, SignContext, VerifyRequest};
 use ike::testing::{LinkConfig, Network, SeededRandom};
 use ike::wire::{AuthMethod, Identification};
@@ -69,6 +70,8 @@ struct Lab {
     client: Arc<Renewing>,
     share: Arc<Renewing>,
     handle: SaHandle,
+    /// The reqid allocators of the initiator and the responder.
+    reqids: [Arc<SequentialReqids>; 2],
 }
 
 fn lab(link: LinkConfig, seed: u64) -> Lab {
@@ -83,13 +86,19 @@ fn lab(link: LinkConfig, seed: u64) -> Lab {
     }
     let now = Instant::now();
     let mut net = Network::new(now, link, seed);
+    let reqids = [
+        Arc::new(SequentialReqids::new()),
+        Arc::new(SequentialReqids::new()),
+    ];
     net.add(
         "10.0.0.1".parse().unwrap(),
-        Endpoint::new(None, 4500, Box::new(SeededRandom::new(seed))),
+        Endpoint::new(None, 4500, Box::new(SeededRandom::new(seed)))
+            .with_reqid_allocator(reqids[0].clone()),
     );
     net.add(
         "10.0.0.2".parse().unwrap(),
-        Endpoint::new(Some(Arc::new(rc)), 4500, Box::new(SeededRandom::new(!seed))),
+        Endpoint::new(Some(Arc::new(rc)), 4500, Box::new(SeededRandom::new(!seed)))
+            .with_reqid_allocator(reqids[1].clone()),
     );
     let ip = |s: &str| SocketAddr::new(s.parse::<IpAddr>().unwrap(), 500);
     let handle = net.endpoints[0]
@@ -106,6 +115,7 @@ fn lab(link: LinkConfig, seed: u64) -> Lab {
         client,
         share,
         handle,
+        reqids,
     }
 }
 
@@ -197,6 +207,15 @@ fn reauth_completes(link: LinkConfig, seed: u64) {
         *h == r_old && matches!(e, Event::ChildSaDown { .. })
     });
     assert!(r_new_up < r_old_down);
+    // The peer side adopts the reqid of the CHILD_SA being replaced, too.
+    let reqid_of = |i: usize| match &ev[i].1 {
+        Event::ChildSaUp(c) => c.reqid,
+        Event::ChildSaDown { reqid, .. } => *reqid,
+        _ => unreachable!(),
+    };
+    assert_eq!(reqid_of(r_new_up), reqid_of(r_old_down));
+    assert_eq!(lab.reqids[0].in_use(), 1);
+    assert_eq!(lab.reqids[1].in_use(), 1);
     let fails: Vec<_> = lab
         .net
         .events

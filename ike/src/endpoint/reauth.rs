@@ -1,18 +1,5 @@
-//! Reauthentication, make-before-break (RFC 7296 §2.8.3): used after every certificate
-//! renewal, so that the peer sees the new certificate and the SAs never lapse.
-//!
-//! Order of events for the driver, all on the same endpoint:
-//! 1. on the new handle: `IkeSaUp`, then `ChildSaUp` for each recreated CHILD_SA (same
-//!    selectors, **same reqid** as the one it replaces, new SPIs and keys): install them
-//!    next to the old ones;
-//! 2. on the new handle: [`Event::Reauthenticated`] once every CHILD_SA is up;
-//! 3. on the old handle: `ChildSaDown` for each old CHILD_SA and `IkeSaDown` once the
-//!    peer confirmed the DELETE: remove those SAs by SPI; the reqid (and the policy that
-//!    names it) is still used by the new ones.
-//!
-//! If the new IKE SA or any of its CHILD_SAs fails, the old IKE SA is left untouched, a
-//! `Failed` event on the **old** handle says why, and the new SA is deleted (its
-//! `ChildSaDown`s, if any came up, name SPIs of the new SA only).
+//! Reauthentication, make-before-break (RFC 7296 §2.8.3): see
+//! [`Endpoint::reauthenticate`].
 
 use std::time::Instant;
 
@@ -29,6 +16,9 @@ pub(super) struct Reauth {
     expected: usize,
     up: usize,
     failure: Option<String>,
+    /// The reqids being carried over: held while the reauthentication runs, so that they
+    /// are not released (and handed out again) if the old SA goes away meanwhile.
+    reqids: Vec<u32>,
 }
 
 impl Reauth {
@@ -45,9 +35,27 @@ impl Endpoint {
     /// same config (so the authenticator is asked for its identity, certificates and
     /// signature now, i.e. after a certificate renewal it presents the new certificate),
     /// recreating every CHILD_SA with its selectors and reqid; only when all are up is the
-    /// old IKE SA deleted (with its CHILD_SAs). Returns the new SA's handle. See the
-    /// [module documentation](self) for the order of events. Either side may call it,
-    /// whichever role it had in the old SA: we are the initiator of the new one.
+    /// old IKE SA deleted (with its CHILD_SAs). Returns the new SA's handle. Either side
+    /// may call it, whichever role it had in the old SA: we are the initiator of the new
+    /// one. Used after every certificate renewal, so the peer sees the new certificate and
+    /// no SA lapses.
+    ///
+    /// Order of events for the driver:
+    /// 1. on the new handle: `IkeSaUp`, then `ChildSaUp` for each recreated CHILD_SA (same
+    ///    selectors, **same reqid** as the one it replaces, new SPIs and keys): install them
+    ///    next to the old ones;
+    /// 2. on the new handle: [`Event::Reauthenticated`] once every CHILD_SA is up;
+    /// 3. on the old handle: `ChildSaDown` for each old CHILD_SA and `IkeSaDown` once the
+    ///    peer confirmed the DELETE (or gave up on it): remove those ESP SAs by SPI; the
+    ///    reqid, and the policy that names it, is still used by the new ones.
+    ///
+    /// The peer, if it is an `Endpoint` too, gives the new CHILD_SAs the reqids of the ones
+    /// they replace (same authenticated peer, same selectors), so the same holds there.
+    ///
+    /// If the new IKE SA or any of its CHILD_SAs fails, the old IKE SA is left untouched, a
+    /// `Failed` event on the **old** handle says why, and the new SA is deleted (its
+    /// `ChildSaDown`s, if any came up, name SPIs of the new SA only). Errors: no such SA,
+    /// not established, or a reauthentication of it already running.
     pub fn reauthenticate(&mut self, now: Instant, handle: SaHandle) -> Result<SaHandle> {
         let old = self.sas.get(&handle).ok_or(Error::NoSuchSa(handle))?;
         if !old.is_established() {
@@ -60,6 +68,7 @@ impl Endpoint {
         }
         let templates = old.child_templates();
         let expected = templates.len().max(1);
+        let reqids: Vec<u32> = templates.iter().map(|t| t.reqid).collect();
         let sa = IkeSa::initiate_reauth(
             old.config().clone(),
             old.local(),
@@ -71,6 +80,9 @@ impl Endpoint {
         )?;
         let new = sa.local_spi();
         self.sas.insert(new, sa);
+        for r in &reqids {
+            *self.live_reqids.entry(*r).or_default() += 1;
+        }
         self.reauths.insert(
             new,
             Reauth {
@@ -78,6 +90,7 @@ impl Endpoint {
                 expected,
                 up: 0,
                 failure: None,
+                reqids,
             },
         );
         self.drain(now, new);
@@ -107,7 +120,7 @@ impl Endpoint {
         }
         let old = r.old;
         if let Some(reason) = r.failure.clone() {
-            self.reauths.remove(&new);
+            self.finish_reauth(new);
             self.events.push_back((
                 old,
                 Event::Failed {
@@ -131,10 +144,20 @@ impl Endpoint {
         if !done || r.up < r.expected {
             return;
         }
-        self.reauths.remove(&new);
+        self.finish_reauth(new);
         self.events.push_back((new, Event::Reauthenticated { old }));
         if self.sas.contains_key(&old) {
             let _ = self.with_sa(now, old, |sa, rng| sa.delete(now, rng));
+        }
+    }
+
+    /// Forgets a reauthentication and drops its hold on the reqids it carried over.
+    fn finish_reauth(&mut self, new: SaHandle) {
+        let Some(r) = self.reauths.remove(&new) else {
+            return;
+        };
+        for reqid in r.reqids {
+            self.unref_reqid(reqid);
         }
     }
 }

@@ -13,13 +13,15 @@ use crate::wire::{
     Payload,
 };
 
+/// Our ID, CERT payloads and AUTH payload for IKE_AUTH.
+pub(super) type OwnAuth = (Identification, Vec<Payload>, Payload);
+
 impl IkeSa {
     /// Our ID, certificates and AUTH payload, signing our IKE_SA_INIT message, the peer's
     /// nonce and prf(SK_p, our ID) (RFC 7296 §2.15).
-    fn own_auth(&self, signer: Role) -> Result<(Identification, Vec<Payload>, Payload)> {
+    fn own_auth(&self, signer: Role, id: Identification) -> Result<OwnAuth> {
         let init = self.init.as_ref().ok_or(Error::NotEstablished)?;
         let keys = self.keys.as_ref().ok_or(Error::NotEstablished)?;
-        let id = self.config.local_auth.id();
         let (message, peer_nonce) = match signer {
             Role::Initiator => (&init.request, &init.nr),
             Role::Responder => (&init.response, &init.ni),
@@ -44,6 +46,37 @@ impl IkeSa {
             .map(|c| Certificate::x509(c).into())
             .collect();
         Ok((id, certs, Authentication::new(method, data).into()))
+    }
+
+    /// Responder: signs our AUTH ahead of IKE_AUTH. The responder's signed octets (its
+    /// IKE_SA_INIT response, Ni and prf(SK_pr, IDr'), RFC 7296 §2.15) and the peer's hash
+    /// algorithms are all known once the IKE_SA_INIT response is out, so an RSA-4096
+    /// signature need not delay the IKE_AUTH response. The result is used if IKE_AUTH asks
+    /// for the same identity, and recomputed otherwise.
+    pub(super) fn run_early_auth(&mut self, now: Instant) {
+        if !self.early_auth_at.is_some_and(|t| now >= t) {
+            return;
+        }
+        self.early_auth_at = None;
+        if self.role != Role::Responder || self.state != State::Connecting {
+            return;
+        }
+        // A failure is not reported here: IKE_AUTH signs again and reports it there.
+        self.early_auth = self
+            .own_auth(Role::Responder, self.config.local_auth.id())
+            .ok();
+    }
+
+    /// Responder: do not sign ahead of IKE_AUTH; sign only for an initiator that has
+    /// authenticated itself. The [`Endpoint`](crate::Endpoint) calls this under load so that
+    /// a flood of IKE_SA_INIT requests cannot make us sign for each (RFC 7296 §2.6).
+    pub fn skip_early_auth(&mut self) {
+        self.early_auth_at = None;
+    }
+
+    /// Whether a responder's AUTH has been signed ahead and waits for IKE_AUTH.
+    pub fn has_early_auth(&self) -> bool {
+        self.early_auth.is_some()
     }
 
     /// Verifies the peer's ID, certificates and AUTH.
@@ -105,7 +138,7 @@ impl IkeSa {
     }
 
     fn build_auth_request(&mut self, rng: &mut dyn Random) -> Result<(Vec<Payload>, ChildRequest)> {
-        let (id, certs, auth) = self.own_auth(Role::Initiator)?;
+        let (id, certs, auth) = self.own_auth(Role::Initiator, self.config.local_auth.id())?;
         let req = self.child_request(false, None, rng)?;
         let mut v: Vec<Payload> = vec![Payload::IdI(id)];
         v.extend(certs);
@@ -207,7 +240,19 @@ impl IkeSa {
                 return;
             }
         };
-        let (our_id, certs, auth) = match self.own_auth(Role::Responder) {
+        // The initiator may ask for one of our identities with IDr (RFC 7296 §3.5).
+        let requested = payloads.iter().find_map(|p| match p {
+            Payload::IdR(id) => Some(id),
+            _ => None,
+        });
+        let want_id = requested
+            .and_then(|r| self.config.local_auth.select_id(r))
+            .unwrap_or_else(|| self.config.local_auth.id());
+        let signed = match self.early_auth.take() {
+            Some(early) if early.0 == want_id => Ok(early),
+            _ => self.own_auth(Role::Responder, want_id),
+        };
+        let (our_id, certs, auth) = match signed {
             Ok(x) => x,
             Err(e) => {
                 let n = Notify::new(NotifyType::AuthenticationFailed);

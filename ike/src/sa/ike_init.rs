@@ -526,6 +526,9 @@ impl IkeSa {
         sa_state.peer_message_id = 1;
         sa_state.state = State::Connecting;
         sa_state.half_open_deadline = Some(now + config.half_open_timeout);
+        // Everything our AUTH signs is known now: sign as soon as the driver has sent this
+        // response (its next `handle_timeout`), not when IKE_AUTH arrives (issue 3).
+        sa_state.early_auth_at = Some(now);
         Ok(Accept::Created(Box::new(sa_state)))
     }
 }

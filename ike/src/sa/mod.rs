@@ -193,6 +193,9 @@ pub struct IkeSa {
     peer_hash_algorithms: Vec<HashAlgorithm>,
     peer_fragmentation: bool,
     half_open_deadline: Option<Instant>,
+    /// Responder: when to sign our AUTH ahead of IKE_AUTH ([`ike_auth`]), and the result.
+    early_auth_at: Option<Instant>,
+    early_auth: Option<ike_auth::OwnAuth>,
     transmits: VecDeque<Datagram>,
     events: VecDeque<Event>,
     /// Lifetimes, liveness, rekey retries and the hand-over to a successor SA.
@@ -249,6 +252,8 @@ impl IkeSa {
             peer_hash_algorithms: Vec::new(),
             peer_fragmentation: false,
             half_open_deadline: None,
+            early_auth_at: None,
+            early_auth: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             life: lifetime::Lifecycle::default(),
@@ -323,6 +328,7 @@ impl IkeSa {
             retransmit,
             self.half_open_deadline,
             self.lifecycle_deadline(),
+            self.early_auth_at,
         ]
         .into_iter()
         .flatten()
@@ -335,6 +341,7 @@ impl IkeSa {
         if self.state == State::Closed {
             return;
         }
+        self.run_early_auth(now);
         if self.half_open_deadline.is_some_and(|d| now >= d) {
             self.half_open_deadline = None;
             if self.state == State::Connecting {
@@ -854,6 +861,8 @@ impl IkeSa {
         self.reassembly = None;
         self.half_open_deadline = None;
         self.life.clear();
+        self.early_auth_at = None;
+        self.early_auth = None;
     }
 
     fn encap_ports(&self) -> Option<UdpEncap> {

@@ -69,6 +69,14 @@ impl IkeSa {
         v
     }
 
+    /// Gives the CHILD_SA with inbound SPI `spi_in` another reqid (the endpoint's reqid
+    /// adoption on the peer side of a reauthentication).
+    pub(crate) fn adopt_reqid(&mut self, spi_in: u32, reqid: u32) {
+        if let Some(c) = self.children.iter_mut().find(|c| c.spi_in == spi_in) {
+            c.reqid = reqid;
+        }
+    }
+
     /// Whether this SA is a responder that finished IKE_SA_INIT but not IKE_AUTH (counted
     /// for the cookie threshold, RFC 7296 §2.6).
     pub fn is_half_open(&self) -> bool {
