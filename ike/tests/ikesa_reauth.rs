@@ -92,8 +92,13 @@ fn lab(link: LinkConfig, seed: u64) -> Lab {
     ];
     net.add(
         "10.0.0.1".parse().unwrap(),
-        Endpoint::new(None, 4500, Box::new(SeededRandom::new(seed)))
-            .with_reqid_allocator(reqids[0].clone()),
+        // The client accepts IKE SAs too, so that the share can reauthenticate towards it.
+        Endpoint::new(
+            Some(Arc::new(ic.clone())),
+            4500,
+            Box::new(SeededRandom::new(seed)),
+        )
+        .with_reqid_allocator(reqids[0].clone()),
     );
     net.add(
         "10.0.0.2".parse().unwrap(),
@@ -296,4 +301,48 @@ fn failed_reauthentication_keeps_the_old_ike_sa() {
             .iter()
             .any(|(h, e)| *h == again && matches!(e, Event::Reauthenticated { .. }))
     }));
+}
+
+#[test]
+fn the_original_responder_reauthenticates_towards_the_initiator() {
+    let mut lab = lab(LinkConfig::lossy(0.1), 7);
+    let i_old = lab.handle;
+    let r_old = lab.net.events[1][0].0;
+    lab.share.generation.store(2, Ordering::SeqCst);
+    let now = lab.net.now;
+    // The share's side floated to port 4500: the new IKE_SA_INIT goes there, with the
+    // non-ESP marker.
+    let new = lab.net.endpoints[1].1.reauthenticate(now, r_old).unwrap();
+    let done = lab.net.run_until(now + Duration::from_secs(1200), |n| {
+        n.endpoints[0].1.sa(i_old).is_none() && n.endpoints[1].1.sa(r_old).is_none()
+    });
+    assert!(done, "{:?} {:?}", summary(&lab.net), lab.net.errors);
+    assert_eq!(*lab.client.seen.lock().unwrap(), vec![1, 2]);
+    let sa = lab.net.endpoints[1].1.sa(new).unwrap();
+    assert!(sa.is_established());
+    assert_eq!(sa.child_spis().len(), 1);
+    assert_eq!(lab.net.endpoints[0].1.len(), 1);
+    assert_eq!((lab.reqids[0].in_use(), lab.reqids[1].in_use()), (1, 1));
+}
+
+#[test]
+fn ike_rekey_during_reauthentication_hands_the_deletion_to_the_successor() {
+    let mut lab = lab(LinkConfig::perfect(), 9);
+    let old = lab.handle;
+    let now = lab.net.now;
+    let new = lab.net.endpoints[0].1.reauthenticate(now, old).unwrap();
+    // The old IKE SA is rekeyed (RFC 7296 §2.18) before the reauthentication completes.
+    lab.net.endpoints[0].1.rekey_ike(now, old).unwrap();
+    let done = lab.net.run_until(now + Duration::from_secs(600), |n| {
+        n.events[0]
+            .iter()
+            .any(|(h, e)| *h == new && matches!(e, Event::Reauthenticated { .. }))
+            && n.endpoints.iter().all(|(_, e)| e.len() == 1)
+    });
+    assert!(done, "{:?} {:?}", summary(&lab.net), lab.net.errors);
+    let rekeyed = lab.net.events[0]
+        .iter()
+        .any(|(h, e)| *h == old && matches!(e, Event::IkeSaRekeyed { .. }));
+    assert!(rekeyed, "{:?}", summary(&lab.net));
+    assert!(lab.net.endpoints[0].1.sa(new).unwrap().is_established());
 }
