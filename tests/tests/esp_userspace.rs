@@ -1517,3 +1517,115 @@ fn tunnel_mode_interoperates_with_strongswan_libipsec() {
     assert_eq!(cap.count("ip[6:2] & 0x3fff != 0"), 0);
     assert!(cap.count("udp port 4500") > 1000);
 }
+
+/// Sends `count` datagrams from A to B:5003 and returns how many echoes came back (B runs an
+/// echo server on that port for the test's life).
+fn udp_echoes(ns: &str, count: u32) -> u32 {
+    in_ns(ns, move || {
+        let u = UdpSocket::bind(SocketAddrV4::new(A, 0)).unwrap();
+        u.set_read_timeout(Some(Duration::from_millis(700)))
+            .unwrap();
+        let mut got = 0;
+        for i in 0..count {
+            u.send_to(&i.to_be_bytes(), SocketAddrV4::new(B, 5003))
+                .unwrap();
+            let mut b = [0u8; 16];
+            if u.recv(&mut b).is_ok() {
+                got += 1;
+            }
+        }
+        got
+    })
+    .join()
+    .unwrap()
+}
+
+/// `update_peer` widens a peer's protection in place — the SAs keep working and nothing of
+/// the newly protected traffic shows in clear; `clear_outbound` makes captured traffic drop
+/// instead of leaving in clear; a mode change drops the SAs of the old mode.
+#[test]
+fn update_peer_and_clear_outbound() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED esp_userspace update_peer: {why}");
+        return;
+    }
+    let lab = Lab::new("upd");
+    let ((cfg_a, _, narrow_a), (cfg_b, _, narrow_b)) = configs("up", Encapsulation::UDP_4500, true);
+    let mut cap = Capture::start(&lab.a, "va", "upd");
+    let a = Remote::start(&lab.a, cfg_a);
+    let b = Remote::start(&lab.b, cfg_b);
+    a.call(move |dp| {
+        dp.add_peer(B, narrow_a).unwrap();
+        let (o, i) = sa_pair(SPI_AB, &KEY_AB, SPI_BA, &KEY_BA);
+        dp.install_sas(B, o, i).unwrap();
+    });
+    b.call(move |dp| {
+        dp.add_peer(A, narrow_b).unwrap();
+        let (o, i) = sa_pair(SPI_BA, &KEY_BA, SPI_AB, &KEY_AB);
+        dp.install_sas(A, o, i).unwrap();
+    });
+    let echo = in_ns(&lab.b, || {
+        let u = UdpSocket::bind(SocketAddrV4::new(B, 5003)).unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(4))).unwrap();
+        let mut b = [0u8; 64];
+        while let Ok((n, from)) = u.recv_from(&mut b) {
+            u.send_to(&b[..n], from).unwrap();
+        }
+    });
+    thread::sleep(Duration::from_millis(200));
+    // Outside the narrow selectors: in clear.
+    assert_eq!(udp_echoes(&lab.a, 3), 3);
+
+    // Everything to the peer from now on, same SAs.
+    for (r, peer) in [(&a, B), (&b, A)] {
+        r.call(move |dp| dp.update_peer(peer, PeerConfig::new()).unwrap());
+    }
+    let before = a.call(|dp| dp.counters(B).unwrap().outbound.unwrap().1.packets);
+    assert_eq!(udp_echoes(&lab.a, 3), 3);
+    let after = a.call(|dp| dp.counters(B).unwrap());
+    assert_eq!(after.outbound.unwrap().0, SPI_AB);
+    assert_eq!(after.outbound.unwrap().1.packets, before + 3);
+    assert_eq!(
+        after.inbound[0].1.packets, 3,
+        "echoes under the old inbound SA"
+    );
+    let (rules, table) = a.call(|_| {
+        (
+            sh_out(&["ip", "rule"]),
+            sh_out(&["nft", "list", "table", "inet", "ibm_ipsec"]),
+        )
+    });
+    assert!(!rules.contains("dport 5001"), "narrow rule kept:\n{rules}");
+    assert!(rules.contains("to 10.77.0.2 lookup 485"), "{rules}");
+    assert!(table.contains("ip saddr 10.77.0.2 counter"), "{table}");
+
+    // Outbound SA gone: dropped, not sent in clear.
+    let (cleared, dropped_before) = a.call(|dp| (dp.clear_outbound(B).unwrap(), dp.stats()));
+    assert_eq!(cleared, Some(SPI_AB));
+    assert_eq!(udp_echoes(&lab.a, 1), 0);
+    let dropped_after = a.call(|dp| dp.stats().tx_dropped);
+    assert!(dropped_after > dropped_before.tx_dropped);
+
+    // Another mode: the transport-mode SAs cannot serve it and go.
+    let tunnel = PeerConfig {
+        mode: Mode::Tunnel,
+        ..PeerConfig::new()
+    };
+    let c = a.call(move |dp| {
+        dp.update_peer(B, tunnel).unwrap();
+        dp.counters(B).unwrap()
+    });
+    assert_eq!((c.outbound, c.inbound.len()), (None, 0));
+
+    let stats_a = a.stop();
+    b.stop();
+    echo.join().unwrap();
+    cap.finish();
+    eprintln!("update: A {stats_a:?}");
+    // Only the three exchanges before the update were in clear.
+    assert_eq!(cap.count("udp port 5003"), 6);
+    let left_a = in_ns(&lab.a, || leftovers("espupa", "ibm_ipsec"))
+        .join()
+        .unwrap();
+    assert!(left_a.is_empty(), "left behind in A:\n{left_a}");
+}

@@ -562,34 +562,7 @@ impl Datapath {
                 format!("peer {peer} already added"),
             ));
         }
-        let port = match cfg.encapsulation {
-            Encapsulation::Udp { peer_port } => {
-                if sh.udp_for(peer).is_none() {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidInput,
-                        "ESP in UDP needs DatapathConfig::udp_port",
-                    ));
-                }
-                peer_port
-            }
-            Encapsulation::Raw => {
-                let slot = if peer.is_ipv6() { &sh.raw6 } else { &sh.raw };
-                if slot.get().is_none() {
-                    let s = sys::raw_esp_socket(peer.is_ipv6())?;
-                    sys::set_nonblocking(s.as_raw_fd())?;
-                    sys::set_mark(s.as_raw_fd(), sh.cfg.mark)?;
-                    sys::set_buffers(s.as_raw_fd(), 4 << 20);
-                    // Only add_peer sets it, under the control lock.
-                    let _ = slot.set(s);
-                }
-                0
-            }
-        };
-        if !sh.nft && !cfg.allow_unprotected_inbound {
-            return Err(inbound_policy::nft_missing(
-                "nftables did not accept our table when the datapath started".into(),
-            ));
-        }
+        let port = self.prepare_transport(peer, &cfg)?;
         control.insert(peer, cfg.clone());
         // The policy goes in before any rule sends traffic our way, so there is no window
         // in which the peer's cleartext is accepted on a protected selector.
@@ -619,6 +592,112 @@ impl Datapath {
             return Err(e);
         }
         Ok(())
+    }
+
+    /// Checks that `cfg` can run (its socket exists or opens now, the inbound policy is
+    /// enforceable or waived); returns the peer's initial UDP port (0 for raw ESP). Called
+    /// under the control lock.
+    fn prepare_transport(&self, peer: IpAddr, cfg: &PeerConfig) -> io::Result<u16> {
+        let sh = &self.shared;
+        let port = match cfg.encapsulation {
+            Encapsulation::Udp { peer_port } => {
+                if sh.udp_for(peer).is_none() {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidInput,
+                        "ESP in UDP needs DatapathConfig::udp_port",
+                    ));
+                }
+                peer_port
+            }
+            Encapsulation::Raw => {
+                let slot = if peer.is_ipv6() { &sh.raw6 } else { &sh.raw };
+                if slot.get().is_none() {
+                    let s = sys::raw_esp_socket(peer.is_ipv6())?;
+                    sys::set_nonblocking(s.as_raw_fd())?;
+                    sys::set_mark(s.as_raw_fd(), sh.cfg.mark)?;
+                    sys::set_buffers(s.as_raw_fd(), 4 << 20);
+                    // Only set under the control lock.
+                    let _ = slot.set(s);
+                }
+                0
+            }
+        };
+        if !sh.nft && !cfg.allow_unprotected_inbound {
+            return Err(inbound_policy::nft_missing(
+                "nftables did not accept our table when the datapath started".into(),
+            ));
+        }
+        Ok(port)
+    }
+
+    /// Changes what the datapath does for `peer` (selectors, mode, encapsulation — say,
+    /// once a CHILD_SA negotiated them) without a moment in which its traffic could pass in
+    /// clear: the new capture rules are added before the old ones go, the nftables policy is
+    /// replaced in one transaction. SAs stay installed if the mode is unchanged; SAs of
+    /// the other mode are dropped (captured traffic is then dropped until new ones come).
+    /// Fails like [`add_peer`](Self::add_peer), and with `NotFound` for an unknown peer;
+    /// on failure the peer keeps its old configuration.
+    pub fn update_peer(&self, peer: impl Into<IpAddr>, cfg: PeerConfig) -> io::Result<()> {
+        let peer = peer.into();
+        let sh = &self.shared;
+        let mut control = lock(&self.control);
+        let old = control.get(&peer).cloned().ok_or_else(|| no_peer(peer))?;
+        if old == cfg {
+            return Ok(());
+        }
+        let port = self.prepare_transport(peer, &cfg)?;
+        let added = routing::add_rules_beside(&sh.cfg, peer, &old, &cfg)?;
+        control.insert(peer, cfg.clone());
+        if sh.nft {
+            if let Err(e) = self.apply_policy(&control) {
+                control.insert(peer, old);
+                routing::delete_rules(peer, &added);
+                return Err(e);
+            }
+        }
+        // A new peer state with the SAs moved over; the packet threads pick it up at their
+        // next lookup.
+        if let Some(prev) = sh.peer_by_addr(peer) {
+            let keep = prev.cfg.mode == cfg.mode;
+            let inbound: Vec<InboundSa> = lock(&prev.inbound).drain(..).collect();
+            let outbound = lock(&prev.outbound).take();
+            let (inbound, outbound) = if keep {
+                (inbound, outbound)
+            } else {
+                (Vec::new(), None)
+            };
+            let next = Arc::new(Peer {
+                addr: peer,
+                cfg: cfg.clone(),
+                outbound: Mutex::new(outbound),
+                inbound: Mutex::new(Vec::new()),
+                port: AtomicU16::new(port),
+            });
+            let mut peers = write(&sh.peers);
+            let mut spis = write(&sh.spis);
+            spis.retain(|_, p| !Arc::ptr_eq(p, &prev));
+            for sa in &inbound {
+                spis.insert(sa.config().spi, next.clone());
+            }
+            *lock(&next.inbound) = inbound;
+            peers.insert(peer, next);
+        }
+        routing::delete_rules_not_in(&sh.cfg, peer, &old, &cfg);
+        Ok(())
+    }
+
+    /// Stops sealing with `peer`'s outbound SA (its keys were deleted, say): captured
+    /// traffic to the peer is dropped, never sent in clear, until
+    /// [`set_outbound`](Self::set_outbound). Returns the SPI of the SA removed, if any.
+    /// Fails with `NotFound` for an unknown peer.
+    pub fn clear_outbound(&self, peer: impl Into<IpAddr>) -> io::Result<Option<u32>> {
+        let peer = peer.into();
+        let p = self
+            .shared
+            .peer_by_addr(peer)
+            .ok_or_else(|| no_peer(peer))?;
+        let old = lock(&p.outbound).take();
+        Ok(old.map(|sa| sa.config().spi))
     }
 
     fn apply_policy(&self, control: &BTreeMap<IpAddr, PeerConfig>) -> io::Result<()> {

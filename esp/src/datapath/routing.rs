@@ -163,6 +163,57 @@ pub(crate) fn add_peer(cfg: &DatapathConfig, peer: IpAddr, pc: &PeerConfig) -> i
     Ok(())
 }
 
+/// Adds the rules `new` has and `old` has not (the peer's route stays); returns them, so
+/// a caller that must back out can [`delete_rules`]. On failure nothing stays added.
+pub(crate) fn add_rules_beside(
+    cfg: &DatapathConfig,
+    peer: IpAddr,
+    old: &PeerConfig,
+    new: &PeerConfig,
+) -> io::Result<Vec<Vec<String>>> {
+    let (fam, _) = family(peer);
+    let have = peer_rules(cfg, peer, old);
+    let mut added = Vec::new();
+    for rule in peer_rules(cfg, peer, new) {
+        if have.contains(&rule) {
+            continue;
+        }
+        let mut args = vec![s(fam), s("rule"), s("add")];
+        args.extend(rule.iter().cloned());
+        if let Err(e) = ip(&args) {
+            delete_rules(peer, &added);
+            return Err(e);
+        }
+        added.push(rule);
+    }
+    Ok(added)
+}
+
+/// Deletes these rules of the peer (best effort).
+pub(crate) fn delete_rules(peer: IpAddr, rules: &[Vec<String>]) {
+    let (fam, _) = family(peer);
+    for rule in rules {
+        let mut args = vec![s(fam), s("rule"), s("del")];
+        args.extend(rule.iter().cloned());
+        let _ = ip(&args);
+    }
+}
+
+/// Deletes the rules `old` has and `new` has not.
+pub(crate) fn delete_rules_not_in(
+    cfg: &DatapathConfig,
+    peer: IpAddr,
+    old: &PeerConfig,
+    new: &PeerConfig,
+) {
+    let keep = peer_rules(cfg, peer, new);
+    let gone: Vec<Vec<String>> = peer_rules(cfg, peer, old)
+        .into_iter()
+        .filter(|r| !keep.contains(r))
+        .collect();
+    delete_rules(peer, &gone);
+}
+
 /// Removes what [`add_peer`] installed (best effort: parts may be missing after a failed
 /// add).
 pub(crate) fn remove_peer(cfg: &DatapathConfig, peer: IpAddr, pc: &PeerConfig) {
