@@ -1243,7 +1243,16 @@ fn one_host_two_peers_remove_one() {
         dp.add_peer(C, raw).unwrap();
         let (o, i) = sa_pair(SPI_AB, &KEY_AB, SPI_BA, &KEY_BA);
         dp.install_sas(B, o, i).unwrap();
-        let (o, i) = sa_pair(SPI_AC, &KEY_AC, SPI_CA, &KEY_CA);
+        // C's SAs ask for a rekey after 100 packets; B's never do.
+        let soft = |spi| SaConfig {
+            lifetime: esp::Lifetime {
+                soft_packets: Some(100),
+                ..esp::Lifetime::UNLIMITED
+            },
+            ..SaConfig::new(spi, Algorithm::AesGcm16_256)
+        };
+        let o = OutboundSa::new(soft(SPI_AC), &KEY_AC).unwrap();
+        let i = InboundSa::new(soft(SPI_CA), &KEY_CA).unwrap();
         dp.install_sas(C, o, i).unwrap();
         // A peer once; an SPI belongs to one peer.
         assert_eq!(
@@ -1292,6 +1301,16 @@ fn one_host_two_peers_remove_one() {
     assert_eq!(cb.peer_port, Some(4500));
     assert_eq!(cc.peer_port, None);
     assert_eq!(cc.inbound[0].0, SPI_CA);
+    // Lifetime events name their peer and SA, once each.
+    let mut events = a.call(|dp| std::iter::from_fn(|| dp.poll_event()).collect::<Vec<_>>());
+    events.sort_by_key(|e| e.1);
+    assert_eq!(
+        events,
+        vec![
+            (C.into(), SPI_AC, esp::Event::SoftLifetime),
+            (C.into(), SPI_CA, esp::Event::SoftLifetime)
+        ]
+    );
 
     // An SA belongs to its peer: a genuine ESP packet under B's SPI, ahead of the replay
     // window, sent from C, is dropped unopened.
