@@ -351,3 +351,56 @@ fn open_one(
     let payload = (esp.start + opened.payload.start)..(esp.start + opened.payload.end);
     Some((peer, opened.next_header, payload))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_reads_locate_esp_by_family() {
+        // IPv4: the header comes with the packet and names the sender.
+        let mut p = vec![0u8; 20 + 24];
+        write_ipv4_header(
+            &mut p,
+            Ipv4Addr::new(10, 0, 0, 2),
+            Ipv4Addr::new(10, 0, 0, 1),
+            50,
+            24,
+        )
+        .unwrap();
+        let (esp, from) = raw_esp(&p, false, None).unwrap();
+        assert_eq!(
+            (esp, from),
+            (20..44, IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)))
+        );
+        // IPv6: only ESP; the sender comes from recvmmsg, without which there is nothing.
+        let peer: IpAddr = "fd00::2".parse().unwrap();
+        assert_eq!(raw_esp(&p[20..], true, Some(peer)), Some((0..24, peer)));
+        assert_eq!(raw_esp(&p[20..], true, None), None);
+        assert_eq!(raw_esp(&[], false, None), None);
+        assert_eq!(raw_esp(&p[..19], false, None), None);
+    }
+
+    #[test]
+    fn random_reads_never_panic() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for n in 0..5000usize {
+            let len = n % 120;
+            let mut p: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+            if len > 0 && n % 3 == 0 {
+                p[0] = if n % 2 == 0 { 0x45 } else { 0x60 };
+            }
+            let _ = raw_esp(&p, n % 2 == 0, Some(IpAddr::V4(Ipv4Addr::LOCALHOST)));
+            if let Some(h) = IpHeader::parse(&p) {
+                assert!(h.header_len <= h.total_len && h.total_len <= p.len());
+                let _ = h.transport(&p);
+            }
+        }
+    }
+}
