@@ -242,6 +242,8 @@ fn main() -> Res<()> {
 
     let mut initiators = Vec::new();
     let mut responders = Vec::new();
+    // our half may fail while the daemon grows; strongSwan's figures are still printed
+    let mut failures: Vec<String> = Vec::new();
     let plan = (runs, cpu_seconds, setups);
 
     // 1. initiators against one charon responder
@@ -262,38 +264,48 @@ fn main() -> Res<()> {
             });
         }
         if with_ours {
-            let args = bench.our_args(&bench.client_chain, &bench.pki.client.key);
-            // credentials travel with `up`, as the mount helper passes them
-            let ours = Ours::start(&bench.client, &["--datapath", "userspace"])?;
-            let mut up_args = vec!["--mode", "tunnel"];
-            up_args.extend(strs(&args));
-            let (wall, wire) = timed_setups(
-                &bench.share,
-                runs,
-                &mut || {
-                    let t = ours.up(peer, &up_args)?;
-                    // the CHILD_SA counts only once charon installed its half too
-                    responder.wait_for_sas("CHILD_SA installed", Duration::from_secs(5), |s| {
-                        s.iter()
-                            .any(|sa| sa.children.iter().any(|c| c.state() == "INSTALLED"))
-                    })?;
-                    Ok(t)
-                },
-                &mut || {
-                    ours.down(peer)?;
-                    responder.wait_for_sas(
-                        "SA deleted",
-                        Duration::from_secs(5),
-                        <[_]>::is_empty,
-                    )?;
-                    Ok(())
-                },
-            )?;
-            initiators.push(InitiatorFigures {
-                label: "ours (ibm-ipsec up)".into(),
-                wall,
-                wire,
-            });
+            let measured = (|| -> Res<InitiatorFigures> {
+                let args = bench.our_args(&bench.client_chain, &bench.pki.client.key);
+                // credentials travel with `up`, as the mount helper passes them
+                let ours = Ours::start(&bench.client, &["--datapath", "userspace"])?;
+                let mut up_args = vec!["--mode", "tunnel"];
+                up_args.extend(strs(&args));
+                let (wall, wire) = timed_setups(
+                    &bench.share,
+                    runs,
+                    &mut || {
+                        let t = ours.up(peer, &up_args)?;
+                        // the CHILD_SA counts only once charon installed its half too
+                        responder.wait_for_sas(
+                            "CHILD_SA installed",
+                            Duration::from_secs(5),
+                            |s| {
+                                s.iter()
+                                    .any(|sa| sa.children.iter().any(|c| c.state() == "INSTALLED"))
+                            },
+                        )?;
+                        Ok(t)
+                    },
+                    &mut || {
+                        ours.down(peer)?;
+                        responder.wait_for_sas(
+                            "SA deleted",
+                            Duration::from_secs(5),
+                            <[_]>::is_empty,
+                        )?;
+                        Ok(())
+                    },
+                )?;
+                Ok(InitiatorFigures {
+                    label: "ours (ibm-ipsec up)".into(),
+                    wall,
+                    wire,
+                })
+            })();
+            match measured {
+                Ok(f) => initiators.push(f),
+                Err(e) => failures.push(format!("ours as initiator: {e}")),
+            }
         }
     }
 
@@ -312,22 +324,29 @@ fn main() -> Res<()> {
         )?);
     }
     if with_ours {
-        let args = bench.our_args(&bench.share_chain, &bench.pki.share.key);
-        let listen = peer.to_string();
-        // the responder follows the initiator's mode request (tunnel: no USE_TRANSPORT_MODE)
-        let mut daemon_args = vec!["--datapath", "userspace", "--listen", &listen];
-        daemon_args.extend(strs(&args));
-        let ours = Ours::start(&bench.share, &daemon_args)?;
-        let initiator = bench.charon_initiator()?;
-        let pid = ours.pid().ok_or("our daemon is not running")?;
-        responders.push(responder_loop(
-            "ours (ibm-ipsec daemon --listen)",
-            &bench.share,
-            pid,
-            plan,
-            &mut || Ok(initiator.initiate("nfs")?),
-            &mut || Ok(initiator.terminate_ike("nfs")?),
-        )?);
+        let measured = (|| -> Res<ResponderFigures> {
+            let args = bench.our_args(&bench.share_chain, &bench.pki.share.key);
+            let listen = peer.to_string();
+            // the responder follows the initiator's mode request (tunnel: no
+            // USE_TRANSPORT_MODE)
+            let mut daemon_args = vec!["--datapath", "userspace", "--listen", &listen];
+            daemon_args.extend(strs(&args));
+            let ours = Ours::start(&bench.share, &daemon_args)?;
+            let initiator = bench.charon_initiator()?;
+            let pid = ours.pid().ok_or("our daemon is not running")?;
+            responder_loop(
+                "ours (ibm-ipsec daemon --listen)",
+                &bench.share,
+                pid,
+                plan,
+                &mut || Ok(initiator.initiate("nfs")?),
+                &mut || Ok(initiator.terminate_ike("nfs")?),
+            )
+        })();
+        match measured {
+            Ok(f) => responders.push(f),
+            Err(e) => failures.push(format!("ours as responder: {e}")),
+        }
     }
 
     println!("\n| initiator → charon responder | start → CHILD_SA installed (median, min–max) | IKE_SA_INIT → last IKE_AUTH on the wire (median, min–max) |");
@@ -358,6 +377,13 @@ fn main() -> Res<()> {
             f.elapsed.as_secs_f64()
         );
     }
+    for f in &failures {
+        println!("\nFAILED {f}");
+    }
     println!("\nload at the end: {}", load());
-    Ok(())
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} measurement(s) failed", failures.len()).into())
+    }
 }

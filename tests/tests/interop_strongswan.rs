@@ -1,0 +1,1047 @@
+//! Interop with real strongSwan (issue 8): our daemon against charon 5.9.8, each in its own
+//! network namespace, both ways round. strongSwan's userspace ESP (kernel-libipsec: this
+//! kernel has no ESP transform) only does tunnel mode, so data runs host-to-host in tunnel mode,
+//! ESP in UDP 4500 (`encap = yes`), our userspace datapath on our side. Every scenario checks
+//! both ends: `swanctl --list-sas` and charon's log on one, `ibm-ipsec status --json` and the
+//! CLI's exit on the other, plus the wire (tcpdump).
+//!
+//! 1. `ibm-ipsec up` → strongSwan responder: RSA-4096 chain, metadata-style client
+//!    certificate (no CN, SAN only, 1 h), IKE fragmentation, IBM proposal then x25519, ECP-256
+//!    and MODP-2048; ping and a TCP transfer checked byte for byte, counted by charon.
+//! 2. strongSwan initiator → `ibm-ipsec daemon --listen`: the same checks.
+//! 3. transport mode requested from a tunnel-only strongSwan: a clear refusal, no half state.
+//! 4. PSK authentication both ways.
+//! 5. rekeys (CHILD_SA and IKE SA), DPD and DELETE with seconds-long lifetimes while a paced
+//!    transfer runs.
+//! 7. bad peers (wrong CA, expired certificate, wrong identity): refused, reported on both
+//!    sides, no SA left behind.
+//!
+//! Not covered here: rekeys initiated by our side (the daemon has no lifetime setting and no
+//! rekey command yet), and 6. reauthentication with a renewed certificate (not wired into the
+//! daemon yet). Tests marked `#[ignore]` say which defect of ours they wait for; `cargo test
+//! -p ibm-ipsec-tests --test interop_strongswan -- --ignored` runs them.
+//!
+//! Needs root, strongSwan (scripts/install-deps) and the `ibm-ipsec` binary (`cargo build
+//! --bin ibm-ipsec`, or `cargo test --workspace`); without root each test says why it skipped.
+
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use ibm_ipsec_tests::pcap::{
+    cleartext_packets, esp_bytes, exchange_summary, ike_messages, Packet, NAT_T_PORT,
+};
+use ibm_ipsec_tests::{
+    ping, str_field, transfer, Auth, Capture, Config, Connection, Host, Identity, IkeSa, Lab,
+    Lifetimes, Ours, StrongSwan, TestPki, Transfer, TransferSpec,
+};
+
+const PSK: &str = "ibm-ipsec interop pre-shared key";
+const CLIENT_ID: &str = "client.ibm-ipsec.test";
+const SHARE_ID: &str = "share.ibm-ipsec.test";
+/// Payload type of an IKE fragment (RFC 7383 §2.5).
+const SKF: u8 = 53;
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A lab of two hosts and, for certificate scenarios, the test PKI.
+struct Interop {
+    lab: Lab,
+    client: Host,
+    share: Host,
+}
+
+impl Interop {
+    fn new() -> Option<Interop> {
+        let lab = Lab::require_root()?;
+        let (client, share) = lab.two_hosts().unwrap();
+        Some(Interop { lab, client, share })
+    }
+
+    fn pki(&self) -> TestPki {
+        TestPki::generate(&self.lab.dir().join("pki")).unwrap()
+    }
+
+    /// A 0600 file holding `key`, as the daemon demands of PSK files.
+    fn psk_file(&self, name: &str, key: &str) -> PathBuf {
+        let path = self.lab.dir().join(name);
+        std::fs::write(&path, key).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+}
+
+fn s(p: &std::path::Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// `--cert CHAIN --key KEY --ca ROOT` for one of the PKI's identities.
+fn cert_args(pki: &TestPki, identity: &Identity) -> Vec<String> {
+    vec![
+        "--cert".into(),
+        s(&pki.chain_file(identity).unwrap()),
+        "--key".into(),
+        s(&identity.key),
+        "--ca".into(),
+        s(&pki.root.cert),
+    ]
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// charon configured with `identity` and trusting the PKI.
+fn cert_config(pki: &TestPki, identity: &Identity, connection: Connection) -> Config {
+    Config::default()
+        .identity(identity)
+        .ca(&pki.root.cert)
+        .ca(&pki.intermediate.cert)
+        .connection(connection)
+}
+
+fn psk_config(connection: Connection) -> Config {
+    Config::default()
+        .psk(&[CLIENT_ID, SHARE_ID], PSK)
+        .connection(connection)
+}
+
+/// The one established IKE SA charon has, with an installed CHILD_SA.
+fn established(charon: &StrongSwan) -> IkeSa {
+    let sas = charon
+        .wait_for_sas("an IKE SA with an installed CHILD_SA", WAIT, |sas| {
+            sas.len() == 1
+                && sas[0].state() == "ESTABLISHED"
+                && sas[0].children.iter().any(|c| c.state() == "INSTALLED")
+        })
+        .unwrap();
+    sas.into_iter().next().unwrap()
+}
+
+/// What both ends and the wire must show once a CHILD_SA is up between `ours` (on `our_host`)
+/// and `charon`: ping and a byte-for-byte TCP transfer from the client to the share, counted
+/// by charon and by our daemon, nothing but IKE and ESP in UDP 4500 on the wire.
+fn check_traffic(
+    interop: &Interop,
+    ours: &Ours,
+    our_host: &Host,
+    charon: &StrongSwan,
+    port: u16,
+) -> Vec<Packet> {
+    let Interop { client, share, .. } = interop;
+    let peer = if our_host.addr() == client.addr() {
+        share.addr()
+    } else {
+        client.addr()
+    };
+    let before = established(charon);
+    let capture = Capture::start(share, "lab0", "").unwrap();
+    let p = ping(client, share.addr(), 3, Duration::from_millis(100)).unwrap();
+    assert_eq!(p.received, 3, "ping through the tunnel:\n{}", p.output);
+    let bytes = 1024 * 1024 + 17;
+    let report = transfer(client, share, port, bytes).unwrap();
+    assert_eq!(report.bytes, bytes);
+    let packets = capture.finish().unwrap();
+
+    assert!(
+        cleartext_packets(&packets).is_empty(),
+        "traffic went around the tunnel: {:?}",
+        cleartext_packets(&packets).first()
+    );
+    assert!(
+        packets.iter().all(|p| p.protocol != 50),
+        "raw ESP although encapsulation is forced"
+    );
+    assert!(
+        packets
+            .iter()
+            .filter(|p| p.ports.is_some())
+            .all(|p| p.ports == Some((NAT_T_PORT, NAT_T_PORT))),
+        "ESP and IKE on 4500 only"
+    );
+    // ESP bytes, not packets: our sender's UDP GSO shows up as 64 KiB super-packets
+    for (from, to) in [(client, share), (share, client)] {
+        let esp = esp_bytes(&packets, from.addr(), to.addr());
+        assert!(
+            esp >= bytes,
+            "{} → {}: {esp} bytes of ESP for a {bytes}-byte transfer",
+            from.addr(),
+            to.addr()
+        );
+    }
+
+    let after = established(charon);
+    let (charon_in, charon_out) = if charon.host().addr() == share.addr() {
+        ("bytes-in", "bytes-out")
+    } else {
+        ("bytes-out", "bytes-in")
+    };
+    // the echo makes both directions carry the transfer
+    let delta = |key: &str| child_bytes(&after, key).saturating_sub(child_bytes(&before, key));
+    assert!(
+        delta(charon_in) >= bytes,
+        "charon counted the client's data: {after:#?}"
+    );
+    assert!(
+        delta(charon_out) >= bytes,
+        "charon counted the echo: {after:#?}"
+    );
+    let status = ours.status().unwrap();
+    assert_eq!(status.established_with(peer), 1, "{:#}", status.0);
+    assert!(
+        status.child_counter(peer, "bytes_in") >= bytes
+            && status.child_counter(peer, "bytes_out") >= bytes,
+        "our counters: {:#}",
+        status.0
+    );
+    packets
+}
+
+fn child_bytes(sa: &IkeSa, key: &str) -> u64 {
+    sa.children.iter().filter_map(|c| c.counter(key)).sum()
+}
+
+/// IKE_AUTH went in at least two fragments each way (RSA-4096 chains are > 1280 bytes).
+fn assert_fragmented_auth(packets: &[Packet]) {
+    let summary = exchange_summary(packets);
+    for response in [false, true] {
+        let fragments = ike_messages(packets)
+            .iter()
+            .filter(|(_, h)| h.exchange == 35 && h.is_response() == response)
+            .filter(|(_, h)| h.next_payload == SKF)
+            .count();
+        assert!(
+            fragments >= 2,
+            "IKE_AUTH {} not fragmented: {summary:#?}",
+            if response { "response" } else { "request" }
+        );
+    }
+}
+
+/// Our CHILD_SA with `peer` is in tunnel mode.
+fn assert_our_tunnel(ours: &Ours, peer: Ipv4Addr) {
+    let status = ours.status().unwrap();
+    let children = status.children_with(peer);
+    assert!(!children.is_empty(), "{:#}", status.0);
+    for c in children {
+        assert_eq!(str_field(c, "mode"), Some("tunnel"), "{c:#}");
+    }
+}
+
+/// Scenario 1: `ibm-ipsec up` against a strongSwan responder with RSA-4096 certificates, the
+/// IBM proposal, then x25519, ECP-256 and MODP-2048 (each after an INVALID_KE_PAYLOAD retry:
+/// we lead with ECP-384's key share).
+#[test]
+fn ours_up_to_strongswan_responder_with_rsa4096_certificates() {
+    let Some(interop) = Interop::new() else {
+        return;
+    };
+    let Interop { client, share, .. } = &interop;
+    let pki = interop.pki();
+    let responder_conn = |proposals: &str| {
+        Connection::ibm(
+            "nfs",
+            share.addr(),
+            client.addr(),
+            Auth::cert(&pki.share),
+            Auth::any_cert(),
+        )
+        .with_proposals(proposals)
+    };
+    let charon = StrongSwan::start(
+        share,
+        cert_config(&pki, &pki.share, responder_conn("aes256-sha384-ecp384")),
+    )
+    .unwrap();
+    let ours = Ours::start(client, &["--datapath", "userspace"]).unwrap();
+    let mut up_args = strs(&cert_args(&pki, &pki.client))
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    up_args.extend(["--mode".into(), "tunnel".into()]);
+
+    let capture = Capture::start(share, "lab0", "udp port 500 or udp port 4500").unwrap();
+    ours.up(share.addr(), &strs(&up_args))
+        .unwrap_or_else(|e| panic!("up: {e}\ncharon:\n{}", charon.log()));
+    let handshake = capture.finish().unwrap();
+    assert_fragmented_auth(&handshake);
+
+    let sa = established(&charon);
+    assert_eq!(
+        sa.suite(),
+        "AES_CBC-256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/ECP_384"
+    );
+    assert_eq!(
+        sa.get("remote-id"),
+        Some(pki.client.subject.as_str()),
+        "we authenticate as the certificate's subject DN (no CN)"
+    );
+    assert_eq!(sa.get("remote-port"), Some("4500"));
+    let child = &sa.children[0];
+    assert_eq!(
+        (child.get("mode"), child.get("encap"), child.get("encr-alg")),
+        (Some("TUNNEL"), Some("yes"), Some("AES_GCM_16"))
+    );
+    assert_our_tunnel(&ours, share.addr());
+    check_traffic(&interop, &ours, client, &charon, 5401);
+
+    for (proposals, group) in [
+        ("aes256gcm16-prfsha256-x25519", "CURVE_25519"),
+        ("aes256gcm16-prfsha384-ecp256", "ECP_256"),
+        ("aes256gcm16-prfsha256-modp2048", "MODP_2048"),
+    ] {
+        ours.down(share.addr()).unwrap();
+        charon
+            .wait_for_sas("SA deleted by our DELETE", WAIT, <[_]>::is_empty)
+            .unwrap();
+        charon
+            .load(&cert_config(&pki, &pki.share, responder_conn(proposals)))
+            .unwrap();
+        ours.up(share.addr(), &strs(&up_args))
+            .unwrap_or_else(|e| panic!("up with {proposals}: {e}\ncharon:\n{}", charon.log()));
+        let sa = established(&charon);
+        assert_eq!(sa.get("dh-group"), Some(group), "{sa:#?}");
+        let p = ping(client, share.addr(), 2, Duration::from_millis(100)).unwrap();
+        assert_eq!(p.received, 2, "{proposals}: {}", p.output);
+    }
+}
+
+/// Scenario 2: a strongSwan initiator with the metadata-style certificate against our
+/// responder, the IBM proposal, then x25519, ECP-256 and MODP-2048.
+#[test]
+#[ignore = "our responder refuses strongSwan's tunnel-mode CHILD_SA with NO_PROPOSAL_CHOSEN \
+            (daemon log: 'peer asked for tunnel mode, we only do transport'): the --listen \
+            responder's ike::Config keeps the default Mode::Transport and `daemon` has no \
+            --mode; run with --ignored once it has"]
+fn strongswan_initiator_to_our_responder_with_rsa4096_certificates() {
+    let Some(interop) = Interop::new() else {
+        return;
+    };
+    let Interop { client, share, .. } = &interop;
+    let pki = interop.pki();
+    let listen = share.addr().to_string();
+    let mut daemon_args = vec![
+        "--listen".to_owned(),
+        listen,
+        "--datapath".into(),
+        "userspace".into(),
+    ];
+    daemon_args.extend(cert_args(&pki, &pki.share));
+    let ours = Ours::start(share, &strs(&daemon_args)).unwrap();
+    let initiator_conn = |proposals: &str| {
+        Connection::ibm(
+            "nfs",
+            client.addr(),
+            share.addr(),
+            Auth::cert(&pki.client),
+            Auth::any_cert(),
+        )
+        .with_proposals(proposals)
+    };
+    let charon = StrongSwan::start(
+        client,
+        cert_config(&pki, &pki.client, initiator_conn("aes256-sha384-ecp384")),
+    )
+    .unwrap();
+
+    let capture = Capture::start(share, "lab0", "udp port 500 or udp port 4500").unwrap();
+    charon
+        .initiate("nfs")
+        .unwrap_or_else(|e| panic!("initiate: {e}\nours:\n{}", ours.log()));
+    let handshake = capture.finish().unwrap();
+    assert_fragmented_auth(&handshake);
+
+    let sa = established(&charon);
+    assert_eq!(
+        sa.suite(),
+        "AES_CBC-256/HMAC_SHA2_384_192/PRF_HMAC_SHA2_384/ECP_384"
+    );
+    assert_eq!(sa.get("remote-id"), Some(pki.share.subject.as_str()));
+    assert_eq!(sa.children[0].get("mode"), Some("TUNNEL"));
+    assert_our_tunnel(&ours, client.addr());
+    check_traffic(&interop, &ours, share, &charon, 5402);
+
+    for (proposals, group) in [
+        ("aes256gcm16-prfsha256-x25519", "CURVE_25519"),
+        ("aes256gcm16-prfsha384-ecp256", "ECP_256"),
+        ("aes256gcm16-prfsha256-modp2048", "MODP_2048"),
+    ] {
+        charon.terminate_ike("nfs").unwrap();
+        ours.wait_for_status("our SA deleted by charon's DELETE", WAIT, |s| s.is_empty())
+            .unwrap();
+        charon
+            .load(&cert_config(&pki, &pki.client, initiator_conn(proposals)))
+            .unwrap();
+        charon
+            .initiate("nfs")
+            .unwrap_or_else(|e| panic!("{proposals}: {e}\nours:\n{}", ours.log()));
+        let sa = established(&charon);
+        assert_eq!(sa.get("dh-group"), Some(group), "{sa:#?}");
+        let p = ping(client, share.addr(), 2, Duration::from_millis(100)).unwrap();
+        assert_eq!(p.received, 2, "{proposals}: {}", p.output);
+    }
+}
+
+/// Scenario 3: we ask for transport mode; strongSwan either answers in tunnel mode (its
+/// child says tunnel) or refuses (its child says transport, which kernel-libipsec cannot
+/// install). Either way `up` fails saying why, and neither side keeps a CHILD_SA.
+#[test]
+fn transport_mode_against_tunnel_only_strongswan_is_refused_without_half_state() {
+    let Some(interop) = Interop::new() else {
+        return;
+    };
+    let Interop { client, share, .. } = &interop;
+    let psk = interop.psk_file("psk", PSK);
+    let conn = |mode: &str| {
+        Connection::psk("nfs", share.addr(), client.addr(), SHARE_ID, CLIENT_ID).with_mode(mode)
+    };
+    let charon = StrongSwan::start(share, psk_config(conn("tunnel"))).unwrap();
+    let ours = Ours::start(client, &["--datapath", "userspace"]).unwrap();
+    let up = |ours: &Ours| {
+        ours.up(
+            share.addr(),
+            &[
+                "--psk-file",
+                &s(&psk),
+                "--local-id",
+                CLIENT_ID,
+                "--remote-id",
+                SHARE_ID,
+                "--mode",
+                "transport",
+                "--timeout",
+                "10",
+            ],
+        )
+    };
+    for (charon_mode, expected) in [
+        ("tunnel", "tunnel mode"),
+        ("transport", "no proposal chosen"),
+    ] {
+        charon.load(&psk_config(conn(charon_mode))).unwrap();
+        let err = up(&ours)
+            .expect_err("a tunnel-only peer cannot give us transport mode")
+            .to_string();
+        assert!(
+            err.to_lowercase().contains(expected),
+            "charon child mode {charon_mode}: `up` must say why ({expected}):\n{err}"
+        );
+        // no CHILD_SA anywhere: charon's (if it installed one) was deleted by us
+        let sas = charon
+            .wait_for_sas("no CHILD_SA left at charon", WAIT, |sas| {
+                sas.iter().all(|sa| sa.children.is_empty())
+            })
+            .unwrap_or_else(|e| panic!("{charon_mode}: {e}"));
+        let status = ours
+            .wait_for_status("no CHILD_SA left with us", WAIT, |s| {
+                s.children_with(share.addr()).is_empty()
+            })
+            .unwrap();
+        eprintln!(
+            "transport vs {charon_mode}: up said {err:?}; charon keeps {} IKE SA(s), we keep {}",
+            sas.len(),
+            status.ike_sas().len()
+        );
+        ours.down(share.addr()).ok();
+        charon
+            .wait_for_sas("clean slate", WAIT, <[_]>::is_empty)
+            .unwrap();
+    }
+    assert!(
+        charon.log().contains("unsupported mode"),
+        "kernel-libipsec refused transport:\n{}",
+        charon.log()
+    );
+}
+
+/// Scenario 4a: PSK, `ibm-ipsec up` → strongSwan responder.
+#[test]
+fn psk_ours_up_to_strongswan_responder() {
+    let Some(interop) = Interop::new() else {
+        return;
+    };
+    let Interop { client, share, .. } = &interop;
+    let psk = interop.psk_file("psk", PSK);
+    let charon = StrongSwan::start(
+        share,
+        psk_config(Connection::psk(
+            "nfs",
+            share.addr(),
+            client.addr(),
+            SHARE_ID,
+            CLIENT_ID,
+        )),
+    )
+    .unwrap();
+    let ours = Ours::start(client, &["--datapath", "userspace"]).unwrap();
+    ours.up(
+        share.addr(),
+        &[
+            "--psk-file",
+            &s(&psk),
+            "--local-id",
+            CLIENT_ID,
+            "--remote-id",
+            SHARE_ID,
+            "--mode",
+            "tunnel",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("up: {e}\ncharon:\n{}", charon.log()));
+    let sa = established(&charon);
+    assert_eq!(sa.get("remote-id"), Some(CLIENT_ID));
+    check_traffic(&interop, &ours, client, &charon, 5403);
+    // a wrong key is refused by charon and reported by `up`
+    ours.down(share.addr()).unwrap();
+    let wrong = interop.psk_file("wrong-psk", "not the shared key");
+    let err = ours
+        .up(
+            share.addr(),
+            &[
+                "--psk-file",
+                &s(&wrong),
+                "--local-id",
+                CLIENT_ID,
+                "--remote-id",
+                SHARE_ID,
+                "--mode",
+                "tunnel",
+                "--timeout",
+                "10",
+            ],
+        )
+        .expect_err("wrong PSK")
+        .to_string();
+    assert!(err.contains("AUTHENTICATION_FAILED"), "{err}");
+    charon
+        .wait_for_sas("charon keeps nothing", WAIT, <[_]>::is_empty)
+        .unwrap();
+    assert!(
+        ours.status().unwrap().is_empty(),
+        "{:#}",
+        ours.status().unwrap().0
+    );
+}
+
+/// Scenario 4b: PSK, strongSwan initiator → our responder.
+#[test]
+#[ignore = "our responder refuses strongSwan's tunnel-mode CHILD_SA with NO_PROPOSAL_CHOSEN \
+            (daemon log: 'peer asked for tunnel mode, we only do transport'): the --listen \
+            responder's ike::Config keeps the default Mode::Transport and `daemon` has no \
+            --mode; run with --ignored once it has"]
+fn psk_strongswan_initiator_to_our_responder() {
+    let Some(interop) = Interop::new() else {
+        return;
+    };
+    let Interop { client, share, .. } = &interop;
+    let psk = interop.psk_file("psk", PSK);
+    let listen = share.addr().to_string();
+    let ours = Ours::start(
+        share,
+        &[
+            "--listen",
+            &listen,
+            "--datapath",
+            "userspace",
+            "--psk-file",
+            &s(&psk),
+            "--local-id",
+            SHARE_ID,
+            "--remote-id",
+            CLIENT_ID,
+        ],
+    )
+    .unwrap();
+    let conn = Connection::psk("nfs", client.addr(), share.addr(), CLIENT_ID, SHARE_ID);
+    let charon = StrongSwan::start(client, psk_config(conn.clone())).unwrap();
+    charon
+        .initiate("nfs")
+        .unwrap_or_else(|e| panic!("initiate: {e}\nours:\n{}", ours.log()));
+    let sa = established(&charon);
+    assert_eq!(sa.get("remote-id"), Some(SHARE_ID));
+    check_traffic(&interop, &ours, share, &charon, 5404);
+
+    // a wrong key: we refuse with AUTHENTICATION_FAILED, charon reports it
+    charon.terminate_ike("nfs").unwrap();
+    ours.wait_for_status("SA gone", WAIT, |s| s.is_empty())
+        .unwrap();
+    charon
+        .load(
+            &Config::default()
+                .psk(&[CLIENT_ID, SHARE_ID], "not the shared key")
+                .connection(conn),
+        )
+        .unwrap();
+    let err = charon.initiate("nfs").expect_err("wrong PSK").to_string();
+    assert!(err.contains("AUTHENTICATION_FAILED"), "{err}");
+    ours.wait_for_status("we keep nothing", WAIT, |s| s.is_empty())
+        .unwrap();
+}
+
+/// Scenario 5a: charon as responder with lifetimes of seconds rekeys the CHILD_SA and the IKE
+/// SA and sends DPD while a paced transfer runs through our initiator's tunnel; then DELETE
+/// from charon, and DELETE from us.
+#[test]
+fn strongswan_responder_rekeys_and_dpd_under_transfer_then_deletes_each_side() {
+    let Some(interop) = Interop::new() else {
+        return;
+    };
+    let Interop { client, share, .. } = &interop;
+    let psk = interop.psk_file("psk", PSK);
+    let lifetimes = Lifetimes {
+        ike_rekey: Some(Duration::from_secs(5)),
+        child_rekey: Some(Duration::from_secs(3)),
+        dpd_delay: Some(Duration::from_secs(1)),
+    };
+    let charon = StrongSwan::start(
+        share,
+        psk_config(
+            Connection::psk("nfs", share.addr(), client.addr(), SHARE_ID, CLIENT_ID)
+                .with_lifetimes(lifetimes),
+        ),
+    )
+    .unwrap();
+    let ours = Ours::start(client, &["--datapath", "userspace"]).unwrap();
+    let up_args = [
+        "--psk-file",
+        &s(&psk),
+        "--local-id",
+        CLIENT_ID,
+        "--remote-id",
+        SHARE_ID,
+        "--mode",
+        "tunnel",
+    ];
+    ours.up(share.addr(), &up_args)
+        .unwrap_or_else(|e| panic!("up: {e}\ncharon:\n{}", charon.log()));
+    let first = established(&charon);
+    rekeys_under_transfer(&interop, &charon, &ours, &first, client, 5405);
+
+    // DELETE from charon: we drop the SAs and say so
+    charon.terminate_ike("nfs").unwrap();
+    ours.wait_for_status("our SAs deleted by charon's DELETE", WAIT, |s| s.is_empty())
+        .unwrap();
+    // DELETE from us
+    ours.up(share.addr(), &up_args).unwrap();
+    established(&charon);
+    ours.down(share.addr()).unwrap();
+    charon
+        .wait_for_sas("charon's SAs deleted by our DELETE", WAIT, <[_]>::is_empty)
+        .unwrap();
+    assert!(ours.status().unwrap().is_empty());
+}
+
+/// Scenario 5b: the same with charon as the initiator and us as the responder.
+#[test]
+#[ignore = "our responder refuses strongSwan's tunnel-mode CHILD_SA with NO_PROPOSAL_CHOSEN \
+            (daemon log: 'peer asked for tunnel mode, we only do transport'): the --listen \
+            responder's ike::Config keeps the default Mode::Transport and `daemon` has no \
+            --mode; run with --ignored once it has"]
+fn strongswan_initiator_rekeys_and_dpd_under_transfer_then_deletes_each_side() {
+    let Some(interop) = Interop::new() else {
+        return;
+    };
+    let Interop { client, share, .. } = &interop;
+    let psk = interop.psk_file("psk", PSK);
+    let listen = share.addr().to_string();
+    let ours = Ours::start(
+        share,
+        &[
+            "--listen",
+            &listen,
+            "--datapath",
+            "userspace",
+            "--psk-file",
+            &s(&psk),
+            "--local-id",
+            SHARE_ID,
+            "--remote-id",
+            CLIENT_ID,
+        ],
+    )
+    .unwrap();
+    let lifetimes = Lifetimes {
+        ike_rekey: Some(Duration::from_secs(5)),
+        child_rekey: Some(Duration::from_secs(3)),
+        dpd_delay: Some(Duration::from_secs(1)),
+    };
+    let charon = StrongSwan::start(
+        client,
+        psk_config(
+            Connection::psk("nfs", client.addr(), share.addr(), CLIENT_ID, SHARE_ID)
+                .with_lifetimes(lifetimes),
+        ),
+    )
+    .unwrap();
+    charon
+        .initiate("nfs")
+        .unwrap_or_else(|e| panic!("initiate: {e}\nours:\n{}", ours.log()));
+    let first = established(&charon);
+    rekeys_under_transfer(&interop, &charon, &ours, &first, share, 5406);
+
+    // DELETE from us (the responder)
+    ours.down(client.addr()).unwrap();
+    charon
+        .wait_for_sas("charon's SAs deleted by our DELETE", WAIT, <[_]>::is_empty)
+        .unwrap();
+    // DELETE from charon
+    charon.initiate("nfs").unwrap();
+    established(&charon);
+    charon.terminate_ike("nfs").unwrap();
+    ours.wait_for_status("our SAs deleted by charon's DELETE", WAIT, |s| s.is_empty())
+        .unwrap();
+}
+
+/// An 8-second paced transfer from client to share while charon (3 s CHILD_SA, 5 s IKE SA,
+/// 1 s DPD) rekeys; every byte must arrive and come back, and both SAs must have new SPIs.
+fn rekeys_under_transfer(
+    interop: &Interop,
+    charon: &StrongSwan,
+    ours: &Ours,
+    first: &IkeSa,
+    our_host: &Host,
+    port: u16,
+) {
+    let Interop { client, share, .. } = interop;
+    let peer = if our_host.addr() == client.addr() {
+        share.addr()
+    } else {
+        client.addr()
+    };
+    let child_spi = first.children[0].get("spi-in").unwrap().to_owned();
+    let ike_spi = first.get("initiator-spi").unwrap().to_owned();
+    let capture = Capture::start(share, "lab0", "").unwrap();
+    let bytes = 8 * 1024 * 1024;
+    let report = Transfer::start(
+        client,
+        share,
+        TransferSpec::new(port, bytes).lasting(Duration::from_secs(8)),
+    )
+    .unwrap()
+    .finish()
+    .unwrap_or_else(|e| panic!("transfer across rekeys: {e}\nours:\n{}", ours.log()));
+    assert_eq!(report.bytes, bytes);
+    let packets = capture.finish().unwrap();
+    assert!(
+        cleartext_packets(&packets).is_empty(),
+        "traffic around the tunnel during the rekeys: {} packets, first {:?}",
+        cleartext_packets(&packets).len(),
+        cleartext_packets(&packets).first()
+    );
+    let summary = exchange_summary(&packets);
+    let charon_addr = charon.host().addr();
+    let rekeys_by_charon = ike_messages(&packets)
+        .iter()
+        .filter(|(p, h)| h.exchange == 36 && !h.is_response() && p.src == charon_addr)
+        .count();
+    assert!(
+        rekeys_by_charon >= 3,
+        "charon rekeyed the CHILD_SA twice and the IKE SA once in 8 s: {summary:#?}"
+    );
+    let after = established(charon);
+    assert_ne!(
+        after.get("initiator-spi"),
+        Some(ike_spi.as_str()),
+        "IKE SA rekeyed: {after:#?}\ncharon:\n{}\nours:\n{}",
+        charon.log(),
+        ours.log()
+    );
+    assert!(
+        after
+            .children
+            .iter()
+            .all(|c| c.get("spi-in") != Some(child_spi.as_str())),
+        "CHILD_SA rekeyed: {after:#?}"
+    );
+    let sas = charon.list_sas().unwrap();
+    assert_eq!(sas.len(), 1, "old IKE SA deleted after the rekey: {sas:#?}");
+    let status = ours.status().unwrap();
+    assert_eq!(status.established_with(peer), 1, "{:#}", status.0);
+    let installed = status.children_with(peer).len();
+    assert!(
+        installed >= 1,
+        "we follow the rekeys with an installed CHILD_SA: {:#}",
+        status.0
+    );
+    // DPD: with 1 s of silence (no IKE, no ESP) charon asks whether we are alive, and we
+    // answer, or it would tear the SA down
+    let idle = Capture::start(share, "lab0", "udp port 500 or udp port 4500").unwrap();
+    std::thread::sleep(Duration::from_millis(3500));
+    let packets = idle.finish().unwrap();
+    let informational = |from: Ipv4Addr, response: bool| {
+        ike_messages(&packets)
+            .iter()
+            .filter(|(p, h)| h.exchange == 37 && h.is_response() == response && p.src == from)
+            .count()
+    };
+    let our_addr = our_host.addr();
+    assert!(
+        informational(charon_addr, false) >= 1 && informational(our_addr, true) >= 1,
+        "charon's DPD answered while idle: {:#?}\ncharon:\n{}",
+        exchange_summary(&packets),
+        charon.log()
+    );
+    assert!(
+        charon.log().contains("sending DPD request"),
+        "{}",
+        charon.log()
+    );
+    established(charon);
+    let p = ping(client, share.addr(), 2, Duration::from_millis(100)).unwrap();
+    assert_eq!(p.received, 2, "after the rekeys: {}", p.output);
+}
+
+/// A leaf under the good CA but for another name: the wrong-identity peer.
+fn intruder(pki: &TestPki) -> Identity {
+    let now = SystemTime::now();
+    pki.issue(
+        "intruder",
+        "/C=US/O=ibm-ipsec test/CN=intruder.ibm-ipsec.test",
+        Some("intruder.ibm-ipsec.test"),
+        now - Duration::from_secs(60),
+        now + Duration::from_secs(3600),
+    )
+    .unwrap()
+}
+
+fn expired(pki: &TestPki) -> Identity {
+    let now = SystemTime::now();
+    pki.issue(
+        "expired",
+        "/C=US/ST=IL/L=Chicago/O=IBM Corporation/OU=IBM Software Group",
+        Some("client.ibm-ipsec.test"),
+        now - Duration::from_secs(7200),
+        now - Duration::from_secs(3600),
+    )
+    .unwrap()
+}
+
+/// One refusal case of scenario 7 with our initiator: what `up` is given, what charon
+/// presents, and what charon's log must say about it.
+struct Refusal<'a> {
+    name: &'a str,
+    ours: Vec<String>,
+    charon: Identity,
+    charon_says: &'a str,
+}
+
+/// The credentials scenario 7 plays with: the good PKI, a foreign one, and two bad leaves.
+struct BadPeers {
+    pki: TestPki,
+    foreign: TestPki,
+    intruder: Identity,
+    expired: Identity,
+}
+
+impl BadPeers {
+    fn new(interop: &Interop) -> BadPeers {
+        let pki = interop.pki();
+        let foreign = TestPki::generate_foreign(&interop.lab.dir().join("foreign")).unwrap();
+        BadPeers {
+            intruder: intruder(&pki),
+            expired: expired(&pki),
+            pki,
+            foreign,
+        }
+    }
+
+    /// `up` arguments with our good certificate, requiring charon to be the share.
+    fn good_client(&self) -> Vec<String> {
+        let mut args = cert_args(&self.pki, &self.pki.client);
+        args.extend([
+            "--mode".into(),
+            "tunnel".into(),
+            "--remote-id".into(),
+            self.pki.share.subject.clone(),
+        ]);
+        args
+    }
+}
+
+/// Runs refusal cases of our initiator against one charon responder (reloaded per case):
+/// `up` fails naming the authentication failure, charon logs its side, nobody keeps an SA.
+fn refusals_of_ours_up(interop: &Interop, bad: &BadPeers, cases: Vec<Refusal<'_>>) {
+    let Interop { client, share, .. } = interop;
+    // one identity per load: the foreign PKI's files carry the same names as the good one's
+    let responder = |identity: &Identity| {
+        cert_config(
+            &bad.pki,
+            identity,
+            Connection::ibm(
+                "nfs",
+                share.addr(),
+                client.addr(),
+                Auth::cert(identity),
+                Auth::any_cert(),
+            ),
+        )
+    };
+    let charon = StrongSwan::start(share, responder(&bad.pki.share)).unwrap();
+    let ours = Ours::start(client, &["--datapath", "userspace"]).unwrap();
+    for case in cases {
+        charon.load(&responder(&case.charon)).unwrap();
+        let mut args = strs(&case.ours);
+        args.extend(["--timeout", "10"]);
+        let err = ours
+            .up(share.addr(), &args)
+            .expect_err(case.name)
+            .to_string();
+        eprintln!(
+            "{}: `up` said: {}",
+            case.name,
+            err.lines().last().unwrap_or("")
+        );
+        assert!(
+            err.contains("AUTHENTICATION_FAILED") || err.to_lowercase().contains("authenticat"),
+            "{}: `up` must report the authentication failure:\n{err}",
+            case.name
+        );
+        ours.wait_for_status("we keep no SA", WAIT, |s| s.is_empty())
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+        charon
+            .wait_for_sas("charon keeps no SA", WAIT, <[_]>::is_empty)
+            .unwrap_or_else(|e| panic!("{}: {e}\ncharon:\n{}", case.name, charon.log()));
+        charon
+            .wait_for_log(case.charon_says, WAIT)
+            .unwrap_or_else(|e| panic!("{}: {e}", case.name));
+    }
+}
+
+/// Scenario 7a: our certificate from a foreign CA and our expired certificate are refused by
+/// a charon responder with AUTHENTICATION_FAILED; `up` reports it, charon logs why, and
+/// nobody keeps an SA.
+#[test]
+fn bad_credentials_of_ours_up_are_refused_by_strongswan() {
+    let Some(interop) = Interop::new() else {
+        return;
+    };
+    let bad = BadPeers::new(&interop);
+    let mut foreign_client = vec![
+        "--cert".to_owned(),
+        s(&bad.foreign.chain_file(&bad.foreign.client).unwrap()),
+        "--key".into(),
+        s(&bad.foreign.client.key),
+        "--ca".into(),
+        s(&bad.pki.root.cert),
+    ];
+    foreign_client.extend(["--mode".into(), "tunnel".into()]);
+    let mut expired_client = cert_args(&bad.pki, &bad.expired);
+    expired_client.extend(["--mode".into(), "tunnel".into()]);
+    let cases = vec![
+        Refusal {
+            name: "our certificate from a foreign CA",
+            ours: foreign_client,
+            charon: bad.pki.share.clone(),
+            charon_says: "no trusted RSA public key found",
+        },
+        Refusal {
+            name: "our expired certificate",
+            ours: expired_client,
+            charon: bad.pki.share.clone(),
+            charon_says: "subject certificate invalid (valid from",
+        },
+    ];
+    refusals_of_ours_up(&interop, &bad, cases);
+}
+
+/// Scenario 7a, the other way: charon presents a certificate from a foreign CA, or one for
+/// another identity than `--remote-id`; `up` refuses it, and tells charon so (RFC 7296
+/// §2.21.2: an INFORMATIONAL request carrying AUTHENTICATION_FAILED, which is what charon's
+/// own initiator sends and what makes a charon responder delete its IKE SA), so charon keeps
+/// no established SA.
+#[test]
+#[ignore = "after refusing charon's AUTH our initiator sends nothing, so charon keeps an \
+            ESTABLISHED IKE SA with an INSTALLED CHILD_SA; RFC 7296 §2.21.2 lets the initiator \
+            send AUTHENTICATION_FAILED in an INFORMATIONAL request, as charon's own initiator \
+            does; run with --ignored once ike does"]
+fn bad_strongswan_responders_are_refused_by_ours_up() {
+    let Some(interop) = Interop::new() else {
+        return;
+    };
+    let bad = BadPeers::new(&interop);
+    let cases = vec![
+        Refusal {
+            name: "charon's certificate from a foreign CA",
+            ours: bad.good_client(),
+            charon: bad.foreign.share.clone(),
+            charon_says: "N(AUTH_FAILED) ]",
+        },
+        Refusal {
+            name: "charon's certificate for another identity",
+            ours: bad.good_client(),
+            charon: bad.intruder.clone(),
+            charon_says: "N(AUTH_FAILED) ]",
+        },
+    ];
+    refusals_of_ours_up(&interop, &bad, cases);
+}
+
+/// Scenario 7b: bad strongSwan initiators against our responder: a foreign-CA, an expired and
+/// a wrong-identity client certificate are refused with AUTHENTICATION_FAILED, which charon
+/// reports; we keep no SA.
+#[test]
+#[ignore = "our responder refuses strongSwan's tunnel-mode CHILD_SA with NO_PROPOSAL_CHOSEN \
+            (daemon log: 'peer asked for tunnel mode, we only do transport'): the --listen \
+            responder's ike::Config keeps the default Mode::Transport and `daemon` has no \
+            --mode; run with --ignored once it has"]
+fn bad_strongswan_initiators_are_refused_by_our_responder() {
+    let Some(interop) = Interop::new() else {
+        return;
+    };
+    let Interop { client, share, .. } = &interop;
+    let BadPeers {
+        pki,
+        foreign,
+        intruder,
+        expired,
+    } = BadPeers::new(&interop);
+    let listen = share.addr().to_string();
+    let mut daemon_args = vec![
+        "--listen".to_owned(),
+        listen,
+        "--datapath".into(),
+        "userspace".into(),
+        "--remote-id".into(),
+        pki.client.subject.clone(),
+    ];
+    daemon_args.extend(cert_args(&pki, &pki.share));
+    let ours = Ours::start(share, &strs(&daemon_args)).unwrap();
+    let initiator = |identity: &Identity| {
+        cert_config(
+            &pki,
+            identity,
+            Connection::ibm(
+                "nfs",
+                client.addr(),
+                share.addr(),
+                Auth::cert(identity),
+                Auth::any_cert(),
+            ),
+        )
+    };
+    let charon = StrongSwan::start(client, initiator(&pki.client)).unwrap();
+    // the good certificate works, so the refusals below are about the certificates
+    charon
+        .initiate("nfs")
+        .unwrap_or_else(|e| panic!("good initiator: {e}\nours:\n{}", ours.log()));
+    charon.terminate_ike("nfs").unwrap();
+    for (name, identity) in [
+        ("foreign CA", foreign.client.clone()),
+        ("expired", expired),
+        ("wrong identity", intruder),
+    ] {
+        charon.load(&initiator(&identity)).unwrap();
+        let err = charon.initiate("nfs").expect_err(name).to_string();
+        assert!(err.contains("AUTHENTICATION_FAILED"), "{name}: {err}");
+        charon
+            .wait_for_sas("charon keeps no SA", WAIT, <[_]>::is_empty)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        ours.wait_for_status("we keep no SA", WAIT, |s| s.is_empty())
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    let log = ours.log();
+    assert!(
+        log.to_lowercase().contains("authenticat") || log.contains("certificate"),
+        "our daemon says why it refused:\n{log}"
+    );
+}
