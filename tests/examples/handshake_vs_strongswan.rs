@@ -5,11 +5,15 @@
 //!
 //! 1. initiators against the same charon responder: wall time from start to CHILD_SA
 //!    installed (`swanctl --initiate` vs `ibm-ipsec up`) and IKE_SA_INIT → last IKE_AUTH on
-//!    the wire (tcpdump), RUNS set-ups each;
+//!    the wire (tcpdump), RUNS set-ups each; then the initiator process's CPU per set-up and
+//!    tear-down and its resident memory, as below;
 //! 2. responders driven by the same charon initiator: CPU per IKE_SA + CHILD_SA set-up and
-//!    tear-down (serial loop for CPU_SECONDS, the responder's utime + stime from /proc),
-//!    resident memory with one SA up and after SETUPS set-ups, and the wire time of the
-//!    first RUNS set-ups.
+//!    tear-down (serial loop for CPU_SECONDS, the process's utime + stime from /proc),
+//!    resident memory with one SA up and after SETUPS set-ups, and the wire time of RUNS
+//!    set-ups.
+//!
+//! CPU is the daemon's alone (charon or `ibm-ipsec daemon`): the short-lived `swanctl` and
+//! `ibm-ipsec up` processes are not counted.
 //!
 //! `sudo cargo run --release -p ibm-ipsec-tests --example handshake_vs_strongswan -- \
 //!      [RUNS=7] [CPU_SECONDS=30] [SETUPS=1000] [SIDES=both|strongswan|ours]`
@@ -45,16 +49,10 @@ fn load() -> String {
         .unwrap_or_default()
 }
 
-/// Initiator figures: wall times and on-the-wire handshake times.
-struct InitiatorFigures {
+/// What one implementation did in one role.
+struct Figures {
     label: String,
     wall: Vec<Duration>,
-    wire: Vec<Duration>,
-}
-
-/// Responder figures.
-struct ResponderFigures {
-    label: String,
     wire: Vec<Duration>,
     cpu_setups: u32,
     cpu_per_setup: Duration,
@@ -64,57 +62,52 @@ struct ResponderFigures {
     elapsed: Duration,
 }
 
-/// RUNS set-ups with a capture each: the set-up's own wall time and the wire's view.
-fn timed_setups(
-    share: &Host,
-    runs: usize,
-    setup: &mut dyn FnMut() -> Res<Duration>,
-    teardown: &mut dyn FnMut() -> Res<()>,
-) -> Res<(Vec<Duration>, Vec<Duration>)> {
-    let (mut wall, mut wire) = (Vec::new(), Vec::new());
-    for _ in 0..runs {
-        let capture = Capture::start(share, "lab0", "udp port 500 or udp port 4500")?;
-        wall.push(setup()?);
-        let packets = capture.finish()?;
-        wire.push(handshake_span(&packets).ok_or("no IKE_SA_INIT → IKE_AUTH in the capture")?);
-        teardown()?;
-    }
-    Ok((wall, wire))
+/// Set-up and tear-down of one IKE SA with its CHILD_SA.
+struct Cycle<'a> {
+    setup: Box<dyn FnMut() -> Res<Duration> + 'a>,
+    teardown: Box<dyn FnMut() -> Res<()> + 'a>,
 }
 
-/// The responder loop: RSS with one SA, CPU over a CPU_SECONDS serial loop, RSS after
-/// SETUPS set-ups in all.
-fn responder_loop(
+/// RSS with one SA up; RUNS set-ups with a capture each (the set-up's own wall time and the
+/// wire's view); CPU of `pid` over a CPU_SECONDS serial loop; RSS after SETUPS set-ups in all.
+fn measure(
     label: &str,
     share: &Host,
     pid: u32,
     (runs, cpu_seconds, setups): (usize, u64, u32),
-    setup: &mut dyn FnMut() -> Res<Duration>,
-    teardown: &mut dyn FnMut() -> Res<()>,
-) -> Res<ResponderFigures> {
+    mut cycle: Cycle<'_>,
+) -> Res<Figures> {
     let started = Instant::now();
-    setup()?;
+    (cycle.setup)()?;
     let rss_one_sa = rss_kib(pid)?;
-    teardown()?;
-    let (_, wire) = timed_setups(share, runs, setup, teardown)?;
+    (cycle.teardown)()?;
+    let (mut wall, mut wire) = (Vec::new(), Vec::new());
+    for _ in 0..runs {
+        let capture = Capture::start(share, "lab0", "udp port 500 or udp port 4500")?;
+        wall.push((cycle.setup)()?);
+        let packets = capture.finish()?;
+        wire.push(handshake_span(&packets).ok_or("no IKE_SA_INIT → IKE_AUTH in the capture")?);
+        (cycle.teardown)()?;
+    }
     let mut done = 1 + u32::try_from(runs)?;
     let cpu_before = cpu_time(pid)?;
     let window = Instant::now();
     let mut cpu_setups = 0u32;
     while window.elapsed() < Duration::from_secs(cpu_seconds) {
-        setup()?;
-        teardown()?;
+        (cycle.setup)()?;
+        (cycle.teardown)()?;
         cpu_setups += 1;
     }
     let cpu = cpu_time(pid)? - cpu_before;
     done += cpu_setups;
     while done < setups {
-        setup()?;
-        teardown()?;
+        (cycle.setup)()?;
+        (cycle.teardown)()?;
         done += 1;
     }
-    Ok(ResponderFigures {
+    Ok(Figures {
         label: label.to_owned(),
+        wall,
         wire,
         cpu_setups,
         cpu_per_setup: cpu / cpu_setups.max(1),
@@ -123,6 +116,15 @@ fn responder_loop(
         setups: done,
         elapsed: started.elapsed(),
     })
+}
+
+/// A charon initiator's cycle: `swanctl --initiate` (returns with the CHILD_SA installed),
+/// `swanctl --terminate`.
+fn charon_cycle(initiator: &StrongSwan) -> Cycle<'_> {
+    Cycle {
+        setup: Box::new(move || Ok(initiator.initiate("nfs")?)),
+        teardown: Box::new(move || Ok(initiator.terminate_ike("nfs")?)),
+    }
 }
 
 /// Everything both halves share: the lab, the PKI, the charon configurations.
@@ -234,48 +236,45 @@ fn main() -> Res<()> {
             }
         };
     println!(
-        "handshake bench: {runs} timed set-ups, {cpu_seconds} s CPU loop, {setups} set-ups; \
-         {} CPUs, load {} at the start",
+        "handshake bench: {runs} timed set-ups, {cpu_seconds} s CPU loop, {setups} set-ups per \
+         row; {} CPUs, load {} at the start",
         std::thread::available_parallelism().map_or(0, usize::from),
         load()
     );
-
+    let plan = (runs, cpu_seconds, setups);
     let mut initiators = Vec::new();
     let mut responders = Vec::new();
     // our half may fail while the daemon grows; strongSwan's figures are still printed
     let mut failures: Vec<String> = Vec::new();
-    let plan = (runs, cpu_seconds, setups);
 
     // 1. initiators against one charon responder
     {
         let responder = bench.charon_responder()?;
         if with_strongswan {
             let initiator = bench.charon_initiator()?;
-            let (wall, wire) = timed_setups(
+            let pid = initiator.pid().ok_or("charon initiator not running")?;
+            initiators.push(measure(
+                "strongSwan charon (swanctl --initiate)",
                 &bench.share,
-                runs,
-                &mut || Ok(initiator.initiate("nfs")?),
-                &mut || Ok(initiator.terminate_ike("nfs")?),
-            )?;
-            initiators.push(InitiatorFigures {
-                label: "strongSwan (swanctl --initiate)".into(),
-                wall,
-                wire,
-            });
+                pid,
+                plan,
+                charon_cycle(&initiator),
+            )?);
         }
         if with_ours {
-            let measured = (|| -> Res<InitiatorFigures> {
+            let measured = (|| -> Res<Figures> {
                 let args = bench.our_args(&bench.client_chain, &bench.pki.client.key);
                 // credentials travel with `up`, as the mount helper passes them
                 let ours = Ours::start(&bench.client, &["--datapath", "userspace"])?;
+                let pid = ours.pid().ok_or("our daemon is not running")?;
                 let mut up_args = vec!["--mode", "tunnel"];
                 up_args.extend(strs(&args));
-                let (wall, wire) = timed_setups(
-                    &bench.share,
-                    runs,
-                    &mut || {
+                let responder = &responder;
+                let ours = &ours;
+                let cycle = Cycle {
+                    setup: Box::new(move || {
                         let t = ours.up(peer, &up_args)?;
-                        // the CHILD_SA counts only once charon installed its half too
+                        // the set-up counts only once charon installed its half too
                         responder.wait_for_sas(
                             "CHILD_SA installed",
                             Duration::from_secs(5),
@@ -285,8 +284,8 @@ fn main() -> Res<()> {
                             },
                         )?;
                         Ok(t)
-                    },
-                    &mut || {
+                    }),
+                    teardown: Box::new(move || {
                         ours.down(peer)?;
                         responder.wait_for_sas(
                             "SA deleted",
@@ -294,13 +293,15 @@ fn main() -> Res<()> {
                             <[_]>::is_empty,
                         )?;
                         Ok(())
-                    },
-                )?;
-                Ok(InitiatorFigures {
-                    label: "ours (ibm-ipsec up)".into(),
-                    wall,
-                    wire,
-                })
+                    }),
+                };
+                measure(
+                    "ours, ibm-ipsec daemon (ibm-ipsec up)",
+                    &bench.share,
+                    pid,
+                    plan,
+                    cycle,
+                )
             })();
             match measured {
                 Ok(f) => initiators.push(f),
@@ -309,22 +310,21 @@ fn main() -> Res<()> {
         }
     }
 
-    // 2. responders driven by one charon initiator (started fresh for each responder)
+    // 2. responders driven by one charon initiator (each started fresh)
     if with_strongswan {
         let responder = bench.charon_responder()?;
         let initiator = bench.charon_initiator()?;
         let pid = responder.pid().ok_or("charon responder not running")?;
-        responders.push(responder_loop(
+        responders.push(measure(
             "strongSwan charon",
             &bench.share,
             pid,
             plan,
-            &mut || Ok(initiator.initiate("nfs")?),
-            &mut || Ok(initiator.terminate_ike("nfs")?),
+            charon_cycle(&initiator),
         )?);
     }
     if with_ours {
-        let measured = (|| -> Res<ResponderFigures> {
+        let measured = (|| -> Res<Figures> {
             let args = bench.our_args(&bench.share_chain, &bench.pki.share.key);
             let listen = peer.to_string();
             // the responder follows the initiator's mode request (tunnel: no
@@ -334,13 +334,12 @@ fn main() -> Res<()> {
             let ours = Ours::start(&bench.share, &daemon_args)?;
             let initiator = bench.charon_initiator()?;
             let pid = ours.pid().ok_or("our daemon is not running")?;
-            responder_loop(
-                "ours (ibm-ipsec daemon --listen)",
+            measure(
+                "ours, ibm-ipsec daemon --listen",
                 &bench.share,
                 pid,
                 plan,
-                &mut || Ok(initiator.initiate("nfs")?),
-                &mut || Ok(initiator.terminate_ike("nfs")?),
+                charon_cycle(&initiator),
             )
         })();
         match measured {
@@ -349,32 +348,53 @@ fn main() -> Res<()> {
         }
     }
 
-    println!("\n| initiator → charon responder | start → CHILD_SA installed (median, min–max) | IKE_SA_INIT → last IKE_AUTH on the wire (median, min–max) |");
-    println!("|---|---|---|");
-    for f in &initiators {
-        let range = |v: &[Duration]| {
-            format!(
-                "{:.1} ms ({:.1}–{:.1})",
-                ms(median(v)),
-                ms(v.iter().min().copied().unwrap_or_default()),
-                ms(v.iter().max().copied().unwrap_or_default())
-            )
-        };
-        println!("| {} | {} | {} |", f.label, range(&f.wall), range(&f.wire));
-    }
-    println!("\n| responder (charon initiator) | wire, median of {runs} | CPU per IKE_SA + CHILD_SA (incl. DELETE) | RSS, 1 SA up | RSS after set-ups | set-ups |");
-    println!("|---|---|---|---|---|---|");
-    for f in &responders {
-        println!(
-            "| {} | {:.1} ms | {:.2} ms ({} set-ups in {cpu_seconds} s) | {} KiB | {} KiB | {} in {:.0} s |",
-            f.label,
-            ms(median(&f.wire)),
+    let range = |v: &[Duration]| {
+        format!(
+            "{:.1} ms ({:.1}–{:.1})",
+            ms(median(v)),
+            ms(v.iter().min().copied().unwrap_or_default()),
+            ms(v.iter().max().copied().unwrap_or_default())
+        )
+    };
+    let resources = |f: &Figures| {
+        format!(
+            "{:.2} ms ({} in {cpu_seconds} s) | {} KiB | {} KiB ({} set-ups, {:.0} s)",
             ms(f.cpu_per_setup),
             f.cpu_setups,
             f.rss_one_sa,
             f.rss_after,
             f.setups,
             f.elapsed.as_secs_f64()
+        )
+    };
+    println!(
+        "\n| initiator (→ charon responder) | start → CHILD_SA installed, median (min–max) | \
+         IKE_SA_INIT → last IKE_AUTH on the wire | CPU per set-up + tear-down | RSS, 1 SA | \
+         RSS after set-ups |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for f in &initiators {
+        println!(
+            "| {} | {} | {} | {} |",
+            f.label,
+            range(&f.wall),
+            range(&f.wire),
+            resources(f)
+        );
+    }
+    println!(
+        "\n| responder (← charon initiator) | swanctl --initiate, median (min–max) | \
+         IKE_SA_INIT → last IKE_AUTH on the wire | CPU per IKE_SA + CHILD_SA (incl. DELETE) | \
+         RSS, 1 SA | RSS after set-ups |"
+    );
+    println!("|---|---|---|---|---|---|");
+    for f in &responders {
+        println!(
+            "| {} | {} | {} | {} |",
+            f.label,
+            range(&f.wall),
+            range(&f.wire),
+            resources(f)
         );
     }
     for f in &failures {
