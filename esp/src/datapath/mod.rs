@@ -88,160 +88,27 @@
 //! modes. IPv6 extension headers before the transport header are not carried in transport
 //! mode.
 
+mod config;
 mod inbound;
 mod inbound_policy;
+mod ip_header;
 mod offload;
 mod outbound;
 mod routing;
 mod sys;
 
+pub use config::{DatapathConfig, Encapsulation, PeerConfig, Selector};
+
 use std::collections::{BTreeMap, HashMap};
 use std::io;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use std::thread::JoinHandle;
 
-use crate::udp_encap::NAT_T_PORT;
 use crate::{Counters, Event, InboundSa, Mode, OutboundSa};
-
-/// How ESP packets travel between this host and one peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Encapsulation {
-    /// ESP in UDP (RFC 3948) from the datapath's UDP socket
-    /// ([`DatapathConfig::udp_port`]) to `peer_port` (normally 4500).
-    Udp {
-        /// The peer's UDP port; updated when authentic packets arrive from another port
-        /// (a NAT rebinding, RFC 3948 §3.1.1).
-        peer_port: u16,
-    },
-    /// Plain ESP, IP protocol 50, on a raw socket (opened with the first such peer; needs
-    /// CAP_NET_RAW).
-    Raw,
-}
-
-impl Encapsulation {
-    /// ESP in UDP to the peer's port 4500.
-    pub const UDP_4500: Encapsulation = Encapsulation::Udp {
-        peer_port: NAT_T_PORT,
-    };
-}
-
-/// Which traffic to the peer the SA protects (a traffic selector seen from this host).
-/// `None` fields match anything.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct Selector {
-    /// IP protocol (6 TCP, 17 UDP …).
-    pub protocol: Option<u8>,
-    /// Our port.
-    pub local_port: Option<u16>,
-    /// The peer's port.
-    pub remote_port: Option<u16>,
-}
-
-impl Selector {
-    fn matches(&self, protocol: u8, ports: Option<(u16, u16)>, outbound: bool) -> bool {
-        if self.protocol.is_some_and(|p| p != protocol) {
-            return false;
-        }
-        if self.local_port.is_none() && self.remote_port.is_none() {
-            return true;
-        }
-        let Some((src, dst)) = ports else {
-            return false;
-        };
-        let (local, remote) = if outbound { (src, dst) } else { (dst, src) };
-        self.local_port.map_or(true, |p| p == local)
-            && self.remote_port.map_or(true, |p| p == remote)
-    }
-}
-
-/// The host-wide parameters of the datapath; every number names something the datapath owns
-/// and removes. Peers come later ([`Datapath::add_peer`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DatapathConfig {
-    /// TUN interface name (≤ 15 bytes).
-    pub tun_name: String,
-    /// Our address (inner source of outbound traffic, outer source of ESP).
-    pub local: Ipv4Addr,
-    /// Our IPv6 address, for IPv6 peers (a second UDP socket is bound on it); `None` serves
-    /// IPv4 peers only.
-    pub local6: Option<Ipv6Addr>,
-    /// The UDP port we bind on `local` for ESP in UDP and IKE behind the non-ESP marker
-    /// (normally 4500); `None` opens no UDP socket (raw-ESP peers only).
-    pub udp_port: Option<u16>,
-    /// Firewall mark of our sockets; IKE sockets of the daemon (port 500) must carry it too.
-    pub mark: u32,
-    /// Routing table holding the routes into the TUN.
-    pub table: u32,
-    /// Priority of our first rule (the mark bypass); every peer's rules sit at
-    /// `rule_priority + 1`.
-    pub rule_priority: u32,
-    /// TUN MTU: the path MTU minus outer IPv4 (20), UDP (8) and ESP (at most 37 with
-    /// AES-GCM) overhead, and minus 20 more for tunnel-mode peers with AES-CBC.
-    pub mtu: u16,
-    /// The nftables table (family `inet`) that holds our inbound policy: cleartext from a
-    /// peer matching one of its selectors is dropped unless it came in through the TUN. The
-    /// table is ours alone: replaced at start and on every peer change, deleted at shutdown.
-    /// Like `tun_name`, `table` and `rule_priority`, it must differ between datapaths running
-    /// on one host at once.
-    pub nft_table: String,
-}
-
-impl DatapathConfig {
-    /// Defaults: TUN `ibmipsec0`, UDP port 4500, mark 0x1e5, table 0x1e5, rules from
-    /// priority 10500, MTU 1400, nftables table `ibm_ipsec`.
-    pub fn new(local: Ipv4Addr) -> Self {
-        DatapathConfig {
-            tun_name: "ibmipsec0".into(),
-            local,
-            local6: None,
-            udp_port: Some(NAT_T_PORT),
-            mark: 0x1e5,
-            table: 0x1e5,
-            rule_priority: 10500,
-            mtu: 1400,
-            nft_table: "ibm_ipsec".into(),
-        }
-    }
-}
-
-/// What the datapath does for one peer.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PeerConfig {
-    /// UDP (NAT-T) or raw ESP.
-    pub encapsulation: Encapsulation,
-    /// What to protect; empty means all traffic to the peer.
-    pub selectors: Vec<Selector>,
-    /// Transport mode, or tunnel mode between the two hosts (inner addresses = outer
-    /// addresses). Every SA installed for the peer must have this mode.
-    pub mode: Mode,
-    /// **Unsafe.** Add the peer even when the inbound policy cannot be installed (no `nft`
-    /// binary or no nf_tables in the kernel). Cleartext from the peer on protected selectors
-    /// is then delivered like protected traffic, so an on-path attacker can inject
-    /// plaintext that the application takes as authenticated. Off by default.
-    pub allow_unprotected_inbound: bool,
-}
-
-impl PeerConfig {
-    /// Transport mode, ESP in UDP to port 4500, all traffic to the peer, inbound policy
-    /// required.
-    pub fn new() -> Self {
-        PeerConfig {
-            encapsulation: Encapsulation::UDP_4500,
-            selectors: Vec::new(),
-            mode: Mode::Transport,
-            allow_unprotected_inbound: false,
-        }
-    }
-}
-
-impl Default for PeerConfig {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+use ip_header::{ports, IpHeader};
 
 /// Packet counts of the datapath itself, over all peers (SA counters are separate:
 /// [`Datapath::counters`]).
@@ -964,200 +831,15 @@ impl std::fmt::Debug for Datapath {
     }
 }
 
-/// What the datapath needs from an IP packet's header.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct IpHeader {
-    /// Up to the transport header (IPv6: with the extension headers before it).
-    header_len: usize,
-    /// ≤ the buffer's length.
-    total_len: usize,
-    protocol: u8,
-    /// An IPv4 fragment (more-fragments flag or an offset): transport mode refuses it
-    /// (RFC 4303 §3.3.4), tunnel mode carries it whole, checked against port-less selectors
-    /// only. (IPv6 fragments are refused by the parser.)
-    fragment: bool,
-    src: IpAddr,
-    dst: IpAddr,
-}
-
-impl IpHeader {
-    fn parse(p: &[u8]) -> Option<IpHeader> {
-        match p.first()? >> 4 {
-            4 => Self::parse_v4(p),
-            6 => {
-                let l = crate::ip::IpLayout::parse(p).ok()?;
-                let addr = |at: usize| {
-                    let mut a = [0u8; 16];
-                    a.copy_from_slice(&p[at..at + 16]);
-                    IpAddr::V6(Ipv6Addr::from(a))
-                };
-                Some(IpHeader {
-                    header_len: l.header_len,
-                    total_len: l.total_len,
-                    protocol: l.protocol,
-                    fragment: false,
-                    src: addr(8),
-                    dst: addr(24),
-                })
-            }
-            _ => None,
-        }
-    }
-
-    fn parse_v4(p: &[u8]) -> Option<IpHeader> {
-        let h = p.get(..crate::ip::IPV4_HEADER_LEN)?;
-        let header_len = usize::from(h[0] & 0x0f) * 4;
-        let total_len = usize::from(u16::from_be_bytes([h[2], h[3]]));
-        if header_len < 20 || total_len < header_len || total_len > p.len() {
-            return None;
-        }
-        Some(IpHeader {
-            header_len,
-            total_len,
-            protocol: h[9],
-            fragment: u16::from_be_bytes([h[6], h[7]]) & 0x3fff != 0,
-            src: IpAddr::V4(Ipv4Addr::new(h[12], h[13], h[14], h[15])),
-            dst: IpAddr::V4(Ipv4Addr::new(h[16], h[17], h[18], h[19])),
-        })
-    }
-
-    /// The ESP next header that carries this packet whole (tunnel mode).
-    fn tunnel_next_header(&self) -> u8 {
-        match self.dst {
-            IpAddr::V4(_) => crate::NEXT_HEADER_IPV4,
-            IpAddr::V6(_) => crate::NEXT_HEADER_IPV6,
-        }
-    }
-
-    /// The transport bytes selectors look at: none for a fragment, whose ports are unknown
-    /// (or, in the first one, not to be trusted alone).
-    fn transport<'a>(&self, p: &'a [u8]) -> &'a [u8] {
-        if self.fragment {
-            &[]
-        } else {
-            &p[self.header_len..self.total_len]
-        }
-    }
-}
-
-/// Source and destination ports of TCP, UDP, SCTP and UDP-Lite, whose first four bytes
-/// are the ports.
-fn ports(protocol: u8, transport: &[u8]) -> Option<(u16, u16)> {
-    match (protocol, transport) {
-        (6 | 17 | 132 | 136, [a, b, c, d, ..]) => {
-            Some((u16::from_be_bytes([*a, *b]), u16::from_be_bytes([*c, *d])))
-        }
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn selectors_match_from_each_side() {
-        let nfs = Selector {
-            protocol: Some(6),
-            local_port: None,
-            remote_port: Some(2049),
-        };
-        // Outbound: we → peer:2049.
-        assert!(nfs.matches(6, Some((700, 2049)), true));
-        assert!(!nfs.matches(6, Some((2049, 700)), true));
-        // Inbound reply: peer:2049 → we.
-        assert!(nfs.matches(6, Some((2049, 700)), false));
-        assert!(!nfs.matches(17, Some((700, 2049)), true));
-        assert!(!nfs.matches(6, None, true));
-        let any_tcp = Selector {
-            protocol: Some(6),
-            ..Selector::default()
-        };
-        assert!(any_tcp.matches(6, None, true));
-        assert!(Selector::default().matches(1, None, false));
-    }
-
-    /// The daemon keeps the datapath in async tasks and SAs cross threads.
     #[test]
     fn handles_cross_threads() {
         fn send_sync<T: Send + Sync>() {}
         send_sync::<Datapath>();
         send_sync::<OutboundSa>();
         send_sync::<InboundSa>();
-    }
-
-    #[test]
-    fn ipv4_headers_and_fragments() {
-        let mut p = vec![0u8; 48];
-        crate::ip::write_ipv4_header(
-            &mut p,
-            Ipv4Addr::new(10, 0, 0, 1),
-            Ipv4Addr::new(10, 0, 0, 2),
-            17,
-            28,
-        )
-        .unwrap();
-        p[20..24].copy_from_slice(&[0, 7, 8, 1]);
-        let v = IpHeader::parse(&p).unwrap();
-        assert_eq!((v.header_len, v.total_len, v.protocol), (20, 48, 17));
-        assert_eq!(v.src, Ipv4Addr::new(10, 0, 0, 1));
-        assert_eq!(v.dst, Ipv4Addr::new(10, 0, 0, 2));
-        assert_eq!(v.tunnel_next_header(), 4);
-        assert!(!v.fragment);
-        assert_eq!(ports(17, v.transport(&p)), Some((7, 2049)));
-        // More fragments: no ports to match, so only port-less selectors accept it.
-        p[6] |= 0x20;
-        let f = IpHeader::parse(&p).unwrap();
-        assert!(f.fragment && f.transport(&p).is_empty());
-        let nfs = Selector {
-            protocol: Some(17),
-            local_port: None,
-            remote_port: Some(2049),
-        };
-        assert!(!nfs.matches(17, ports(17, f.transport(&p)), true));
-        assert!(
-            IpHeader::parse(&p[..47]).is_none(),
-            "total length beyond the buffer"
-        );
-        assert!(IpHeader::parse(&p[..19]).is_none());
-        p[0] = 0x55;
-        assert!(IpHeader::parse(&p).is_none(), "version 5");
-        // IPv6, UDP after the fixed header.
-        let mut q = vec![0u8; 40 + 12];
-        crate::ip::write_ipv6_header(
-            &mut q,
-            "fd00::1".parse().unwrap(),
-            "fd00::2".parse().unwrap(),
-            17,
-            12,
-        )
-        .unwrap();
-        q[40..44].copy_from_slice(&[0, 7, 8, 1]);
-        let v6 = IpHeader::parse(&q).unwrap();
-        assert_eq!((v6.header_len, v6.total_len, v6.protocol), (40, 52, 17));
-        assert_eq!(v6.dst, "fd00::2".parse::<IpAddr>().unwrap());
-        assert_eq!(v6.tunnel_next_header(), 41);
-        assert_eq!(ports(17, v6.transport(&q)), Some((7, 2049)));
-    }
-
-    #[test]
-    fn ports_of_short_or_portless_payloads() {
-        assert_eq!(ports(6, &[0, 80, 1, 0]), Some((80, 256)));
-        assert_eq!(ports(6, &[0, 80, 1]), None);
-        assert_eq!(ports(1, &[0, 80, 1, 0]), None);
-    }
-
-    #[test]
-    fn config_defaults_name_what_we_own() {
-        let c = DatapathConfig::new(Ipv4Addr::new(10, 0, 0, 1));
-        assert!(c.tun_name.len() < 16);
-        assert_eq!(c.udp_port, Some(4500));
-        // Tunnel mode with AES-GCM (at most 37 bytes of ESP) adds an inner header of 20.
-        assert!(usize::from(c.mtu) + 20 + 20 + 8 + 37 <= 1500);
-        assert!(usize::from(c.mtu) + 20 + 8 + crate::MAX_OVERHEAD <= 1500);
-        let p = PeerConfig::default();
-        assert_eq!(p.encapsulation, Encapsulation::Udp { peer_port: 4500 });
-        assert_eq!(p.mode, Mode::Transport);
-        assert!(!p.allow_unprotected_inbound);
     }
 }
