@@ -99,6 +99,8 @@ impl Endpoint {
 
     /// When to demand cookies from IKE_SA_INIT initiators (RFC 7296 §2.6); `None` never
     /// does. Default: [`CookiePolicy::default`] (10 half-open SAs, secret rotated every 2 min).
+    /// At the same threshold (the default one when `None`) the responder stops signing its
+    /// AUTH ahead of IKE_AUTH and signs only for initiators that authenticated themselves.
     pub fn with_cookie_policy(mut self, policy: Option<CookiePolicy>) -> Self {
         self.cookies = policy.map(CookieJar::new);
         self
@@ -164,10 +166,13 @@ impl Endpoint {
                 return Ok(());
             }
             let allocators = self.allocators.clone();
-            let under_load = self
+            // Sign ahead only while few SAs are half-open: a flood must not buy one RSA
+            // signature per IKE_SA_INIT, with or without cookies.
+            let threshold = self
                 .cookies
                 .as_ref()
-                .is_some_and(|j| self.half_open() >= j.policy().threshold);
+                .map_or(CookiePolicy::default().threshold, |j| j.policy().threshold);
+            let under_load = self.half_open() >= threshold;
             match IkeSa::respond(
                 config,
                 local,
@@ -283,6 +288,13 @@ impl Endpoint {
             self.adopt_reqid(i);
             self.count_reqids(i);
         }
+        let contact = self
+            .events
+            .range(first_new..)
+            .any(|(h, e)| *h == handle && matches!(e, Event::IkeSaUp { .. }));
+        if contact {
+            self.initial_contact(now, handle);
+        }
         if self.reauths.contains_key(&handle) {
             self.follow_reauth(now, handle, first_new);
         }
@@ -333,6 +345,39 @@ impl Endpoint {
         }
         if !self.live_reqids.contains_key(&fresh) {
             self.allocators.reqids.release(fresh);
+        }
+    }
+
+    /// A peer that restarted tells us with `INITIAL_CONTACT` that it holds no other SA with
+    /// us (RFC 7296 §2.4): the SAs we still have with the same authenticated identity at
+    /// the same address are stale and go, without a DELETE nobody would answer. (A
+    /// reauthentication does not send it, so its old SA stays until deleted.)
+    fn initial_contact(&mut self, now: Instant, handle: SaHandle) {
+        let Some(sa) = self.sas.get(&handle) else {
+            return;
+        };
+        if !sa.peer_sent_initial_contact() {
+            return;
+        }
+        let Some(peer) = sa.peer().map(|p| p.id.clone()) else {
+            return;
+        };
+        let ip = sa.remote().ip();
+        let stale: Vec<SaHandle> = self
+            .sas
+            .iter()
+            .filter(|(h, other)| {
+                **h != handle
+                    && other.remote().ip() == ip
+                    && other.peer().is_some_and(|p| p.id == peer)
+            })
+            .map(|(h, _)| *h)
+            .collect();
+        for h in stale {
+            if let Some(sa) = self.sas.get_mut(&h) {
+                sa.forget(format!("replaced: peer {peer} restarted (INITIAL_CONTACT)"));
+            }
+            self.drain(now, h);
         }
     }
 

@@ -212,6 +212,12 @@ fn reauth_completes(link: LinkConfig, seed: u64) {
         *h == r_old && matches!(e, Event::ChildSaDown { .. })
     });
     assert!(r_new_up < r_old_down);
+    // No INITIAL_CONTACT in the reauthentication: the peer kept the old SA until our DELETE.
+    let r_old_reason = ev.iter().find_map(|(h, e)| match e {
+        Event::IkeSaDown { reason } if *h == r_old => Some(reason.as_str()),
+        _ => None,
+    });
+    assert_eq!(r_old_reason, Some("deleted by peer"));
     // The peer side adopts the reqid of the CHILD_SA being replaced, too.
     let reqid_of = |i: usize| match &ev[i].1 {
         Event::ChildSaUp(c) => c.reqid,
@@ -345,4 +351,40 @@ fn ike_rekey_during_reauthentication_hands_the_deletion_to_the_successor() {
         .any(|(h, e)| *h == old && matches!(e, Event::IkeSaRekeyed { .. }));
     assert!(rekeyed, "{:?}", summary(&lab.net));
     assert!(lab.net.endpoints[0].1.sa(new).unwrap().is_established());
+}
+
+#[test]
+fn initial_contact_from_a_restarted_peer_removes_its_stale_sas() {
+    let mut lab = lab(LinkConfig::perfect(), 11);
+    let r_old = lab.net.events[1][0].0;
+    let old_spis = lab.net.endpoints[1].1.sa(r_old).unwrap().child_spis();
+    // The client restarts: a fresh endpoint at the same address, no memory of the SA.
+    let now = lab.net.now;
+    let fresh = Endpoint::new(None, 4500, Box::new(SeededRandom::new(1234)));
+    lab.net.endpoints[0].1 = fresh;
+    let config = Config::new(lab.client.clone(), lab.client.clone());
+    let ip = |s: &str| SocketAddr::new(s.parse::<IpAddr>().unwrap(), 500);
+    lab.net.endpoints[0]
+        .1
+        .initiate(now, Arc::new(config), ip("10.0.0.1"), ip("10.0.0.2"))
+        .unwrap();
+    let done = lab.net.run_until(now + Duration::from_secs(60), |n| {
+        n.endpoints[1].1.sa(r_old).is_none()
+    });
+    assert!(done, "{:?}", summary(&lab.net));
+    let ev = &lab.net.events[1];
+    let down = ev
+        .iter()
+        .filter(|(h, _)| *h == r_old)
+        .filter_map(|(_, e)| match e {
+            Event::ChildSaDown { spi_in, reason, .. } => Some((*spi_in, reason.clone())),
+            _ => None,
+        })
+        .collect::<Vec<_>>();
+    assert_eq!(down.len(), 1);
+    assert_eq!(down[0].0, old_spis[0].0);
+    assert!(down[0].1.contains("INITIAL_CONTACT"), "{down:?}");
+    assert_eq!(lab.net.endpoints[1].1.len(), 1, "only the new SA is left");
+    // The new CHILD_SA took over the reqid, which stays allocated.
+    assert_eq!(lab.reqids[1].in_use(), 1);
 }

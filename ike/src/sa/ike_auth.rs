@@ -187,7 +187,7 @@ impl IkeSa {
                 return;
             }
         };
-        self.establish(peer);
+        self.establish(peer, &payloads);
         let Some(init) = self.init.take() else {
             return;
         };
@@ -201,7 +201,11 @@ impl IkeSa {
         self.queue_planned_children();
     }
 
-    fn establish(&mut self, peer: PeerIdentity) {
+    fn establish(&mut self, peer: PeerIdentity, payloads: &[Payload]) {
+        self.peer_initial_contact = payloads
+            .iter()
+            .filter_map(Payload::as_notify)
+            .any(|n| n.notify_type == NotifyType::InitialContact);
         self.state = State::Established;
         self.half_open_deadline = None;
         let suite = match self.keys.as_ref() {
@@ -295,7 +299,7 @@ impl IkeSa {
         if self.state == State::Closed {
             return;
         }
-        self.establish(peer);
+        self.establish(peer, &payloads);
         self.events.extend(child_event);
     }
 }

@@ -196,6 +196,8 @@ pub struct IkeSa {
     /// Responder: when to sign our AUTH ahead of IKE_AUTH ([`ike_auth`]), and the result.
     early_auth_at: Option<Instant>,
     early_auth: Option<ike_auth::OwnAuth>,
+    /// The peer's IKE_AUTH carried `INITIAL_CONTACT` (RFC 7296 §2.4).
+    peer_initial_contact: bool,
     transmits: VecDeque<Datagram>,
     events: VecDeque<Event>,
     /// Lifetimes, liveness, rekey retries and the hand-over to a successor SA.
@@ -254,6 +256,7 @@ impl IkeSa {
             half_open_deadline: None,
             early_auth_at: None,
             early_auth: None,
+            peer_initial_contact: false,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             life: lifetime::Lifecycle::default(),

@@ -77,6 +77,18 @@ impl IkeSa {
         }
     }
 
+    /// Whether the peer's IKE_AUTH carried `INITIAL_CONTACT`: it holds no other SA with us
+    /// (RFC 7296 §2.4).
+    pub fn peer_sent_initial_contact(&self) -> bool {
+        self.peer_initial_contact
+    }
+
+    /// Ends the SA without telling the peer, which has forgotten it (INITIAL_CONTACT from a
+    /// restarted peer): every CHILD_SA and the IKE SA are reported down.
+    pub(crate) fn forget(&mut self, reason: String) {
+        self.close(reason);
+    }
+
     /// Whether this SA is a responder that finished IKE_SA_INIT but not IKE_AUTH (counted
     /// for the cookie threshold, RFC 7296 §2.6).
     pub fn is_half_open(&self) -> bool {
