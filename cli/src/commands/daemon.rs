@@ -66,6 +66,9 @@ pub struct DaemonArgs {
     /// The identity peers must prove (default: any their credentials allow).
     #[arg(long)]
     pub remote_id: Option<String>,
+    /// Rekey IKE SAs and CHILD_SAs this often, in seconds (default 3600, as IBM).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(10..))]
+    pub rekey_seconds: Option<u64>,
 }
 
 /// Runs the daemon until it is told to stop.
@@ -78,6 +81,7 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     options.ca_files = args.ca;
     options.local_id = args.local_id;
     options.remote_id = args.remote_id;
+    options.rekey_seconds = args.rekey_seconds;
     if args.config.is_some() || args.metadata_url.is_some() {
         let (mut conf, source) = match &args.config {
             Some(path) => (share_conf::load_file(path)?, path.display().to_string()),

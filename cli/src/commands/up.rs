@@ -60,6 +60,9 @@ pub struct UpArgs {
     /// Metadata service URL for a daemon started by this command.
     #[arg(long)]
     pub metadata_url: Option<String>,
+    /// Rekey the IKE SA and the CHILD_SA this often, in seconds (default 3600, as IBM).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(10..))]
+    pub rekey_seconds: Option<u64>,
     /// Longest wait for the CHILD_SA, in seconds.
     #[arg(long, default_value_t = 90)]
     pub timeout: u64,
@@ -90,6 +93,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     o.remote_id = args.remote_id;
     o.selectors = args.selectors;
     o.mode = args.mode;
+    o.rekey_seconds = args.rekey_seconds;
     let mut launch = DaemonLaunch::ibm_ipsec(&args.control);
     if let Ok(exe) = std::env::current_exe() {
         // `up` is ibm-ipsec itself: start the very same binary.
@@ -175,7 +179,7 @@ mod tests {
             mode: "transport".into(),
             encap: "udp 4500 -> 4500".into(),
             datapath: DatapathKind::Userspace,
-            remote_id: "ID_IPV4_ADDR:10.0.0.2".into(),
+            remote_id: "IP 10.0.0.2".into(),
             selectors: "10.0.0.1/32 === 10.0.0.2/32".into(),
             elapsed_ms: 42,
             existing: false,

@@ -24,7 +24,7 @@ pub enum Request {
         /// The peer's IKE address.
         peer: IpAddr,
         /// How to authenticate and what to protect.
-        options: UpOptions,
+        options: Box<UpOptions>,
     },
     /// Delete the IKE SA (and its CHILD_SAs) with one peer, or with every peer.
     Down {
@@ -122,6 +122,10 @@ pub struct UpOptions {
     /// `--mode`: `transport` (default) or `tunnel`.
     #[serde(default)]
     pub mode: Option<String>,
+    /// `--rekey-seconds`: rekey the IKE SA and CHILD_SA this often (default: the daemon's,
+    /// else 3600 as IBM configures).
+    #[serde(default)]
+    pub rekey_seconds: Option<u64>,
 }
 
 /// What `up` reports once the CHILD_SA is installed.
@@ -425,11 +429,11 @@ mod tests {
             Request::Status,
             Request::Up {
                 peer: "10.1.2.3".parse().unwrap(),
-                options: UpOptions {
+                options: Box::new(UpOptions {
                     psk_file: Some("/etc/ibm-ipsec/psk".into()),
                     selectors: vec!["tcp/2049".into()],
                     ..UpOptions::default()
-                },
+                }),
             },
             Request::Down {
                 target: DownTarget::All,
@@ -505,7 +509,7 @@ mod tests {
             decode_request(line).unwrap(),
             Request::Up {
                 peer: "10.0.0.9".parse().unwrap(),
-                options: UpOptions::default()
+                options: Box::default()
             }
         );
     }

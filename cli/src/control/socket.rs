@@ -193,7 +193,10 @@ impl ControlClient {
         peer: std::net::IpAddr,
         options: crate::control::UpOptions,
     ) -> Result<crate::control::UpSummary, Error> {
-        match self.request(&Request::Up { peer, options })? {
+        match self.request(&Request::Up {
+            peer,
+            options: Box::new(options),
+        })? {
             Response::Up(summary) => Ok(*summary),
             other => Err(unexpected(&other)),
         }

@@ -26,6 +26,9 @@ pub(crate) type IdentitySlot = Arc<RwLock<Option<Arc<HostIdentity>>>>;
 pub(crate) struct Credentials {
     pub(crate) local: Arc<dyn LocalAuthenticator>,
     pub(crate) peer: Arc<dyn PeerAuthenticator>,
+    /// Signs with the daemon's renewable host certificate: IKE SAs made with these
+    /// credentials are reauthenticated after each renewal so the peer sees the new one.
+    pub(crate) renewable: bool,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -105,6 +108,11 @@ pub(crate) fn parse_identity(text: &str) -> Result<Identification, String> {
     Ok(Identification::fqdn(text))
 }
 
+/// An identity for people: `IP 10.0.0.1`, `FQDN host`, `DN "C=US, O=IBM, CN=host"`.
+pub(crate) fn describe_identity(id: &Identification) -> String {
+    ike_identity_of(id).map_or_else(|_| id.to_string(), |i| i.to_string())
+}
+
 fn identification_of(id: &IkeIdentity) -> Option<Identification> {
     id.to_id_payload()
         .map(|(t, data)| Identification::new(IdType::from(t), data))
@@ -131,6 +139,7 @@ pub(crate) fn psk_credentials(
     Ok(Credentials {
         local: psk.clone(),
         peer: psk,
+        renewable: false,
     })
 }
 
@@ -174,6 +183,7 @@ pub(crate) fn certificate_credentials(
             verifier: PeerVerifier::new(roots),
             expected,
         }),
+        renewable: false,
     })
 }
 
@@ -316,6 +326,11 @@ mod tests {
         let dn = parse_identity("C=US, O=IBM, CN=host").unwrap();
         assert_eq!(dn.id_type, IdType::DerAsn1Dn);
         assert!(parse_identity(" ").is_err());
+        assert_eq!(describe_identity(&dn), "DN \"C=US, O=IBM, CN=host\"");
+        assert_eq!(
+            describe_identity(&Identification::ip("10.0.0.1".parse().unwrap())),
+            "IP 10.0.0.1"
+        );
     }
 
     #[test]

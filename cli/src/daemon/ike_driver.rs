@@ -31,8 +31,18 @@ const IKE_PORT: u16 = 500;
 
 /// How an `up` request turns into credentials: built by the daemon, which knows its
 /// configured defaults (PSK file, host identity, CAs).
-pub(crate) type CredentialSource =
-    Box<dyn Fn(&UpOptions, IpAddr) -> Result<super::auth::Credentials, String> + Send>;
+/// Also returns the rekey interval in seconds, when not the default.
+pub(crate) type CredentialSource = Box<
+    dyn Fn(&UpOptions, IpAddr) -> Result<(super::auth::Credentials, Option<u64>), String> + Send,
+>;
+
+/// Rekey IKE SA and CHILD_SAs every `secs` seconds (strongSwan's jitter and over-time).
+pub(crate) fn set_rekey(config: &mut Config, secs: u64) {
+    let schedule = ike::config::SaLifetime::strongswan(Duration::from_secs(secs.max(1)));
+    config.ike_rekey = schedule;
+    config.child_rekey = schedule;
+    config.child_lifetime = schedule.nominal();
+}
 
 /// A CHILD_SA as installed.
 #[derive(Debug, Clone)]
@@ -62,6 +72,8 @@ struct Peer {
     children: Vec<Child>,
     last_error: Option<String>,
     deleting: bool,
+    /// Signs with the daemon's renewable certificate (reauthenticated on renewal).
+    renewable: bool,
 }
 
 impl Peer {
@@ -75,6 +87,7 @@ impl Peer {
             children: Vec::new(),
             last_error: None,
             deleting: false,
+            renewable: false,
         }
     }
 
@@ -94,6 +107,8 @@ pub(crate) struct Driver {
     inbound: mpsc::UnboundedSender<IkeDatagram>,
     peers: HashMap<IpAddr, Peer>,
     handles: HashMap<SaHandle, IpAddr>,
+    /// The responder signs with the renewable host certificate.
+    responder_renewable: bool,
     /// Peers whose last IKE SA closed; their datapath goes once the SA's last datagrams
     /// (a DELETE response, an AUTHENTICATION_FAILED notify) have left through it.
     retired: Vec<IpAddr>,
@@ -118,9 +133,10 @@ fn error(kind: ErrorKind, message: impl Into<String>) -> Response {
 impl Driver {
     /// A driver answering IKE_SA_INIT with `responder` (when set) on each `listen` address.
     /// Must run inside the tokio runtime (it binds sockets and spawns their receive tasks).
+    /// `responder` comes with whether it signs with the renewable host certificate.
     pub(crate) fn new(
         mut backend: Box<dyn SaBackend>,
-        responder: Option<Arc<Config>>,
+        responder: Option<(Arc<Config>, bool)>,
         listen: &[IpAddr],
         credentials: CredentialSource,
         inbound: mpsc::UnboundedSender<IkeDatagram>,
@@ -128,7 +144,10 @@ impl Driver {
         if backend.nat_t_ike() {
             backend.set_ike_sink(inbound.clone());
         }
+        let responder_renewable = responder.as_ref().is_some_and(|(_, r)| *r);
+        let responder = responder.map(|(c, _)| c);
         let mut driver = Driver {
+            responder_renewable,
             endpoint: Endpoint::new(responder, NAT_T_PORT, Box::new(SystemRng::new())),
             backend,
             credentials,
@@ -232,8 +251,12 @@ impl Driver {
         };
         let local = local_address_towards(peer)
             .map_err(|e| (ErrorKind::IkeFailed, format!("no route to {peer}: {e}")))?;
-        let credentials = (self.credentials)(options, local).map_err(invalid)?;
+        let (credentials, rekey) = (self.credentials)(options, local).map_err(invalid)?;
+        let renewable = credentials.renewable;
         let mut config = Config::new(credentials.local, credentials.peer);
+        if let Some(secs) = rekey {
+            set_rekey(&mut config, secs);
+        }
         config.mode = mode;
         config.local_ts = selectors
             .iter()
@@ -275,9 +298,34 @@ impl Driver {
         tracing::info!(%peer, %local, spi = %format_args!("{handle:016x}"), "initiating IKE SA");
         let mut p = Peer::new(local, now);
         p.handle = Some(handle);
+        p.renewable = renewable;
         self.handles.insert(handle, peer);
         self.peers.insert(peer, p);
         Ok(())
+    }
+
+    /// After the host certificate was renewed: reauthenticates (RFC 7296 §2.8.3,
+    /// make-before-break) every established IKE SA that signs with it, so each peer sees the
+    /// new certificate before the old one expires.
+    pub(crate) fn reauthenticate_renewable(&mut self, now: Instant) {
+        let targets: Vec<(IpAddr, SaHandle)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.renewable && !p.deleting)
+            .filter_map(|(ip, p)| p.handle.map(|h| (*ip, h)))
+            .filter(|(_, h)| self.endpoint.sa(*h).is_some_and(|sa| sa.is_established()))
+            .collect();
+        for (peer, handle) in targets {
+            match self.endpoint.reauthenticate(now, handle) {
+                Ok(new) => {
+                    tracing::info!(%peer, new = %format_args!("{new:016x}"),
+                        "reauthenticating with the renewed certificate");
+                    self.handles.insert(new, peer);
+                }
+                Err(e) => tracing::warn!(%peer, "reauthentication not started: {e}"),
+            }
+        }
+        self.pump(now);
     }
 
     /// One datagram from an IKE socket or the backend's NAT-T socket.
@@ -431,7 +479,8 @@ impl Driver {
                 encap,
                 ..
             } => {
-                tracing::info!(%peer, remote_id = %identity.id, encap, "IKE SA established");
+                tracing::info!(%peer, remote_id = %super::auth::describe_identity(&identity.id),
+                    encap, "IKE SA established");
                 let p = self
                     .peers
                     .entry(peer)
@@ -440,7 +489,7 @@ impl Driver {
                 p.handle.get_or_insert(handle);
                 p.ike = Some(IkeUp {
                     algorithms: ike_suite_name(&suite),
-                    remote_id: identity.id.to_string(),
+                    remote_id: super::auth::describe_identity(&identity.id),
                 });
             }
             Event::ChildSaUp(child) => {
@@ -577,6 +626,7 @@ impl Driver {
                 self.handles.insert(handle, peer);
                 let mut p = Peer::new(local, now);
                 p.handle = Some(handle);
+                p.renewable = self.responder_renewable;
                 self.peers.insert(peer, p);
             }
         }

@@ -73,6 +73,8 @@ pub struct DaemonOptions {
     pub local_id: Option<String>,
     /// `--remote-id`: the identity peers must prove (default: any the credentials allow).
     pub remote_id: Option<String>,
+    /// `--rekey-seconds`: rekey IKE SAs and CHILD_SAs this often (default 3600, as IBM).
+    pub rekey_seconds: Option<u64>,
 }
 
 impl DaemonOptions {
@@ -88,6 +90,7 @@ impl DaemonOptions {
             ca_files: Vec::new(),
             local_id: None,
             remote_id: None,
+            rekey_seconds: None,
         }
     }
 }
@@ -100,6 +103,7 @@ struct CredentialDefaults {
     ca_files: Vec<PathBuf>,
     local_id: Option<String>,
     remote_id: Option<String>,
+    rekey_seconds: Option<u64>,
 }
 
 impl CredentialDefaults {
@@ -132,7 +136,9 @@ impl CredentialDefaults {
             return auth::psk_credentials(psk, local_id, remote_id, local);
         }
         if let Some(slot) = &self.identity {
-            return auth::certificate_credentials(slot.clone(), &ca, local_id, remote_id);
+            let mut c = auth::certificate_credentials(slot.clone(), &ca, local_id, remote_id)?;
+            c.renewable = true;
+            return Ok(c);
         }
         Err(
             "no credentials for IKE: give --psk-file FILE, or --cert FILE --key FILE --ca FILE \
@@ -200,6 +206,7 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
         ca_files: options.ca_files.clone(),
         local_id: options.local_id.clone(),
         remote_id: options.remote_id.clone(),
+        rekey_seconds: options.rekey_seconds,
     };
     let responder = match options.listen.first() {
         None => None,
@@ -207,7 +214,11 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
             let c = defaults
                 .resolve(&UpOptions::default(), first)
                 .map_err(|e| Error::Identity(format!("--listen: {e}")))?;
-            Some(Arc::new(ike::Config::new(c.local, c.peer)))
+            let mut config = ike::Config::new(c.local, c.peer);
+            if let Some(secs) = options.rekey_seconds {
+                ike_driver::set_rekey(&mut config, secs);
+            }
+            Some((Arc::new(config), c.renewable))
         }
     };
     let metadata = match options.metadata.clone() {
@@ -267,7 +278,12 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
         }
         let (ike_tx, ike_rx) = mpsc::unbounded_channel();
         let mut state = state;
-        let credentials = move |o: &UpOptions, local: IpAddr| defaults.resolve(o, local);
+        let default_rekey = defaults.rekey_seconds;
+        let credentials = move |o: &UpOptions, local: IpAddr| {
+            let mut o = o.clone();
+            o.rekey_seconds = o.rekey_seconds.or(default_rekey);
+            defaults.resolve(&o, local).map(|c| (c, o.rekey_seconds))
+        };
         state.driver = Some(
             Driver::new(backend, responder, &listen, Box::new(credentials), ike_tx)
                 .map_err(Error::Ike)?,
@@ -350,8 +366,14 @@ impl State {
             });
         match loaded {
             Ok(identity) => {
+                let renewal = slot.read().is_ok_and(|s| s.is_some());
                 if let Ok(mut s) = slot.write() {
                     *s = Some(Arc::new(identity));
+                }
+                if renewal {
+                    if let Some(driver) = self.driver.as_mut() {
+                        driver.reauthenticate_renewable(Instant::now());
+                    }
                 }
             }
             Err(e) => {
