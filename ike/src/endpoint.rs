@@ -511,6 +511,21 @@ impl Endpoint {
         self.with_sa(now, handle, |sa, rng| sa.rekey_ike(now, rng))
     }
 
+    /// Negotiates an additional CHILD_SA on an established IKE SA with these selectors
+    /// (our view: `local_ts` are ours); it gets a reqid of its own and is reported as
+    /// `ChildSaUp` or `Failed`. Reauthentication recreates it like the first one.
+    pub fn create_child(
+        &mut self,
+        now: Instant,
+        handle: SaHandle,
+        local_ts: Vec<crate::wire::TsRange>,
+        remote_ts: Vec<crate::wire::TsRange>,
+    ) -> Result<()> {
+        self.with_sa(now, handle, |sa, rng| {
+            sa.create_child(now, local_ts, remote_ts, rng)
+        })
+    }
+
     /// Deletes a CHILD_SA of an SA.
     pub fn delete_child(&mut self, now: Instant, handle: SaHandle, spi_in: u32) -> Result<()> {
         self.with_sa(now, handle, |sa, rng| sa.delete_child(now, spi_in, rng))

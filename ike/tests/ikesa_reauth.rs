@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use ike::allocation::SequentialReqids;
 use ike::auth::{AuthError, LocalAuthenticator, PeerAuthenticator, SignContext, VerifyRequest};
 use ike::testing::{LinkConfig, Network, SeededRandom};
-use ike::wire::{AuthMethod, Identification};
+use ike::wire::{AuthMethod, Identification, TsRange};
 use ike::{Config, Endpoint, Event, PeerIdentity, Psk, SaHandle};
 
 /// A PSK authenticator that also sends a one-byte "certificate" naming its generation, as
@@ -387,4 +387,67 @@ fn initial_contact_from_a_restarted_peer_removes_its_stale_sas() {
     assert_eq!(lab.net.endpoints[1].1.len(), 1, "only the new SA is left");
     // The new CHILD_SA took over the reqid, which stays allocated.
     assert_eq!(lab.reqids[1].in_use(), 1);
+}
+
+#[test]
+fn reauthentication_recreates_every_child_sa() {
+    let mut lab = lab(LinkConfig::lossy(0.1), 13);
+    let old = lab.handle;
+    let r_old = lab.net.events[1][0].0;
+    // A second CHILD_SA, for NFS only.
+    let host = |s: &str, port| TsRange::host(s.parse().unwrap(), 6, port);
+    let now = lab.net.now;
+    lab.net.endpoints[0]
+        .1
+        .create_child(
+            now,
+            old,
+            vec![host("10.0.0.1", None)],
+            vec![host("10.0.0.2", Some(2049))],
+        )
+        .unwrap();
+    let ups = |ev: &[(SaHandle, Event)], h: SaHandle| -> Vec<ike::ChildSa> {
+        ev.iter()
+            .filter_map(|(x, e)| match e {
+                Event::ChildSaUp(c) if *x == h => Some((**c).clone()),
+                _ => None,
+            })
+            .collect()
+    };
+    assert!(lab.net.run_until(now + Duration::from_secs(300), |n| {
+        ups(&n.events[0], old).len() == 2 && ups(&n.events[1], r_old).len() == 2
+    }));
+    let before = ups(&lab.net.events[0], old);
+    assert_ne!(before[0].reqid, before[1].reqid, "a reqid per CHILD_SA");
+    assert_eq!(before[1].remote_ts, vec![host("10.0.0.2", Some(2049))]);
+    assert_eq!((lab.reqids[0].in_use(), lab.reqids[1].in_use()), (2, 2));
+    let now = lab.net.now;
+    let new = lab.net.endpoints[0].1.reauthenticate(now, old).unwrap();
+    let done = lab.net.run_until(now + Duration::from_secs(1200), |n| {
+        n.endpoints
+            .iter()
+            .all(|(_, e)| e.len() == 1 && e.sa(old).is_none() && e.sa(r_old).is_none())
+    });
+    assert!(done, "{:?} {:?}", summary(&lab.net), lab.net.errors);
+    let after = ups(&lab.net.events[0], new);
+    assert_eq!(after.len(), 2);
+    for (b, a) in before.iter().zip(&after) {
+        assert_eq!(
+            (a.reqid, &a.local_ts, &a.remote_ts),
+            (b.reqid, &b.local_ts, &b.remote_ts)
+        );
+        assert_ne!(a.spi_in, b.spi_in);
+    }
+    // Both recreated before Reauthenticated, which precedes the old ones' removal.
+    let ev = &lab.net.events[0];
+    let last_up = ev
+        .iter()
+        .rposition(|(h, e)| *h == new && matches!(e, Event::ChildSaUp(_)))
+        .unwrap();
+    let reauthenticated = position(ev, |(_, e)| matches!(e, Event::Reauthenticated { .. }));
+    let first_old_down = position(ev, |(h, e)| {
+        *h == old && matches!(e, Event::ChildSaDown { .. })
+    });
+    assert!(last_up < reauthenticated && reauthenticated < first_old_down);
+    assert_eq!((lab.reqids[0].in_use(), lab.reqids[1].in_use()), (2, 2));
 }

@@ -817,11 +817,13 @@ impl IkeSa {
         };
         let children = &self.children;
         let reqids = &self.allocators.reqids;
+        let closed = self.state == State::Closed;
+        let planned = &self.planned_children;
         self.leased_reqids.retain(|&r| {
             if children.iter().any(|c| c.reqid == r) {
                 return false; // up: the endpoint tracks it from its events
             }
-            if in_flight == Some(r) {
+            if in_flight == Some(r) || (!closed && planned.iter().any(|t| t.reqid == r)) {
                 return true;
             }
             reqids.release(r);

@@ -122,6 +122,31 @@ impl IkeSa {
         Ok((local, remote, reqid))
     }
 
+    /// Negotiates one more CHILD_SA with these selectors (CREATE_CHILD_SA, RFC 7296
+    /// §1.3.1), with a reqid of its own; it comes up as `ChildSaUp` (or `Failed`).
+    pub fn create_child(
+        &mut self,
+        now: Instant,
+        local_ts: Vec<TsRange>,
+        remote_ts: Vec<TsRange>,
+        rng: &mut dyn Random,
+    ) -> Result<()> {
+        if self.state != State::Established {
+            return Err(Error::NotEstablished);
+        }
+        let reqid = self
+            .allocate_reqid()
+            .ok_or(Error::Config("no reqid left for a new CHILD_SA"))?;
+        self.planned_children.push_back(ChildTemplate {
+            local_ts,
+            remote_ts,
+            reqid,
+        });
+        self.commands.push_back(Command::CreateChild);
+        self.kick(now, rng);
+        Ok(())
+    }
+
     /// After IKE_AUTH: one CREATE_CHILD_SA per remaining planned CHILD_SA.
     pub(super) fn queue_planned_children(&mut self) {
         for _ in 0..self.planned_children.len() {
