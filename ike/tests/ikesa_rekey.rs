@@ -767,3 +767,95 @@ fn lifetimes_keep_the_sas_going_over_a_lossy_link() {
         }
     }
 }
+
+/// Hands every datagram `from` has queued to `to` at the current time (no link), returning
+/// how many; used where a test must order deliveries by hand.
+fn deliver(net: &mut Network, from: usize, to: usize) -> usize {
+    let now = net.now;
+    let mut n = 0;
+    while let Some(d) = net.endpoints[from].1.poll_transmit() {
+        let _ = net.endpoints[to]
+            .1
+            .handle_datagram(now, d.local, d.remote, &d.payload);
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn rekey_of_a_child_the_peer_already_deleted_gets_child_sa_not_found() {
+    // §2.25.1: I's rekey request is delayed until R has deleted the CHILD_SA (I answered that
+    // DELETE meanwhile). R answers CHILD_SA_NOT_FOUND; I, which has no such SA any more
+    // either, takes it quietly and its window is free again.
+    let mut net = perfect(31);
+    let (i, r) = (current(&net, I).unwrap(), current(&net, R).unwrap());
+    let (ci, cr) = children(&net, I)[0];
+    let now = net.now;
+    net.endpoints[I].1.rekey_child(now, i, ci).unwrap();
+    let held: Vec<_> = std::iter::from_fn(|| net.endpoints[I].1.poll_transmit()).collect();
+    assert_eq!(held.len(), 1);
+    net.endpoints[R].1.delete_child(now, r, cr).unwrap();
+    assert_eq!(deliver(&mut net, R, I), 1); // R's DELETE
+    assert_eq!(deliver(&mut net, I, R), 1); // I's answer: the pair is gone on both sides
+    for d in held {
+        net.endpoints[R]
+            .1
+            .handle_datagram(now, d.local, d.remote, &d.payload)
+            .unwrap();
+    }
+    assert_eq!(deliver(&mut net, R, I), 1); // CHILD_SA_NOT_FOUND
+    net.collect();
+    assert!(children(&net, I).is_empty() && children(&net, R).is_empty());
+    for side in [I, R] {
+        assert_eq!(
+            count(&net, side, |e| matches!(e, Event::ChildSaDown { .. })),
+            1
+        );
+        assert_eq!(
+            count(&net, side, |e| matches!(e, Event::ChildSaRekeyed { .. })),
+            0
+        );
+        assert!(failures(&net, side).is_empty(), "{}", summary(&net));
+    }
+    // I's request window is free: a liveness check goes through at once.
+    net.endpoints[I].1.dpd(now, i).unwrap();
+    let before = net.delivered;
+    let limit = net.now + Duration::from_secs(1);
+    assert!(net.run_until(limit, |n| n.delivered >= before + 2));
+    assert!(consistent(&net));
+    assert!(failures(&net, I).is_empty());
+}
+
+#[test]
+fn ike_rekey_colliding_with_ike_delete_ends_both_sides_cleanly() {
+    // §2.25.2: R deletes the IKE SA while I rekeys it. R, closing, refuses the rekey with
+    // TEMPORARY_FAILURE; I answers the DELETE and forgets its rekey. Nothing is left behind,
+    // not even a successor.
+    for seed in 1..6 {
+        let mut net = perfect(seed);
+        let (i, r) = (current(&net, I).unwrap(), current(&net, R).unwrap());
+        let now = net.now;
+        net.endpoints[I].1.rekey_ike(now, i).unwrap();
+        net.endpoints[R].1.delete(now, r).unwrap();
+        let limit = net.now + Duration::from_secs(60);
+        assert!(
+            net.run_until(limit, |n| n.endpoints.iter().all(|(_, e)| e.is_empty())),
+            "seed {seed}:\n{}",
+            summary(&net)
+        );
+        for side in [I, R] {
+            assert_eq!(
+                count(&net, side, |e| matches!(e, Event::IkeSaDown { .. })),
+                1
+            );
+            assert_eq!(
+                count(&net, side, |e| matches!(e, Event::ChildSaDown { .. })),
+                1
+            );
+            assert_eq!(
+                count(&net, side, |e| matches!(e, Event::IkeSaRekeyed { .. })),
+                0
+            );
+        }
+    }
+}
