@@ -42,13 +42,24 @@ enum IkeCommand {
 }
 
 fn main() -> std::process::ExitCode {
+    // mount(8) and umount(8) run us as /sbin/mount.ibmshare and /sbin/umount.ibmshare.
+    let argv0 = std::env::args().next().unwrap_or_default();
+    let helper = ibm_ipsec::commands::mount::helper_name(&argv0);
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("IBM_IPSEC_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            tracing_subscriber::EnvFilter::try_from_env("IBM_IPSEC_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(if helper.is_some() { "warn" } else { "info" })
+            }),
         )
         .with_writer(std::io::stderr)
         .init();
+    if let Some(helper) = helper {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        return match helper {
+            "umount.ibmshare" => ibm_ipsec::commands::mount::umount_main(&args),
+            _ => ibm_ipsec::commands::mount::mount_main(&args),
+        };
+    }
     let Cli { command } = Cli::parse();
     let result = match command {
         // Exits with the IBM mount helper's codes (1 unreachable, 2 token, 3 certificate).

@@ -8,6 +8,7 @@
 //! Everything is removed at the end, also on failure and on Ctrl-C.
 
 mod lab;
+mod nfs;
 pub mod wire;
 
 use std::io::Write as _;
@@ -46,6 +47,10 @@ pub struct DemoArgs {
     /// Keep the work directory (logs, capture, certificates) instead of removing it.
     #[arg(long)]
     pub keep: bool,
+    /// nfs-utils unpacked from Debian's packages (scripts/demo fetches them when the kernel
+    /// has NFS); by default the installed nfs-common and nfs-kernel-server are used.
+    #[arg(long, value_name = "DIR")]
+    pub nfs_utils: Option<PathBuf>,
 }
 
 const NS_PREFIX: &str = "ibmdemo-";
@@ -62,6 +67,9 @@ const MARKER: &[u8] = b"only inside ESP";
 /// Runs the demo; prints a narrative on stdout.
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
     preflight()?;
+    // The daemons' logs end up in files and, on failure, on screen: no colour codes. Set
+    // before any thread exists.
+    std::env::set_var("NO_COLOR", "1");
     lab::catch_interrupts()?;
     lab::sweep_stale(NS_PREFIX);
     let work = WorkDir::create(args.keep)?;
@@ -71,7 +79,7 @@ pub fn run(args: DemoArgs) -> anyhow::Result<()> {
             "\nClean-up: daemons stopped, namespaces removed{}.",
             work.fate()
         ),
-        Err(_) if lab::interrupted() => {
+        Err(e) if e.is::<lab::Interrupted>() => {
             println!(
                 "\nInterrupted: cleaning up (daemons, namespaces{}).",
                 work.fate()
@@ -285,70 +293,99 @@ fn demo(args: &DemoArgs, work: &Path) -> anyhow::Result<()> {
     )?;
     let client_control = client_dir.join("control.sock");
     let started = Instant::now();
+    let mut client_daemon = Proc::spawn(
+        {
+            let mut c = client.command(&exe);
+            c.arg("daemon")
+                .arg("--control")
+                .arg(&client_control)
+                .args(["--datapath", datapath])
+                .arg("--config")
+                .arg(&share_conf);
+            c
+        },
+        &work.join("client-daemon.log"),
+    )?;
+    wait_for_daemon(&client, &exe, &client_control, &mut client_daemon)?;
+    let identity = wait_for_identity(&client_control, &mut client_daemon)?;
+    let identity_took = started.elapsed();
+    let started = Instant::now();
     let (ok, up_output) = lab::run_interruptible(
         client
             .command(&exe)
             .arg("up")
             .arg(SERVER_IP.to_string())
-            .arg("--config")
-            .arg(&share_conf)
             .arg("--ca")
             .arg(&root_ca)
-            .args(["--datapath", datapath])
             .arg("--control")
             .arg(&client_control),
         &work.join("up.log"),
         Duration::from_secs(120),
     )?;
     if !ok {
-        let daemon_log = std::fs::read_to_string(client_dir.join("daemon.log")).unwrap_or_default();
         bail!(
             "`ibm-ipsec up {SERVER_IP}` failed:\n{}\nclient daemon log (tail):\n{}",
             up_output.trim(),
-            tail(&daemon_log, 15)
+            tail(&client_daemon.output(), 15)
         );
     }
     step(
         4,
         "Client",
         &format!(
-            "ibm-ipsec up {SERVER_IP} --config share.conf   ({:.1} s)\n\
+            "ibm-ipsec daemon --config share.conf   ({:.1} s)\n\
              host key (RSA-2048 for the demo's speed; share.conf's default is 4096) → CSR → \
-             token → certificate\n→ IKE_SA_INIT → IKE_AUTH → CHILD_SA installed:\n{}",
+             PUT /identity/v1/token → POST /identity/v1/certificates:\n  {}\n  issued by {}\n\
+             ibm-ipsec up {SERVER_IP} --ca <test root CA>   ({:.1} s)\n\
+             IKE_SA_INIT → IKE_AUTH (certificates both ways) → CHILD_SA installed:\n{}",
+            identity_took.as_secs_f64(),
+            identity.subject,
+            identity.issuer,
             started.elapsed().as_secs_f64(),
-            up_output.trim()
+            indent(up_output.trim())
         ),
     );
     check_interrupt()?;
 
-    // 5. Data to the NFS port.
+    // 5. Data to the file server: over NFS when this kernel can, else plain TCP to port 2049.
     let total = usize::try_from(args.megabytes)? * 1024 * 1024;
-    let nfs_note = match nfs_unavailable() {
-        Some(reason) => format!("NFS step skipped: {reason}.\nInstead, a TCP transfer to port {NFS_PORT} (the NFS port):"),
-        None => format!(
-            "This kernel has an NFS client and nfsd, but the demo's kernel-NFS step is not \
-             built yet.\nInstead, a TCP transfer to port {NFS_PORT} (the NFS port):"
-        ),
+    let mut nfs_mount = None;
+    let traffic = match nfs::probe(args.nfs_utils.as_deref()) {
+        Ok(tools) => {
+            let (mounted, text) = nfs_traffic(
+                &client,
+                &share,
+                &tools,
+                work,
+                &exe,
+                &root_ca,
+                &client_control,
+                total,
+                args.megabytes,
+            )?;
+            nfs_mount = Some(mounted);
+            text
+        }
+        Err(reason) => {
+            let took = lab::tcp_transfer(
+                &share,
+                &client,
+                SocketAddr::from((SERVER_IP, NFS_PORT)),
+                PLAINTEXT,
+                total,
+            )
+            .context("the TCP transfer through IPsec")?;
+            let mbit = total as f64 * 8.0 / took.as_secs_f64().max(1e-6) / 1e6;
+            format!(
+                "NFS step skipped: {reason}.\nInstead, a TCP transfer to port {NFS_PORT} (the NFS \
+                 port): {} MiB from {CLIENT_IP} to {SERVER_IP}:{NFS_PORT} in {:.2} s \
+                 ({mbit:.0} Mbit/s); every byte arrived as sent",
+                args.megabytes,
+                took.as_secs_f64()
+            )
+        }
     };
-    let took = lab::tcp_transfer(
-        &share,
-        &client,
-        SocketAddr::from((SERVER_IP, NFS_PORT)),
-        PLAINTEXT,
-        total,
-    )
-    .context("the TCP transfer through IPsec")?;
-    let mbit = total as f64 * 8.0 / took.as_secs_f64().max(1e-6) / 1e6;
-    step(
-        5,
-        "Traffic",
-        &format!(
-            "{nfs_note}\n{} MiB from {CLIENT_IP} to {SERVER_IP}:{NFS_PORT} in {:.2} s \
-             ({mbit:.0} Mbit/s); every byte arrived as sent",
-            args.megabytes,
-            took.as_secs_f64()
-        ),
-    );
+    step(5, "Traffic", &traffic);
     check_interrupt()?;
 
     // 6. What the daemon reports.
@@ -417,6 +454,17 @@ fn demo(args: &DemoArgs, work: &Path) -> anyhow::Result<()> {
     }
     println!("\nOnly IKE and ESP crossed the wire: the data was encrypted.");
 
+    // Unmounting the last share of the file server takes its SAs down (umount.ibmshare).
+    if let Some(mut mounted) = nfs_mount {
+        let helpers = helpers(work, &exe, &root_ca, &client_control)?;
+        let out = nfs::unmount(&client, &helpers, &mut mounted, &work.join("umount.log"))?;
+        println!(
+            "\numount {} (umount.ibmshare, as umount(8) runs it for this share):\n{}",
+            mounted.dir().display(),
+            indent(out.trim())
+        );
+    }
+
     // Orderly shutdown: the client daemon (started by `up`) deletes its SAs with the peer.
     let _ = lab::run(
         client
@@ -424,9 +472,113 @@ fn demo(args: &DemoArgs, work: &Path) -> anyhow::Result<()> {
             .args(["down", "--all", "--control"])
             .arg(&client_control),
     );
+    client_daemon.stop();
     drop(responder);
     drop(metadata);
     Ok(())
+}
+
+/// The NFS variant of step 5: the kernel NFS server in the file server's namespace, the
+/// share mounted with `mount.ibmshare … -o secure=true`, a file written and read back.
+#[allow(clippy::too_many_arguments)]
+fn nfs_traffic(
+    client: &Namespace,
+    share: &Namespace,
+    tools: &nfs::NfsUtils,
+    work: &Path,
+    exe: &str,
+    root_ca: &Path,
+    client_control: &Path,
+    total: usize,
+    megabytes: u32,
+) -> anyhow::Result<(nfs::Mounted, String)> {
+    nfs::start_server(share, tools, work, &format!("{CLIENT_IP}/24"))?;
+    let helpers = helpers(work, exe, root_ca, client_control)?;
+    let dir = work.join("mnt");
+    let (mounted, said) = nfs::mount(
+        client,
+        &helpers,
+        tools,
+        &SERVER_IP.to_string(),
+        &dir,
+        &work.join("mount.log"),
+    )?;
+    let hello = std::fs::read_to_string(dir.join("hello.txt"))
+        .context("reading hello.txt from the share")?;
+    let data: Vec<u8> = PLAINTEXT.iter().copied().cycle().take(total).collect();
+    let file = dir.join("demo.dat");
+    let started = Instant::now();
+    {
+        use std::io::Write as _;
+        let mut f = std::fs::File::create(&file).context("creating a file on the share")?;
+        f.write_all(&data).context("writing to the share")?;
+        f.sync_all().context("flushing to the file server")?;
+    }
+    let took = started.elapsed();
+    // Read it back past the client's page cache: the bytes come from the server again.
+    let back = Command::new("dd")
+        .arg(format!("if={}", file.display()))
+        .args(["iflag=direct", "bs=1M", "status=none"])
+        .output()
+        .context("reading the file back")?;
+    if back.stdout != data {
+        bail!("the file read back from the share differs from what was written");
+    }
+    let mbit = total as f64 * 8.0 / took.as_secs_f64().max(1e-6) / 1e6;
+    let text = format!(
+        "kernel NFS server (NFSv4.2) on {SERVER_IP}; on the client, as `mount -t ibmshare` \
+         would:\nmount.ibmshare {SERVER_IP}:/ {} -o secure=true,vers=4.2 -v\n{}\n\
+         hello.txt says: {}\nwrote {megabytes} MiB in {:.2} s ({mbit:.0} Mbit/s) and read it \
+         back identical",
+        dir.display(),
+        indent(said.trim()),
+        hello.trim(),
+        took.as_secs_f64()
+    );
+    Ok((mounted, text))
+}
+
+/// `mount.ibmshare` and `umount.ibmshare` as symlinks to this binary (what install.sh puts
+/// in /sbin), and the environment that points them at the demo's daemon and CA.
+fn helpers(
+    work: &Path,
+    exe: &str,
+    root_ca: &Path,
+    client_control: &Path,
+) -> anyhow::Result<nfs::Helpers> {
+    let bin = work.join("bin");
+    let ca = work.join("ca");
+    for d in [&bin, &ca] {
+        std::fs::create_dir_all(d)?;
+    }
+    let (mount, umount) = (bin.join("mount.ibmshare"), bin.join("umount.ibmshare"));
+    for link in [&mount, &umount] {
+        if !link.exists() {
+            std::os::unix::fs::symlink(exe, link)?;
+        }
+    }
+    std::fs::copy(root_ca, ca.join("root.pem"))?;
+    Ok(nfs::Helpers {
+        mount,
+        umount,
+        env: vec![
+            (
+                crate::control::CONTROL_ENV.to_owned(),
+                client_control.display().to_string(),
+            ),
+            (
+                crate::commands::mount::CA_DIR_ENV.to_owned(),
+                ca.display().to_string(),
+            ),
+        ],
+    })
+}
+
+fn indent(text: &str) -> String {
+    text.lines()
+        .map(|l| format!("  {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A key and a certificate for the file server from the test CA (as a file server's operator
@@ -458,6 +610,33 @@ fn responder_identity(ca: &TestCa, dir: &Path) -> anyhow::Result<(PathBuf, PathB
     Ok((chain_path, key_path, subject))
 }
 
+/// Waits until the daemon holds a certificate from the metadata service (its status shows
+/// the identity), or fails with the daemon's reason.
+fn wait_for_identity(
+    control: &Path,
+    daemon: &mut Proc,
+) -> anyhow::Result<crate::control::IdentityInfo> {
+    let client = crate::control::ControlClient::new(control, Duration::from_secs(5));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        check_interrupt()?;
+        daemon.check_alive()?;
+        let report = client.status().context("asking the client daemon for its status")?;
+        if let Some(identity) = report.identity {
+            return Ok(identity);
+        }
+        if Instant::now() >= deadline {
+            bail!(
+                "the client daemon has no certificate after 60 s: {}",
+                report
+                    .identity_error
+                    .unwrap_or_else(|| "no error reported".to_owned())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// Waits until the daemon answers `status` on its control socket.
 fn wait_for_daemon(
     ns: &Namespace,
@@ -487,34 +666,6 @@ fn wait_for_daemon(
             );
         }
         std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// Why the kernel NFS step cannot run here, if it cannot.
-fn nfs_unavailable() -> Option<String> {
-    let filesystems = |name: &str| {
-        std::fs::read_to_string("/proc/filesystems")
-            .is_ok_and(|t| t.lines().any(|l| l.split_whitespace().last() == Some(name)))
-    };
-    let loadable = |module: &str| {
-        Command::new("modprobe")
-            .args(["-q", module])
-            .status()
-            .is_ok_and(|s| s.success())
-    };
-    let client = filesystems("nfs4") || (loadable("nfsv4") && filesystems("nfs4"));
-    let server = filesystems("nfsd") || (loadable("nfsd") && filesystems("nfsd"));
-    let mut missing = Vec::new();
-    if !client {
-        missing.push("NFS client (no nfs4 in /proc/filesystems, modprobe nfsv4 failed)");
-    }
-    if !server {
-        missing.push("NFS server (no nfsd in /proc/filesystems, modprobe nfsd failed)");
-    }
-    if missing.is_empty() {
-        None
-    } else {
-        Some(format!("this kernel has no {}", missing.join(" and no ")))
     }
 }
 

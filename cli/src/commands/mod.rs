@@ -7,5 +7,6 @@ pub mod demo;
 pub mod down;
 pub mod ike_decode;
 pub mod metadata_server;
+pub mod mount;
 pub mod status;
 pub mod up;

@@ -75,10 +75,15 @@ pub(super) fn catch_interrupts() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("installing signal handlers: {e}"))
 }
 
-/// Fails with "interrupted" once a signal arrived.
+/// The error of a step stopped by a signal.
+#[derive(Debug, thiserror::Error)]
+#[error("interrupted")]
+pub(super) struct Interrupted;
+
+/// Fails with [`Interrupted`] once a signal arrived.
 pub(super) fn check_interrupt() -> anyhow::Result<()> {
     if interrupted() {
-        bail!("interrupted");
+        return Err(Interrupted.into());
     }
     Ok(())
 }
@@ -355,7 +360,7 @@ pub(super) fn run_interruptible(
             let _ = child.kill();
             let _ = child.wait();
             if interrupted() {
-                bail!("interrupted");
+                return Err(Interrupted.into());
             }
             bail!("{what} did not finish within {limit:?}");
         }
@@ -450,6 +455,7 @@ pub(super) fn tcp_transfer(
     let received = receiver
         .join()
         .map_err(|_| anyhow::anyhow!("the receiving thread panicked"))?;
+    check_interrupt()?;
     let sent = sent.context("sending")?;
     let received = received.context("receiving")?;
     if received != sent {
