@@ -621,7 +621,9 @@ fn wait_for_identity(
     loop {
         check_interrupt()?;
         daemon.check_alive()?;
-        let report = client.status().context("asking the client daemon for its status")?;
+        let report = client
+            .status()
+            .context("asking the client daemon for its status")?;
         if let Some(identity) = report.identity {
             return Ok(identity);
         }
