@@ -117,7 +117,13 @@ impl Protector for DaemonProtector {
         if let Some(launch) = &mut config.launch {
             launch.args = daemon_args(conf);
         }
-        match secure(peer, &config) {
+        let mut result = secure(peer, &config);
+        if result.is_err() && identity_arrived(&self.control) {
+            // A daemon that was still getting its first certificate (one `secure` has just
+            // started, typically) cannot authenticate yet; now it can.
+            result = secure(peer, &config);
+        }
+        match result {
             Ok(session) => {
                 let s = &session.summary;
                 Ok(format!(
@@ -145,6 +151,29 @@ impl Protector for DaemonProtector {
             }),
         }
     }
+}
+
+/// How long a first mount waits for a starting daemon's certificate.
+const IDENTITY_WAIT: Duration = Duration::from_secs(90);
+
+/// Whether the daemon had no certificate and now has one (waiting up to [`IDENTITY_WAIT`]);
+/// false when it had one already (the failure was something else) or none came.
+fn identity_arrived(control: &Path) -> bool {
+    let client = ControlClient::new(control, Duration::from_secs(5));
+    let deadline = std::time::Instant::now() + IDENTITY_WAIT;
+    match client.status() {
+        Ok(report) if report.identity.is_none() => {}
+        _ => return false,
+    }
+    while std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(200));
+        match client.status() {
+            Ok(report) if report.identity.is_some() => return true,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+    }
+    false
 }
 
 /// How a daemon started for the mount gets its identity: the share.conf that was read, or
