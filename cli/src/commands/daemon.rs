@@ -69,6 +69,9 @@ pub struct DaemonArgs {
     /// Rekey IKE SAs and CHILD_SAs this often, in seconds (default 3600, as IBM).
     #[arg(long, value_parser = clap::value_parser!(u64).range(10..))]
     pub rekey_seconds: Option<u64>,
+    /// Mode of the CHILD_SAs the responder accepts: transport (default) or tunnel.
+    #[arg(long, value_parser = ["transport", "tunnel"], default_value = "transport")]
+    pub mode: String,
 }
 
 /// Runs the daemon until it is told to stop.
@@ -82,6 +85,7 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     options.local_id = args.local_id;
     options.remote_id = args.remote_id;
     options.rekey_seconds = args.rekey_seconds;
+    options.tunnel_mode = args.mode == "tunnel";
     if args.config.is_some() || args.metadata_url.is_some() {
         let (mut conf, source) = match &args.config {
             Some(path) => (share_conf::load_file(path)?, path.display().to_string()),

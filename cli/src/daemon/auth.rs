@@ -29,6 +29,9 @@ pub(crate) struct Credentials {
     /// Signs with the daemon's renewable host certificate: IKE SAs made with these
     /// credentials are reauthenticated after each renewal so the peer sees the new one.
     pub(crate) renewable: bool,
+    /// Whether they can sign now (false while the metadata service has not issued the first
+    /// certificate).
+    pub(crate) ready: bool,
 }
 
 impl std::fmt::Debug for Credentials {
@@ -140,6 +143,7 @@ pub(crate) fn psk_credentials(
         local: psk.clone(),
         peer: psk,
         renewable: false,
+        ready: true,
     })
 }
 
@@ -170,6 +174,7 @@ pub(crate) fn certificate_credentials(
         }
     }
     let local_id = local_id.map(parse_identity).transpose()?;
+    let ready = identity.read().is_ok_and(|slot| slot.is_some());
     let expected = match remote_id {
         Some(text) => ike_identity_of(&parse_identity(text)?)?,
         None => IkeIdentity::Any,
@@ -184,6 +189,7 @@ pub(crate) fn certificate_credentials(
             expected,
         }),
         renewable: false,
+        ready,
     })
 }
 

@@ -109,6 +109,8 @@ pub(crate) struct Driver {
     handles: HashMap<SaHandle, IpAddr>,
     /// The responder signs with the renewable host certificate.
     responder_renewable: bool,
+    /// `up` requests waiting for the first host certificate.
+    awaiting_identity: Vec<(IpAddr, Box<UpOptions>, oneshot::Sender<Response>)>,
     /// Peers whose last IKE SA closed; their datapath goes once the SA's last datagrams
     /// (a DELETE response, an AUTHENTICATION_FAILED notify) have left through it.
     retired: Vec<IpAddr>,
@@ -148,6 +150,7 @@ impl Driver {
         let responder = responder.map(|(c, _)| c);
         let mut driver = Driver {
             responder_renewable,
+            awaiting_identity: Vec::new(),
             endpoint: Endpoint::new(responder, NAT_T_PORT, Box::new(SystemRng::new())),
             backend,
             credentials,
@@ -219,10 +222,15 @@ impl Driver {
             return;
         }
         match self.initiate(now, peer, options) {
-            Ok(()) => {
+            Ok(true) => {
                 if let Some(p) = self.peers.get_mut(&peer) {
                     p.waiters.push(reply);
                 }
+            }
+            Ok(false) => {
+                tracing::info!(%peer, "waiting for the host certificate before IKE");
+                self.awaiting_identity
+                    .push((peer, Box::new(options.clone()), reply));
             }
             Err((kind, message)) => {
                 let _ = reply.send(error(kind, message));
@@ -231,12 +239,14 @@ impl Driver {
         self.pump(now);
     }
 
+    /// Starts IKE with `peer`; `Ok(false)` when the credentials cannot sign yet (no host
+    /// certificate issued so far), so the request must wait for it.
     fn initiate(
         &mut self,
         now: Instant,
         peer: IpAddr,
         options: &UpOptions,
-    ) -> Result<(), (ErrorKind, String)> {
+    ) -> Result<bool, (ErrorKind, String)> {
         let invalid = |m: String| (ErrorKind::InvalidOptions, m);
         let selectors = options
             .selectors
@@ -253,6 +263,9 @@ impl Driver {
             .map_err(|e| (ErrorKind::IkeFailed, format!("no route to {peer}: {e}")))?;
         let (credentials, rekey) = (self.credentials)(options, local).map_err(invalid)?;
         let renewable = credentials.renewable;
+        if !credentials.ready {
+            return Ok(false);
+        }
         let mut config = Config::new(credentials.local, credentials.peer);
         if let Some(secs) = rekey {
             set_rekey(&mut config, secs);
@@ -301,7 +314,28 @@ impl Driver {
         p.renewable = renewable;
         self.handles.insert(handle, peer);
         self.peers.insert(peer, p);
-        Ok(())
+        Ok(true)
+    }
+
+    /// The first host certificate arrived: `up` requests that waited for it go ahead.
+    pub(crate) fn identity_ready(&mut self, now: Instant) {
+        for (peer, options, reply) in std::mem::take(&mut self.awaiting_identity) {
+            self.up(now, peer, &options, reply);
+        }
+    }
+
+    /// Getting the first host certificate failed: `up` requests waiting for it are told why
+    /// (the daemon keeps trying; a later `up` may succeed).
+    pub(crate) fn identity_failed(&mut self, why: &str) {
+        for (peer, _, reply) in std::mem::take(&mut self.awaiting_identity) {
+            let _ = reply.send(error(
+                ErrorKind::IkeFailed,
+                format!(
+                    "no host certificate to authenticate to {peer} with: {why} (`ibm-ipsec \
+                     status` shows the daemon's attempts)"
+                ),
+            ));
+        }
     }
 
     /// After the host certificate was renewed: reauthenticates (RFC 7296 §2.8.3,
@@ -407,6 +441,12 @@ impl Driver {
     /// Removes everything from the datapath (after [`delete_all`](Self::delete_all)).
     pub(crate) fn shutdown(&mut self) {
         self.retired.clear();
+        for (_, _, reply) in self.awaiting_identity.drain(..) {
+            let _ = reply.send(error(
+                ErrorKind::ShuttingDown,
+                "the daemon is shutting down",
+            ));
+        }
         for (_, mut p) in self.peers.drain() {
             p.answer(&error(
                 ErrorKind::ShuttingDown,
@@ -485,8 +525,15 @@ impl Driver {
                     .peers
                     .entry(peer)
                     .or_insert_with(|| Peer::new(route_source(peer), now));
-                // A reauthentication's new IKE SA takes over at `Reauthenticated`.
-                p.handle.get_or_insert(handle);
+                // A reauthentication's new IKE SA takes over at `Reauthenticated`; any other
+                // new one when the current one is not established (or gone).
+                let current_up = p
+                    .handle
+                    .and_then(|h| self.endpoint.sa(h))
+                    .is_some_and(|sa| sa.is_established());
+                if !current_up {
+                    p.handle = Some(handle);
+                }
                 p.ike = Some(IkeUp {
                     algorithms: ike_suite_name(&suite),
                     remote_id: super::auth::describe_identity(&identity.id),
@@ -573,17 +620,29 @@ impl Driver {
                 }
             }
             Event::IkeSaDown { reason } => {
-                tracing::info!(%peer, %reason, "IKE SA closed");
+                tracing::info!(%peer, spi = %format_args!("{handle:016x}"), %reason,
+                    "IKE SA closed");
                 self.handles.remove(&handle);
-                let current = self
-                    .peers
-                    .get(&peer)
-                    .is_some_and(|p| p.handle.map_or(true, |h| h == handle));
-                if current {
-                    if let Some(p) = self.peers.get_mut(&peer) {
-                        p.last_error.get_or_insert(reason);
+                // Another IKE SA with the peer may live on (a newer one after the peer
+                // restarted and sent INITIAL_CONTACT, a reauthentication): it takes over.
+                let mut others: Vec<SaHandle> = self
+                    .handles
+                    .iter()
+                    .filter(|(_, ip)| **ip == peer)
+                    .map(|(h, _)| *h)
+                    .collect();
+                others.sort_by_key(|h| !self.endpoint.sa(*h).is_some_and(|sa| sa.is_established()));
+                match (self.peers.get_mut(&peer), others.first()) {
+                    (Some(p), Some(&next)) => {
+                        if p.handle.map_or(true, |h| h == handle) {
+                            p.handle = Some(next);
+                        }
                     }
-                    self.forget_peer(peer);
+                    (Some(p), None) => {
+                        p.last_error.get_or_insert(reason);
+                        self.forget_peer(peer);
+                    }
+                    (None, _) => {}
                 }
             }
             Event::Failed { reason } => {

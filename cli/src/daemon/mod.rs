@@ -75,6 +75,8 @@ pub struct DaemonOptions {
     pub remote_id: Option<String>,
     /// `--rekey-seconds`: rekey IKE SAs and CHILD_SAs this often (default 3600, as IBM).
     pub rekey_seconds: Option<u64>,
+    /// `--mode tunnel`: the responder's CHILD_SAs are tunnel mode (default transport).
+    pub tunnel_mode: bool,
 }
 
 impl DaemonOptions {
@@ -91,6 +93,7 @@ impl DaemonOptions {
             local_id: None,
             remote_id: None,
             rekey_seconds: None,
+            tunnel_mode: false,
         }
     }
 }
@@ -215,6 +218,9 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
                 .resolve(&UpOptions::default(), first)
                 .map_err(|e| Error::Identity(format!("--listen: {e}")))?;
             let mut config = ike::Config::new(c.local, c.peer);
+            if options.tunnel_mode {
+                config.mode = ike::Mode::Tunnel;
+            }
             if let Some(secs) = options.rekey_seconds {
                 ike_driver::set_rekey(&mut config, secs);
             }
@@ -370,9 +376,11 @@ impl State {
                 if let Ok(mut s) = slot.write() {
                     *s = Some(Arc::new(identity));
                 }
-                if renewal {
-                    if let Some(driver) = self.driver.as_mut() {
+                if let Some(driver) = self.driver.as_mut() {
+                    if renewal {
                         driver.reauthenticate_renewable(Instant::now());
+                    } else {
+                        driver.identity_ready(Instant::now());
                     }
                 }
             }
@@ -419,7 +427,12 @@ async fn serve(
                     state.identity_error = None;
                     state.certificate_issued(&certificate_pem);
                 }
-                IdentityUpdate::Failed(error) => state.identity_error = Some(error),
+                IdentityUpdate::Failed(error) => {
+                    if let Some(driver) = state.driver.as_mut() {
+                        driver.identity_failed(&error);
+                    }
+                    state.identity_error = Some(error);
+                }
             },
         }
     }
