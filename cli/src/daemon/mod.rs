@@ -18,6 +18,7 @@ pub mod backend;
 pub mod datapath;
 mod identity;
 mod ike_driver;
+pub mod kernel_backend;
 mod metadata_identity;
 mod random;
 pub mod userspace;
@@ -151,32 +152,13 @@ impl CredentialDefaults {
     }
 }
 
-/// The backend for the chosen datapath. Until the kernel XFRM backend exists, `auto` runs
-/// the userspace datapath where TUN is available; a forced `--datapath kernel` is refused.
+/// The backend for the chosen datapath.
 fn make_backend(datapath: &mut DatapathInfo) -> Result<Box<dyn SaBackend>, Error> {
     match datapath.kind {
         DatapathKind::Userspace => Ok(Box::new(userspace::UserspaceBackend::with_defaults())),
-        DatapathKind::Kernel => {
-            if datapath.requested == DatapathRequest::Kernel {
-                return Err(Error::Datapath(
-                    "--datapath kernel: this build cannot install SAs into kernel XFRM yet; \
-                     use --datapath userspace"
-                        .into(),
-                ));
-            }
-            datapath::tun_available(Path::new(datapath::TUN_DEVICE)).map_err(|why| {
-                Error::Datapath(format!(
-                    "this build installs SAs only in the userspace datapath, which needs a TUN \
-                     device: {why}"
-                ))
-            })?;
-            datapath.kind = DatapathKind::Userspace;
-            datapath.reason = format!(
-                "{}; this build installs SAs in the userspace datapath only",
-                datapath.reason
-            );
-            Ok(Box::new(userspace::UserspaceBackend::with_defaults()))
-        }
+        DatapathKind::Kernel => Ok(Box::new(
+            kernel_backend::KernelBackend::new().map_err(|e| Error::Datapath(e.0))?,
+        )),
     }
 }
 

@@ -1,0 +1,478 @@
+//! The [`SaBackend`] over the kernel's XFRM (`xfrm::child`): each negotiated CHILD_SA becomes
+//! an inbound and an outbound ESP SA plus in/out policies (fwd too in tunnel mode) tied to the
+//! CHILD_SA's reqid, which rekeys keep, so the policies stay while SAs are replaced.
+//!
+//! - IKE sockets are exempt from IPsec policy (`IP_XFRM_POLICY` allow both ways) so that
+//!   host-to-host policies never capture IKE itself; the 4500 socket also gets
+//!   `UDP_ENCAP_ESPINUDP`, so the kernel takes ESP-in-UDP off it and leaves IKE (non-ESP
+//!   marker) to us (RFC 3948 §2.2). The driver owns that socket: `nat_t_ike` is false.
+//! - Rekey (RFC 7296 §2.8): the new pair is installed next to the old one with the same reqid;
+//!   the kernel sends on the newest SA at once and accepts on both SPIs until the old pair is
+//!   removed (`remove_child` after the DELETE exchange).
+//! - The kernel gets only a hard time limit, a little after IKE's own hard lifetime: IKE
+//!   rekeys and deletes on its own schedule, the kernel limit only cleans up after a daemon
+//!   that died without `shutdown`. A restarted daemon also removes what a previous run left
+//!   (`new` flushes every SA and policy carrying our reqids, and nothing else).
+//! - When a peer's last CHILD_SA is removed its policies go too: traffic to it then flows as
+//!   without IPsec, as with the userspace datapath and strongSwan's non-trap policies.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+
+use ike::crypto::{EncrAlgorithm, IntegAlgorithm};
+use ike::wire::TsRange;
+use tokio::sync::mpsc;
+use xfrm::child::{self, ChildHandle, ChildPolicies, ChildSaSpec, NatT, TrafficSelector};
+use xfrm::policy::DEFAULT_PRIORITY;
+use xfrm::socket_policy::{bypass_policies, enable_udp_encap, SocketFamily};
+use xfrm::{Crypto, Kernel, LifetimeConfig, Mode, Replay, XfrmKernel};
+
+use super::backend::{self, BackendError, ChildCounters, IkeDatagram, SaBackend};
+use crate::control::DatapathKind;
+
+/// Seconds the kernel keeps an SA past IKE's hard lifetime before deleting it itself.
+const HARD_LIMIT_MARGIN_SECONDS: u64 = 60;
+/// Anti-replay window of inbound SAs (packets), strongSwan's default is 32; a wider window
+/// tolerates the reordering of multi-queue NICs at no cost.
+const REPLAY_WINDOW: u32 = 128;
+/// The NAT-T port, on which the driver binds its own socket.
+const NAT_T_PORT: u16 = 4500;
+
+/// One installed CHILD_SA.
+#[derive(Debug, Clone)]
+struct Installed {
+    handle: ChildHandle,
+    policies: ChildPolicies,
+}
+
+/// Kernel XFRM as an [`SaBackend`].
+pub struct KernelBackend {
+    kernel: XfrmKernel,
+    /// By (peer, inbound SPI).
+    children: HashMap<(IpAddr, u32), Installed>,
+}
+
+impl std::fmt::Debug for KernelBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KernelBackend")
+            .field("children", &self.children.keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+fn err(what: &str, e: impl std::fmt::Display) -> BackendError {
+    BackendError(format!("kernel XFRM: {what}: {e}"))
+}
+
+impl KernelBackend {
+    /// Opens netlink XFRM in the daemon's network namespace and removes what an earlier run
+    /// of ibm-ipsec left there (SAs and policies with our reqids only).
+    pub fn new() -> Result<Self, BackendError> {
+        let kernel = XfrmKernel::open().map_err(|e| err("opening netlink", e))?;
+        match kernel.flush_ours() {
+            Ok(f) if f.sas + f.policies > 0 => tracing::info!(
+                sas = f.sas,
+                policies = f.policies,
+                "removed SAs and policies left by an earlier run"
+            ),
+            Ok(_) => {}
+            Err(e) => return Err(err("removing what an earlier run left", e)),
+        }
+        Ok(KernelBackend {
+            kernel,
+            children: HashMap::new(),
+        })
+    }
+
+    fn remove_policies_if_unused(&mut self, policies: &ChildPolicies) {
+        let still_used = self
+            .children
+            .values()
+            .any(|c| c.policies.reqid == policies.reqid && c.handle.peer == policies.peer);
+        if !still_used {
+            if let Err(e) = child::remove_policies(&self.kernel, policies) {
+                tracing::warn!(peer = %policies.peer, error = %e, "removing policies failed");
+            }
+        }
+    }
+}
+
+/// The kernel transform for a negotiated ESP proposal and one direction's keys.
+fn crypto(
+    encr: EncrAlgorithm,
+    integ: Option<IntegAlgorithm>,
+    keys: &ike::crypto::DirectionKeys,
+) -> Result<Crypto, BackendError> {
+    let invalid = |e: String| BackendError(format!("kernel XFRM: {e}"));
+    match (encr, integ) {
+        (EncrAlgorithm::AesGcm16_128 | EncrAlgorithm::AesGcm16_256, None) => {
+            Crypto::aes_gcm(keys.encr()).map_err(invalid)
+        }
+        (
+            EncrAlgorithm::AesCbc128 | EncrAlgorithm::AesCbc192 | EncrAlgorithm::AesCbc256,
+            Some(integ),
+        ) => {
+            // RFC 4868 §2.3: the ICV is half the hash (128/192/256 bits).
+            let (auth, trunc_bits) = match integ {
+                IntegAlgorithm::HmacSha2_256_128 => ("hmac(sha256)", 128),
+                IntegAlgorithm::HmacSha2_384_192 => ("hmac(sha384)", 192),
+                IntegAlgorithm::HmacSha2_512_256 => ("hmac(sha512)", 256),
+            };
+            Ok(Crypto::CipherAuth {
+                cipher: xfrm::algorithm::AES_CBC.into(),
+                cipher_key: xfrm::Key::new(keys.encr()),
+                auth: auth.into(),
+                auth_key: xfrm::Key::new(keys.integ()),
+                trunc_bits,
+            })
+        }
+        (e, i) => Err(BackendError(format!(
+            "kernel XFRM: no kernel transform for {e:?} with {i:?}"
+        ))),
+    }
+}
+
+/// The CIDR blocks covering an address range (RFC 7296 TS ranges need not be prefixes).
+fn prefixes(start: IpAddr, end: IpAddr) -> Result<Vec<(IpAddr, u8)>, BackendError> {
+    let (lo, hi, bits, v4) = match (start, end) {
+        (IpAddr::V4(s), IpAddr::V4(e)) => (
+            u128::from(u32::from(s)),
+            u128::from(u32::from(e)),
+            32u32,
+            true,
+        ),
+        (IpAddr::V6(s), IpAddr::V6(e)) => (u128::from(s), u128::from(e), 128, false),
+        _ => {
+            return Err(BackendError(format!(
+                "traffic selector {start}-{end} mixes address families"
+            )))
+        }
+    };
+    if lo > hi {
+        return Err(BackendError(format!(
+            "traffic selector {start}-{end} is empty"
+        )));
+    }
+    // Last address of the block of 2^k addresses starting at `cur` (aligned, so no overflow).
+    let block_end = |cur: u128, k: u32| {
+        if k >= 128 {
+            u128::MAX
+        } else {
+            cur + ((1u128 << k) - 1)
+        }
+    };
+    let mut out = Vec::new();
+    let mut cur = lo;
+    loop {
+        // The largest aligned block starting at `cur` that does not pass `hi`.
+        let mut k = if cur == 0 {
+            bits
+        } else {
+            cur.trailing_zeros().min(bits)
+        };
+        while k > 0 && block_end(cur, k) > hi {
+            k -= 1;
+        }
+        let addr = if v4 {
+            IpAddr::V4((cur as u32).into())
+        } else {
+            IpAddr::V6(cur.into())
+        };
+        out.push((addr, (bits - k) as u8));
+        if out.len() > 64 {
+            return Err(BackendError(format!(
+                "traffic selector {start}-{end} needs more than 64 prefixes"
+            )));
+        }
+        let last = block_end(cur, k);
+        if last >= hi {
+            return Ok(out);
+        }
+        cur = last + 1;
+    }
+}
+
+/// One port or any; XFRM selectors carry a port and a mask, and a range of IKE ports that is
+/// neither is refused rather than silently widened.
+fn port_of(ts: &TsRange) -> Result<Option<u16>, BackendError> {
+    match (ts.start_port, ts.end_port) {
+        (0, u16::MAX) => Ok(None),
+        (a, b) if a == b && matches!(ts.ip_protocol, 6 | 17 | 132) => Ok(Some(a)),
+        (a, b) => Err(BackendError(format!(
+            "kernel XFRM: traffic selector port range {a}-{b} (protocol {}) is not a single port",
+            ts.ip_protocol
+        ))),
+    }
+}
+
+/// The kernel selectors for a CHILD_SA's negotiated traffic selectors.
+fn selectors(
+    local_ts: &[TsRange],
+    remote_ts: &[TsRange],
+) -> Result<Vec<TrafficSelector>, BackendError> {
+    let mut out = Vec::new();
+    for l in local_ts {
+        for r in remote_ts {
+            let proto = match (l.ip_protocol, r.ip_protocol) {
+                (0, p) | (p, 0) => p,
+                (a, b) if a == b => a,
+                _ => continue,
+            };
+            if l.start_addr.is_ipv4() != r.start_addr.is_ipv4() {
+                continue;
+            }
+            let (lp, rp) = (port_of(l)?, port_of(r)?);
+            for (la, lpre) in prefixes(l.start_addr, l.end_addr)? {
+                for (ra, rpre) in prefixes(r.start_addr, r.end_addr)? {
+                    let mut ts = TrafficSelector::subnets(la, lpre, ra, rpre).with_proto(proto);
+                    ts.local_port = lp;
+                    ts.peer_port = rp;
+                    if !out.contains(&ts) {
+                        out.push(ts);
+                    }
+                }
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(BackendError(
+            "kernel XFRM: the negotiated traffic selectors have nothing in common".into(),
+        ));
+    }
+    Ok(out)
+}
+
+/// The `xfrm::child` description of a negotiated CHILD_SA.
+fn spec_of(c: &ike::ChildSa) -> Result<ChildSaSpec, BackendError> {
+    let (local, peer) = (c.local.ip(), c.remote.ip());
+    let mode = match c.mode {
+        ike::Mode::Transport => Mode::Transport,
+        ike::Mode::Tunnel => Mode::Tunnel,
+    };
+    let hard = c
+        .lifetime
+        .hard
+        .as_secs()
+        .saturating_add(HARD_LIMIT_MARGIN_SECONDS);
+    Ok(ChildSaSpec {
+        policies: ChildPolicies {
+            local,
+            peer,
+            mode,
+            reqid: c.reqid,
+            selectors: selectors(&c.local_ts, &c.remote_ts)?,
+            priority: DEFAULT_PRIORITY,
+        },
+        spi_in: c.spi_in,
+        spi_out: c.spi_out,
+        crypto_in: crypto(c.encr, c.integ, &c.keys_in)?,
+        crypto_out: crypto(c.encr, c.integ, &c.keys_out)?,
+        replay: Replay {
+            window: REPLAY_WINDOW,
+            esn: c.esn,
+        },
+        lifetime: LifetimeConfig::time_and_bytes(0, hard, u64::MAX, u64::MAX),
+        nat_t: c.encap.map(|e| NatT {
+            local_port: e.local_port,
+            peer_port: e.remote_port,
+        }),
+    })
+}
+
+impl SaBackend for KernelBackend {
+    fn kind(&self) -> DatapathKind {
+        DatapathKind::Kernel
+    }
+
+    fn prepare_ike_socket(&mut self, socket: &std::net::UdpSocket, port: u16) -> io::Result<()> {
+        let family = match socket.local_addr()? {
+            SocketAddr::V4(_) => SocketFamily::V4,
+            SocketAddr::V6(_) => SocketFamily::V6,
+        };
+        let to_io = |e: xfrm::Error| io::Error::other(e.to_string());
+        bypass_policies(socket, family).map_err(to_io)?;
+        if port == NAT_T_PORT {
+            enable_udp_encap(socket).map_err(to_io)?;
+        }
+        Ok(())
+    }
+
+    fn nat_t_ike(&self) -> bool {
+        false
+    }
+
+    fn set_ike_sink(&mut self, _sink: mpsc::UnboundedSender<IkeDatagram>) {}
+
+    fn send_ike(&self, _local: SocketAddr, _remote: SocketAddr, _message: &[u8]) -> io::Result<()> {
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the kernel backend does not own the NAT-T socket; the driver sends IKE itself",
+        ))
+    }
+
+    fn prepare_local(&mut self, _local: IpAddr) -> Result<(), BackendError> {
+        Ok(())
+    }
+
+    fn prepare_peer(
+        &mut self,
+        _local: IpAddr,
+        _peer: IpAddr,
+        _selectors: &[backend::TrafficSelector],
+    ) -> Result<(), BackendError> {
+        // Policies follow the negotiated traffic selectors (which IKE derived from these) and
+        // go in with the first CHILD_SA; before it, traffic to the peer is not touched.
+        Ok(())
+    }
+
+    fn install_child(&mut self, c: &ike::ChildSa) -> Result<(), BackendError> {
+        let spec = spec_of(c)?;
+        let handle =
+            child::install(&self.kernel, &spec).map_err(|e| err("installing a CHILD_SA", e))?;
+        tracing::info!(
+            peer = %handle.peer,
+            spi_in = format_args!("{:#010x}", handle.spi_in),
+            spi_out = format_args!("{:#010x}", handle.spi_out),
+            reqid = format_args!("{:#x}", handle.reqid),
+            encap = spec.nat_t.is_some(),
+            "CHILD_SA installed in kernel XFRM"
+        );
+        self.children.insert(
+            (handle.peer, handle.spi_in),
+            Installed {
+                handle,
+                policies: spec.policies,
+            },
+        );
+        Ok(())
+    }
+
+    fn rekey_child(&mut self, old_spi_in: u32, new: &ike::ChildSa) -> Result<(), BackendError> {
+        // Same reqid as the old pair: the policies keep matching; `install` refreshes them in
+        // case the selectors were narrowed differently this time.
+        if let Some(old) = self.children.get(&(new.remote.ip(), old_spi_in)) {
+            if old.handle.reqid != new.reqid {
+                tracing::warn!(
+                    old = old.handle.reqid,
+                    new = new.reqid,
+                    "rekeyed CHILD_SA changed reqid"
+                );
+            }
+        }
+        self.install_child(new)
+    }
+
+    fn remove_child(&mut self, peer: IpAddr, spi_in: u32, spi_out: u32) {
+        let Some(entry) = self.children.remove(&(peer, spi_in)) else {
+            tracing::debug!(%peer, spi_in, spi_out, "no such CHILD_SA installed");
+            return;
+        };
+        if let Err(e) = child::remove_child(&self.kernel, &entry.handle) {
+            tracing::warn!(%peer, error = %e, "removing a CHILD_SA failed");
+        }
+        self.remove_policies_if_unused(&entry.policies);
+    }
+
+    fn remove_peer(&mut self, peer: IpAddr) {
+        self.children.retain(|(p, _), _| *p != peer);
+        match child::remove_peer(&self.kernel, peer) {
+            Ok(r) => {
+                tracing::info!(%peer, sas = r.sas, policies = r.policies, "peer removed from kernel XFRM")
+            }
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "removing the peer's SAs and policies failed")
+            }
+        }
+    }
+
+    fn counters(&self, peer: IpAddr, spi_in: u32, _spi_out: u32) -> Option<ChildCounters> {
+        let installed = self.children.get(&(peer, spi_in))?;
+        let c = child::counters(&self.kernel, &installed.handle).ok()?;
+        let (i, o) = (
+            c.inbound.unwrap_or_default(),
+            c.outbound.unwrap_or_default(),
+        );
+        Some(ChildCounters {
+            bytes_in: i.bytes,
+            bytes_out: o.bytes,
+            packets_in: i.packets,
+            packets_out: o.packets,
+        })
+    }
+
+    fn shutdown(&mut self) {
+        self.children.clear();
+        match self.kernel.flush_ours() {
+            Ok(f) => tracing::info!(sas = f.sas, policies = f.policies, "kernel XFRM cleaned up"),
+            Err(e) => tracing::warn!(error = %e, "cleaning up kernel XFRM failed"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn ranges_become_minimal_prefixes() {
+        assert_eq!(
+            prefixes(ip("10.0.0.5"), ip("10.0.0.5")).unwrap(),
+            [(ip("10.0.0.5"), 32)]
+        );
+        assert_eq!(
+            prefixes(ip("10.1.0.0"), ip("10.1.255.255")).unwrap(),
+            [(ip("10.1.0.0"), 16)]
+        );
+        assert_eq!(
+            prefixes(ip("0.0.0.0"), ip("255.255.255.255")).unwrap(),
+            [(ip("0.0.0.0"), 0)]
+        );
+        assert_eq!(
+            prefixes(ip("10.0.0.1"), ip("10.0.0.6")).unwrap(),
+            [
+                (ip("10.0.0.1"), 32),
+                (ip("10.0.0.2"), 31),
+                (ip("10.0.0.4"), 31),
+                (ip("10.0.0.6"), 32)
+            ]
+        );
+        assert_eq!(
+            prefixes(ip("::"), ip("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff")).unwrap(),
+            [(ip("::"), 0)]
+        );
+        assert_eq!(
+            prefixes(ip("2001:db8::"), ip("2001:db8::ffff")).unwrap(),
+            [(ip("2001:db8::"), 112)]
+        );
+        assert!(prefixes(ip("10.0.0.2"), ip("10.0.0.1")).is_err());
+        assert!(prefixes(ip("10.0.0.2"), ip("::1")).is_err());
+    }
+
+    fn ts(addr: &str, proto: u8, port: Option<u16>) -> TsRange {
+        TsRange::host(ip(addr), proto, port)
+    }
+
+    #[test]
+    fn selectors_follow_the_negotiated_ones() {
+        let s = selectors(&[ts("10.0.0.1", 0, None)], &[ts("10.0.0.2", 0, None)]).unwrap();
+        assert_eq!(s, [TrafficSelector::hosts(ip("10.0.0.1"), ip("10.0.0.2"))]);
+        let s = selectors(&[ts("10.0.0.1", 6, None)], &[ts("10.0.0.2", 6, Some(2049))]).unwrap();
+        assert_eq!(
+            s,
+            [TrafficSelector::hosts(ip("10.0.0.1"), ip("10.0.0.2"))
+                .with_proto(6)
+                .with_peer_port(2049)]
+        );
+        // TCP on one side and UDP on the other share nothing.
+        assert!(selectors(&[ts("10.0.0.1", 6, None)], &[ts("10.0.0.2", 17, None)]).is_err());
+        let mut range = ts("10.0.0.2", 6, None);
+        range.start_port = 1000;
+        range.end_port = 2000;
+        assert!(selectors(&[ts("10.0.0.1", 6, None)], &[range]).is_err());
+    }
+}
