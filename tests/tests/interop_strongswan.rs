@@ -303,6 +303,14 @@ fn ours_up_to_strongswan_responder_with_rsa4096_certificates() {
         assert_eq!(sa.get("dh-group"), Some(group), "{sa:#?}");
         let p = ping(client, share.addr(), 2, Duration::from_millis(100)).unwrap();
         assert_eq!(p.received, 2, "{proposals}: {}", p.output);
+        // we lead with ECP-384's key share; charon asked for its group and we retried
+        assert!(
+            charon.log().contains(&format!(
+                "DH group ECP_384 unacceptable, requesting {group}"
+            )),
+            "{proposals}: INVALID_KE_PAYLOAD round trip expected:\n{}",
+            charon.log()
+        );
     }
 }
 
