@@ -60,6 +60,15 @@ struct Child {
 struct IkeUp {
     algorithms: String,
     remote_id: String,
+    /// The nominal rekey time (the SA draws a jittered one up to 10 % earlier).
+    rekey_at: Option<SystemTime>,
+}
+
+/// When the IKE SA `handle` is due for rekeying, from its configuration.
+fn ike_rekey_at(endpoint: &Endpoint, handle: SaHandle) -> Option<SystemTime> {
+    endpoint
+        .sa(handle)
+        .map(|sa| SystemTime::now() + sa.config().ike_rekey.rekey_time)
 }
 
 /// Everything known about one peer.
@@ -68,7 +77,6 @@ struct Peer {
     handle: Option<SaHandle>,
     started: Instant,
     waiters: Vec<oneshot::Sender<Response>>,
-    ike: Option<IkeUp>,
     children: Vec<Child>,
     last_error: Option<String>,
     deleting: bool,
@@ -83,7 +91,6 @@ impl Peer {
             handle: None,
             started: now,
             waiters: Vec::new(),
-            ike: None,
             children: Vec::new(),
             last_error: None,
             deleting: false,
@@ -109,6 +116,8 @@ pub(crate) struct Driver {
     handles: HashMap<SaHandle, IpAddr>,
     /// The responder signs with the renewable host certificate.
     responder_renewable: bool,
+    /// What each established IKE SA negotiated, by handle.
+    ike_info: HashMap<SaHandle, IkeUp>,
     /// `up` requests waiting for the first host certificate.
     awaiting_identity: Vec<(IpAddr, Box<UpOptions>, oneshot::Sender<Response>)>,
     /// Peers whose last IKE SA closed; their datapath goes once the SA's last datagrams
@@ -151,6 +160,7 @@ impl Driver {
         let mut driver = Driver {
             responder_renewable,
             awaiting_identity: Vec::new(),
+            ike_info: HashMap::new(),
             endpoint: Endpoint::new(responder, NAT_T_PORT, Box::new(SystemRng::new())),
             backend,
             credentials,
@@ -467,7 +477,16 @@ impl Driver {
                 self.backend.remove_child(peer, c.spi_in, c.spi_out);
             }
         }
-        self.handles.retain(|_, ip| *ip != peer);
+        let gone: Vec<SaHandle> = self
+            .handles
+            .iter()
+            .filter(|(_, ip)| **ip == peer)
+            .map(|(h, _)| *h)
+            .collect();
+        for h in gone {
+            self.handles.remove(&h);
+            self.ike_info.remove(&h);
+        }
         self.retired.push(peer);
     }
 
@@ -521,10 +540,15 @@ impl Driver {
             } => {
                 tracing::info!(%peer, remote_id = %super::auth::describe_identity(&identity.id),
                     encap, "IKE SA established");
+                let local = self
+                    .endpoint
+                    .sa(handle)
+                    .map_or_else(|| route_source(peer), |sa| sa.local().ip());
+                let rekey_at = ike_rekey_at(&self.endpoint, handle);
                 let p = self
                     .peers
                     .entry(peer)
-                    .or_insert_with(|| Peer::new(route_source(peer), now));
+                    .or_insert_with(|| Peer::new(local, now));
                 // A reauthentication's new IKE SA takes over at `Reauthenticated`; any other
                 // new one when the current one is not established (or gone).
                 let current_up = p
@@ -534,10 +558,14 @@ impl Driver {
                 if !current_up {
                     p.handle = Some(handle);
                 }
-                p.ike = Some(IkeUp {
-                    algorithms: ike_suite_name(&suite),
-                    remote_id: super::auth::describe_identity(&identity.id),
-                });
+                self.ike_info.insert(
+                    handle,
+                    IkeUp {
+                        algorithms: ike_suite_name(&suite),
+                        remote_id: super::auth::describe_identity(&identity.id),
+                        rekey_at,
+                    },
+                );
             }
             Event::ChildSaUp(child) => {
                 if let Err(e) = self.backend.install_child(&child) {
@@ -607,9 +635,11 @@ impl Driver {
                     if p.handle.map_or(true, |h| h == old_spi) {
                         p.handle = Some(new_spi);
                     }
-                    if let Some(ike) = p.ike.as_mut() {
-                        ike.algorithms = ike_suite_name(&suite);
-                    }
+                }
+                if let Some(mut ike) = self.ike_info.remove(&old_spi) {
+                    ike.algorithms = ike_suite_name(&suite);
+                    ike.rekey_at = ike_rekey_at(&self.endpoint, new_spi);
+                    self.ike_info.insert(new_spi, ike);
                 }
             }
             Event::Reauthenticated { old } => {
@@ -623,6 +653,7 @@ impl Driver {
                 tracing::info!(%peer, spi = %format_args!("{handle:016x}"), %reason,
                     "IKE SA closed");
                 self.handles.remove(&handle);
+                self.ike_info.remove(&handle);
                 // Another IKE SA with the peer may live on (a newer one after the peer
                 // restarted and sent INITIAL_CONTACT, a reauthentication): it takes over.
                 let mut others: Vec<SaHandle> = self
@@ -714,7 +745,7 @@ impl Driver {
     fn summary(&self, peer: IpAddr, existing: bool) -> Option<UpSummary> {
         let p = self.peers.get(&peer)?;
         let child = p.children.last()?;
-        let ike = p.ike.as_ref()?;
+        let ike = self.ike_info.get(&p.handle?)?;
         let (spi_i, spi_r) = p
             .handle
             .and_then(|h| self.endpoint.sa(h))
@@ -759,15 +790,16 @@ impl Driver {
             } else {
                 "connecting"
             };
+            let ike = p.handle.and_then(|h| self.ike_info.get(&h));
             ike_rows.push(IkeSaStatus {
                 peer: *peer,
                 local: p.local,
                 state: state.into(),
                 spi_i: format!("{spi_i:016x}"),
                 spi_r: format!("{spi_r:016x}"),
-                algorithms: p.ike.as_ref().map_or("-".into(), |i| i.algorithms.clone()),
-                remote_id: p.ike.as_ref().map_or("-".into(), |i| i.remote_id.clone()),
-                rekey_unix: None,
+                algorithms: ike.map_or("-".into(), |i| i.algorithms.clone()),
+                remote_id: ike.map_or("-".into(), |i| i.remote_id.clone()),
+                rekey_unix: ike.and_then(|i| i.rekey_at).map(super::unix_secs),
                 peer_cert_expiry_unix: None,
             });
             for c in &p.children {
