@@ -196,6 +196,42 @@ fn wrong_psk_fails_on_both_sides() {
     assert!(p.net.endpoints.iter().all(|(_, e)| e.is_empty()));
 }
 
+/// The responder accepts the initiator and establishes; the initiator then refuses the
+/// responder's identity. RFC 7296 §2.21.2: the initiator tells it with an INFORMATIONAL
+/// AUTHENTICATION_FAILED so the responder does not keep an SA the initiator has dropped.
+#[test]
+fn initiator_refusing_the_responder_tells_it() {
+    let ic = Config::new(
+        psk("client", "share", b"shared secret"),
+        psk("client", "another-share", b"shared secret"),
+    );
+    let mut p = pair(
+        ic,
+        config("share", "client", b"shared secret"),
+        LinkConfig::perfect(),
+        4,
+    );
+    let limit = p.net.now + Duration::from_secs(5);
+    p.net.run_until(limit, |n| {
+        n.events
+            .iter()
+            .all(|e| count(e, |e| matches!(e, Event::IkeSaDown { .. })) == 1)
+    });
+    let i = failures(&p.net.events[0]);
+    assert_eq!(i.len(), 1, "{i:?}");
+    let r = failures(&p.net.events[1]);
+    assert_eq!(
+        r,
+        vec!["AUTHENTICATION_FAILED from peer: it refused our authentication".to_string()]
+    );
+    // The responder had reported the SA up and must now report it and its child down.
+    assert_eq!(
+        count(&p.net.events[1], |e| matches!(e, Event::ChildSaDown { .. })),
+        count(&p.net.events[1], |e| matches!(e, Event::ChildSaUp(_)))
+    );
+    assert!(p.net.endpoints.iter().all(|(_, e)| e.is_empty()));
+}
+
 #[test]
 fn no_proposal_chosen_is_explained() {
     let mut ic = config("client", "share", b"s");

@@ -155,10 +155,10 @@ impl IkeSa {
 
     pub(super) fn handle_auth_response(
         &mut self,
-        _now: Instant,
+        now: Instant,
         payloads: Vec<Payload>,
         req: ChildRequest,
-        _rng: &mut dyn Random,
+        rng: &mut dyn Random,
     ) {
         if payloads
             .iter()
@@ -183,6 +183,7 @@ impl IkeSa {
         let peer = match self.verify_peer(&payloads, Role::Responder) {
             Ok(p) => p,
             Err(reason) => {
+                self.notify_authentication_failed(now, rng);
                 self.fail(reason);
                 return;
             }
@@ -199,6 +200,22 @@ impl IkeSa {
             Err(reason) => self.events.push_back(Event::Failed { reason }),
         }
         self.queue_planned_children();
+    }
+
+    /// The responder considers the IKE SA established once it sent its IKE_AUTH response;
+    /// when we refuse its authentication we tell it in a separate INFORMATIONAL request
+    /// (RFC 7296 §2.21.2), sent once and not retransmitted: the SA closes right after, and a
+    /// lost notification costs the peer only its own DPD timeout.
+    fn notify_authentication_failed(&mut self, now: Instant, rng: &mut dyn Random) {
+        let n = Notify::new(NotifyType::AuthenticationFailed);
+        // Failing to build it (no keys) only means the peer is not told.
+        let _ = self.send_request(
+            now,
+            ExchangeType::Informational,
+            vec![n.into()],
+            Task::Dpd,
+            rng,
+        );
     }
 
     fn establish(&mut self, peer: PeerIdentity, payloads: &[Payload]) {
