@@ -23,9 +23,11 @@ impl IkeSa {
         }
         // The initiator refused our IKE_AUTH response after we had established the SA
         // (RFC 7296 §2.21.2): nothing protected by this SA can be trusted by the peer.
-        if payloads.iter().filter_map(Payload::as_notify).any(|n| {
-            n.notify_type == NotifyType::AuthenticationFailed
-        }) {
+        if payloads
+            .iter()
+            .filter_map(Payload::as_notify)
+            .any(|n| n.notify_type == NotifyType::AuthenticationFailed)
+        {
             self.send_response(ExchangeType::Informational, id, Vec::new(), rng);
             self.fail("AUTHENTICATION_FAILED from peer: it refused our authentication".into());
             return;
