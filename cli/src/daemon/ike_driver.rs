@@ -431,12 +431,33 @@ impl Driver {
         };
         p.deleting = true;
         p.answer(&error(ErrorKind::IkeFailed, format!("{peer}: {why}")));
-        let handle = p.handle;
-        let deleted = handle.is_some_and(|h| self.endpoint.delete(now, h).is_ok());
-        if !deleted {
+        let children: Vec<(u32, u32)> = p
+            .children
+            .drain(..)
+            .map(|c| (c.spi_in, c.spi_out))
+            .collect();
+        let mut handles: Vec<SaHandle> = self
+            .handles
+            .iter()
+            .filter(|(_, ip)| **ip == peer)
+            .map(|(h, _)| *h)
+            .collect();
+        handles.sort_unstable();
+        let mut sent = false;
+        for h in handles {
+            sent |= self.endpoint.delete(now, h).is_ok();
+        }
+        if !sent {
             // No live IKE SA to send DELETE on (never got past IKE_SA_INIT, or already gone).
             self.forget_peer(peer);
+            return;
         }
+        // Once our DELETE is out we use the SAs no more (RFC 7296 §1.4.1): they leave the
+        // datapath now; the IKE SA stays listed as `deleting` until the peer confirms.
+        for (spi_in, spi_out) in children {
+            self.backend.remove_child(peer, spi_in, spi_out);
+        }
+        self.backend.remove_peer(peer);
     }
 
     /// Sends DELETE for every IKE SA (SIGTERM).
