@@ -7,7 +7,9 @@
 //!    itself is never captured or protected by the datapath;
 //! 2. [`SaBackend::prepare_local`] for each local address IKE runs on (the `--listen`
 //!    addresses at start-up, the source address of each `up`), before its sockets exist;
-//!    [`SaBackend::prepare_peer`] before the first IKE message is exchanged with a peer;
+//!    [`SaBackend::prepare_peer`] before a peer's first CHILD_SA is installed: by an
+//!    initiator before IKE starts (so nothing leaks in clear while it negotiates), by a
+//!    responder once the peer has authenticated (so a spoofed IKE_SA_INIT changes nothing);
 //! 3. [`SaBackend::install_child`] when a CHILD_SA is negotiated, *before* the IKE message
 //!    that announces its SPI leaves (the driver drains events before datagrams), so the
 //!    inbound SA exists when the peer starts using it;
@@ -98,9 +100,11 @@ pub trait SaBackend: Send {
     /// there and binds UDP 4500). Idempotent.
     fn prepare_local(&mut self, local: IpAddr) -> Result<(), BackendError>;
 
-    /// Gets ready to exchange IKE and ESP with `peer` from our address `local`, capturing the
-    /// traffic `selectors` describe (empty: all traffic with the peer). Idempotent for a peer
-    /// already prepared.
+    /// Gets ready to exchange ESP with `peer` from our address `local`, capturing the traffic
+    /// `selectors` describe (empty: all traffic with the peer; a responder passes empty
+    /// selectors and the first CHILD_SA's traffic selectors decide). Until a CHILD_SA is
+    /// installed, captured traffic must be dropped, never sent in clear. Idempotent for a
+    /// peer already prepared.
     fn prepare_peer(
         &mut self,
         local: IpAddr,

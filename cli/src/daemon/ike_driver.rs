@@ -82,6 +82,8 @@ struct Peer {
     deleting: bool,
     /// Signs with the daemon's renewable certificate (reauthenticated on renewal).
     renewable: bool,
+    /// The backend knows the peer ([`SaBackend::prepare_peer`]).
+    prepared: bool,
 }
 
 impl Peer {
@@ -95,6 +97,7 @@ impl Peer {
             last_error: None,
             deleting: false,
             renewable: false,
+            prepared: false,
         }
     }
 
@@ -322,6 +325,7 @@ impl Driver {
         let mut p = Peer::new(local, now);
         p.handle = Some(handle);
         p.renewable = renewable;
+        p.prepared = true;
         self.handles.insert(handle, peer);
         self.peers.insert(peer, p);
         Ok(true)
@@ -589,7 +593,19 @@ impl Driver {
                 );
             }
             Event::ChildSaUp(child) => {
-                if let Err(e) = self.backend.install_child(&child) {
+                let unprepared = self.peers.get(&peer).map_or(true, |p| !p.prepared);
+                let prepared = if unprepared {
+                    self.backend
+                        .prepare_peer(child.local.ip(), peer, &[])
+                        .map(|()| {
+                            if let Some(p) = self.peers.get_mut(&peer) {
+                                p.prepared = true;
+                            }
+                        })
+                } else {
+                    Ok(())
+                };
+                if let Err(e) = prepared.and_then(|()| self.backend.install_child(&child)) {
                     let message = format!("installing the CHILD_SA with {peer}: {e}");
                     tracing::error!("{message}");
                     if let Some(p) = self.peers.get_mut(&peer) {
@@ -711,10 +727,11 @@ impl Driver {
     fn transmit(&mut self, now: Instant, d: Datagram) {
         let peer = d.remote.ip();
         if !self.peers.contains_key(&peer) {
-            // Our first datagram to a peer that initiated: an IKE_SA_INIT response. Prepare
-            // the datapath now, before the peer can send IKE_AUTH to port 4500 (which the
-            // datapath may own), but only for a response that created an SA (non-zero
-            // responder SPI), not for stateless refusals.
+            // Our first datagram to a peer that initiated: an IKE_SA_INIT response that
+            // created an SA (non-zero responder SPI; stateless refusals create nothing). The
+            // peer is tracked from here; the datapath learns of it only once it has
+            // authenticated (at its first CHILD_SA), so a spoofed IKE_SA_INIT cannot make us
+            // capture traffic to an address.
             let ike = if d.non_esp_marker {
                 d.payload.get(4..).unwrap_or_default()
             } else {
@@ -728,14 +745,8 @@ impl Driver {
                 && header.flags().response()
                 && !header.flags().initiator();
             if sa_init_response && handle != 0 {
-                let local = d.local.ip();
-                if let Err(e) = self.backend.prepare_peer(local, peer, &[]) {
-                    tracing::warn!(%peer, "refusing IKE SA: {e}");
-                    let _ = self.endpoint.delete(now, handle);
-                    return;
-                }
                 self.handles.insert(handle, peer);
-                let mut p = Peer::new(local, now);
+                let mut p = Peer::new(d.local.ip(), now);
                 p.handle = Some(handle);
                 p.renewable = self.responder_renewable;
                 self.peers.insert(peer, p);
