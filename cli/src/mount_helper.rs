@@ -184,6 +184,9 @@ where
     } else {
         None
     };
+    if let Some(peer) = secure_peer {
+        check_nfs_addresses(peer, &nfs_options)?;
+    }
     Ok(MountPlan {
         server,
         path,
@@ -195,6 +198,28 @@ where
 }
 
 /// `IP:/path` or `[IPv6]:/path` → (server, path).
+/// With `secure=true` only traffic to the peer is protected: options that send the NFS or
+/// MOUNT traffic to another address (`addr=`, `mountaddr=`) would leave it in the clear
+/// while the mount looks secured, so they must name the peer itself.
+fn check_nfs_addresses(peer: IpAddr, nfs_options: &[String]) -> Result<(), UsageError> {
+    for option in nfs_options {
+        let Some((key, value)) = option.split_once('=') else {
+            continue;
+        };
+        if !matches!(key, "addr" | "mountaddr") {
+            continue;
+        }
+        let host = value.trim_start_matches('[').trim_end_matches(']');
+        if host.parse::<IpAddr>().ok() != Some(peer) {
+            return Err(usage(format!(
+                "{option} sends NFS traffic to another address than {peer}, which secure=true \
+                 protects; drop it or mount that server instead"
+            )));
+        }
+    }
+    Ok(())
+}
+
 fn split_spec(spec: &str) -> Result<(String, String), UsageError> {
     let split = if spec.starts_with('[') {
         spec.find("]:").map(|i| (&spec[..=i], &spec[i + 2..]))
@@ -361,6 +386,26 @@ mod tests {
 
     fn plan(args: &[&str]) -> MountPlan {
         parse_args(args).unwrap()
+    }
+
+    #[test]
+    fn secure_mounts_refuse_nfs_addresses_other_than_the_peer() {
+        for o in ["addr=10.0.0.9", "mountaddr=10.0.0.9", "addr=server.example"] {
+            let opts = format!("secure=true,{o}");
+            let err = parse_args(["10.240.0.5:/share", "/mnt", "-o", &opts]).unwrap_err();
+            assert!(err.0.contains(o), "{o}: {err}");
+        }
+        // The peer itself, or without secure=true, is the user's business.
+        let p = plan(&["10.240.0.5:/s", "/mnt", "-o", "secure=true,addr=10.240.0.5"]);
+        assert!(p.nfs_options.contains(&"addr=10.240.0.5".to_owned()));
+        let p = plan(&[
+            "[fd00::5]:/s",
+            "/mnt",
+            "-o",
+            "secure=true,mountaddr=[fd00::5]",
+        ]);
+        assert_eq!(p.secure_peer, Some("fd00::5".parse().unwrap()));
+        plan(&["10.240.0.5:/s", "/mnt", "-o", "addr=10.0.0.9"]);
     }
 
     fn err(args: &[&str]) -> String {

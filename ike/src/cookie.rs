@@ -63,10 +63,20 @@ impl core::fmt::Debug for CookieJar {
 
 fn mac(key: &hmac::Key, version: u32, ni: &[u8], ip: IpAddr, spi_i: u64) -> [u8; COOKIE_LEN] {
     let mut ctx = hmac::Context::with_key(key);
+    // Length-prefixed nonce and a family tag: without them `Ni ‖ IPv6` of one request and
+    // `Ni' ‖ IPv4` of another (Ni' = Ni ‖ the first 12 address bytes) are the same MAC
+    // input, so a cookie fetched at an IPv6 address would admit a spoofed IPv4 source.
+    ctx.update(&(ni.len() as u64).to_be_bytes());
     ctx.update(ni);
     match ip {
-        IpAddr::V4(a) => ctx.update(&a.octets()),
-        IpAddr::V6(a) => ctx.update(&a.octets()),
+        IpAddr::V4(a) => {
+            ctx.update(&[4]);
+            ctx.update(&a.octets());
+        }
+        IpAddr::V6(a) => {
+            ctx.update(&[6]);
+            ctx.update(&a.octets());
+        }
     }
     ctx.update(&spi_i.to_be_bytes());
     let tag = ctx.sign();
@@ -200,5 +210,22 @@ mod tests {
         // Another jar (another secret) does not accept it.
         let mut other = CookieJar::new(policy);
         assert!(!other.verify(t0, &mut SeededRandom::new(2), &c, b"nonce", ip, 7));
+    }
+
+    #[test]
+    fn a_cookie_for_an_ipv6_source_does_not_admit_a_shifted_ipv4_one() {
+        let mut jar = CookieJar::new(CookiePolicy::default());
+        let mut rng = SeededRandom::new(3);
+        let t0 = Instant::now();
+        let v6: std::net::Ipv6Addr = "2001:db8::c000:205".parse().unwrap();
+        let ni = [0x5au8; 16];
+        let c = jar.make(t0, &mut rng, &ni, IpAddr::V6(v6), 9);
+        // Same bytes fed to the MAC without a length and family: Ni' = Ni ‖ v6[..12],
+        // source v6[12..] = 192.0.2.5.
+        let mut shifted = ni.to_vec();
+        shifted.extend_from_slice(&v6.octets()[..12]);
+        let v4 = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 5));
+        assert!(!jar.verify(t0, &mut rng, &c, &shifted, v4, 9));
+        assert!(jar.verify(t0, &mut rng, &c, &ni, IpAddr::V6(v6), 9));
     }
 }

@@ -82,6 +82,9 @@ impl MountLock {
                 .create(true)
                 .truncate(false)
                 .mode(0o600)
+                // Root opens it: a symlink planted at the path must not make us create or
+                // lock another file.
+                .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
                 .open(path)
                 .map_err(io)?;
             match Flock::lock(file, FlockArg::LockExclusiveNonblock) {
@@ -140,6 +143,17 @@ mod tests {
         drop(held);
         let again = MountLock::acquire(&path, Duration::ZERO, || {}).unwrap();
         assert!(again.waited() < Duration::from_millis(50));
+    }
+
+    #[test]
+    fn a_symlink_at_the_lock_path_is_refused() {
+        let tmp = tempfile::tempdir().unwrap();
+        let victim = tmp.path().join("victim");
+        let path = tmp.path().join("mount.lock");
+        std::os::unix::fs::symlink(&victim, &path).unwrap();
+        let err = MountLock::acquire(&path, Duration::ZERO, || {}).unwrap_err();
+        assert!(matches!(err, LockError::Io { .. }), "{err}");
+        assert!(!victim.exists(), "the symlink's target was created");
     }
 
     #[test]

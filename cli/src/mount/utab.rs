@@ -131,6 +131,7 @@ fn update(utab: &Path, edit: impl FnOnce(&mut Vec<String>)) -> std::io::Result<(
         .create(true)
         .truncate(false)
         .mode(0o644)
+        .custom_flags(nix::fcntl::OFlag::O_NOFOLLOW.bits())
         .open(dir.join(lock_name))?;
     let _lock = Flock::lock(lock_file, FlockArg::LockExclusive)
         .map_err(|(_, errno)| std::io::Error::from(errno))?;
@@ -148,7 +149,17 @@ fn update(utab: &Path, edit: impl FnOnce(&mut Vec<String>)) -> std::io::Result<(
     let mut tmp_name = utab.file_name().unwrap_or_default().to_os_string();
     tmp_name.push(format!(".ibm-ipsec.{}", std::process::id()));
     let tmp = dir.join(tmp_name);
-    let mut file = File::create(&tmp)?;
+    // A fresh file, never one that is already there (a symlink planted at the predictable
+    // name would otherwise make root truncate and rewrite its target).
+    match std::fs::remove_file(&tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
+    }
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .open(&tmp)?;
     for line in &lines {
         writeln!(file, "{line}")?;
     }
@@ -252,6 +263,25 @@ mod tests {
         );
         assert!(tmp.path().join("run/mount/utab.lock").exists());
         forget(&tmp.path().join("absent"), "/x").unwrap();
+    }
+
+    #[test]
+    fn symlinks_at_the_temporary_name_are_not_followed() {
+        let tmp = tempfile::tempdir().unwrap();
+        let utab = tmp.path().join("utab");
+        let victim = tmp.path().join("victim");
+        std::fs::write(&victim, "precious\n").unwrap();
+        let planted = tmp
+            .path()
+            .join(format!("utab.ibm-ipsec.{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let mounts = parse_mountinfo(MOUNTINFO);
+        record_helper(&utab, &mounts[1]).unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious\n");
+        assert!(std::fs::read_to_string(&utab)
+            .unwrap()
+            .contains("OPTS=helper=ibmshare"));
+        assert!(std::fs::symlink_metadata(&utab).unwrap().is_file());
     }
 
     #[test]
