@@ -13,7 +13,7 @@
 //! Updates follow libmount's protocol: an exclusive `flock` on `utab.lock` next to the file,
 //! then a complete new file renamed over the old one, so readers never see half a line.
 
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
