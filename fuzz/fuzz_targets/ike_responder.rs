@@ -12,9 +12,11 @@
 //! * it never answers unauthenticated input beyond IKE_SA_INIT: after a tampered or arbitrary
 //!   datagram that is not an IKE_SA_INIT request, it transmits nothing (a tampered copy of
 //!   the last answered request must not get the cached response replayed);
-//! * the message IDs of its responses never decrease.
+//! * the message IDs of its responses never decrease within one IKE SA (a new SA, e.g. after
+//!   the first one died of DPD and the genuine IKE_SA_INIT came again, starts at 0).
 #![no_main]
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock};
 use std::time::{Duration, Instant};
@@ -94,18 +96,28 @@ enum Op {
 /// Exchange type and message ID of an IKE message in a UDP payload, and whether it is a
 /// request.
 fn describe(port: u16, payload: &[u8]) -> Option<(u8, bool, u32)> {
-    let ike = if port == 4500 {
-        strip_non_esp_marker(payload)?
-    } else {
-        payload
-    };
-    let h = ike.get(..28)?;
+    let h = header(port, payload)?;
     let response = h[19] & 0x20 != 0;
     Some((
         h[18],
         !response,
         u32::from_be_bytes([h[20], h[21], h[22], h[23]]),
     ))
+}
+
+/// The IKE header of a UDP payload.
+fn header(port: u16, payload: &[u8]) -> Option<&[u8]> {
+    let ike = if port == 4500 {
+        strip_non_esp_marker(payload)?
+    } else {
+        payload
+    };
+    ike.get(..28)
+}
+
+/// The IKE SA a message belongs to: its two SPIs.
+fn sa_of(port: u16, payload: &[u8]) -> Option<[u8; 16]> {
+    header(port, payload)?.get(..16)?.try_into().ok()
 }
 
 fuzz_target!(|ops: Vec<Op>| {
@@ -122,9 +134,9 @@ fuzz_target!(|ops: Vec<Op>| {
     )
     .expect("responder accepts IKE_SA_INIT");
     let mut delivered = vec![false; script.auth.len()];
-    let mut last_response_id: Option<u32> = None;
+    let mut last_response_id: HashMap<[u8; 16], u32> = HashMap::new();
 
-    let drain = |r: &mut Endpoint, last: &mut Option<u32>| -> Vec<String> {
+    let drain = |r: &mut Endpoint, last: &mut HashMap<[u8; 16], u32>| -> Vec<String> {
         let mut sent = Vec::new();
         while let Some(d) = r.poll_transmit() {
             sent.push(format!(
@@ -132,14 +144,17 @@ fuzz_target!(|ops: Vec<Op>| {
                 d.payload.len(),
                 describe(d.local.port(), &d.payload)
             ));
-            if let Some((_, false, id)) = describe(d.local.port(), &d.payload) {
-                if let Some(prev) = *last {
+            if let (Some((_, false, id)), Some(sa)) = (
+                describe(d.local.port(), &d.payload),
+                sa_of(d.local.port(), &d.payload),
+            ) {
+                if let Some(&prev) = last.get(&sa) {
                     assert!(
                         id >= prev,
                         "response message ID went back from {prev} to {id}"
                     );
                 }
-                *last = Some(id);
+                last.insert(sa, id);
             }
         }
         sent
