@@ -12,8 +12,9 @@
 //!    resident memory with one SA up and after SETUPS set-ups, and the wire time of RUNS
 //!    set-ups.
 //!
-//! CPU is the daemon's alone (charon or `ibm-ipsec daemon`): the short-lived `swanctl` and
-//! `ibm-ipsec up` processes are not counted.
+//! CPU is the daemon's (charon or `ibm-ipsec daemon`) plus that of the programs it runs and
+//! waits for (`nft`, `ip` for the userspace datapath's rules); the short-lived `swanctl` and
+//! `ibm-ipsec up` client processes are not counted.
 //!
 //! `sudo cargo run --release -p ibm-ipsec-tests --example handshake_vs_strongswan -- \
 //!      [RUNS=7] [CPU_SECONDS=30] [SETUPS=1000] [SIDES=both|strongswan|ours]`
@@ -25,8 +26,8 @@ use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use ibm_ipsec_tests::pcap::handshake_span;
-use ibm_ipsec_tests::procstat::{cpu_time, rss_kib};
+use ibm_ipsec_tests::pcap::{handshake_span, ike_messages};
+use ibm_ipsec_tests::procstat::{cpu_time_with_children, rss_kib};
 use ibm_ipsec_tests::{
     workspace_binary, Auth, Capture, Config, Connection, Host, Lab, Ours, StrongSwan, TestPki,
 };
@@ -43,6 +44,13 @@ fn ms(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }
 
+/// Wall clock as the capture's timestamps count it.
+fn since_epoch() -> Duration {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+}
+
 fn load() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -54,6 +62,10 @@ struct Figures {
     label: String,
     wall: Vec<Duration>,
     wire: Vec<Duration>,
+    /// From the start of the set-up to the first IKE packet on the wire.
+    before: Vec<Duration>,
+    /// From the last IKE_AUTH packet to the set-up's return (CHILD_SA installed).
+    after: Vec<Duration>,
     cpu_setups: u32,
     cpu_per_setup: Duration,
     rss_one_sa: u64,
@@ -81,16 +93,25 @@ fn measure(
     (cycle.setup)()?;
     let rss_one_sa = rss_kib(pid)?;
     (cycle.teardown)()?;
-    let (mut wall, mut wire) = (Vec::new(), Vec::new());
+    let (mut wall, mut wire, mut before, mut after) = (vec![], vec![], vec![], vec![]);
     for _ in 0..runs {
         let capture = Capture::start(share, "lab0", "udp port 500 or udp port 4500")?;
+        let start = since_epoch();
         wall.push((cycle.setup)()?);
+        let end = since_epoch();
         let packets = capture.finish()?;
-        wire.push(handshake_span(&packets).ok_or("no IKE_SA_INIT → IKE_AUTH in the capture")?);
+        let span = handshake_span(&packets).ok_or("no IKE_SA_INIT → IKE_AUTH in the capture")?;
+        let first = ike_messages(&packets)
+            .first()
+            .map(|(p, _)| p.time)
+            .ok_or("no IKE in the capture")?;
+        wire.push(span);
+        before.push(first.saturating_sub(start));
+        after.push(end.saturating_sub(first + span));
         (cycle.teardown)()?;
     }
     let mut done = 1 + u32::try_from(runs)?;
-    let cpu_before = cpu_time(pid)?;
+    let cpu_before = cpu_time_with_children(pid)?;
     let window = Instant::now();
     let mut cpu_setups = 0u32;
     while window.elapsed() < Duration::from_secs(cpu_seconds) {
@@ -98,7 +119,7 @@ fn measure(
         (cycle.teardown)()?;
         cpu_setups += 1;
     }
-    let cpu = cpu_time(pid)? - cpu_before;
+    let cpu = cpu_time_with_children(pid)? - cpu_before;
     done += cpu_setups;
     while done < setups {
         (cycle.setup)()?;
@@ -109,6 +130,8 @@ fn measure(
         label: label.to_owned(),
         wall,
         wire,
+        before,
+        after,
         cpu_setups,
         cpu_per_setup: cpu / cpu_setups.max(1),
         rss_one_sa,
@@ -327,9 +350,15 @@ fn main() -> Res<()> {
         let measured = (|| -> Res<Figures> {
             let args = bench.our_args(&bench.share_chain, &bench.pki.share.key);
             let listen = peer.to_string();
-            // the responder follows the initiator's mode request (tunnel: no
-            // USE_TRANSPORT_MODE)
-            let mut daemon_args = vec!["--datapath", "userspace", "--listen", &listen];
+            // kernel-libipsec on charon's side: tunnel mode
+            let mut daemon_args = vec![
+                "--datapath",
+                "userspace",
+                "--listen",
+                &listen,
+                "--mode",
+                "tunnel",
+            ];
             daemon_args.extend(strs(&args));
             let ours = Ours::start(&bench.share, &daemon_args)?;
             let initiator = bench.charon_initiator()?;
@@ -395,6 +424,24 @@ fn main() -> Res<()> {
             range(&f.wall),
             range(&f.wire),
             resources(f)
+        );
+    }
+    println!(
+        "\n| set-up time, medians | start → first IKE packet | IKE_SA_INIT → last IKE_AUTH | \
+         last IKE_AUTH → CHILD_SA installed (set-up returns) |"
+    );
+    println!("|---|---|---|---|");
+    for (role, f) in initiators
+        .iter()
+        .map(|f| ("initiator", f))
+        .chain(responders.iter().map(|f| ("responder", f)))
+    {
+        println!(
+            "| {} as {role} | {:.1} ms | {:.1} ms | {:.1} ms |",
+            f.label,
+            ms(median(&f.before)),
+            ms(median(&f.wire)),
+            ms(median(&f.after))
         );
     }
     for f in &failures {

@@ -16,10 +16,12 @@
 //! 7. bad peers (wrong CA, expired certificate, wrong identity): refused, reported on both
 //!    sides, no SA left behind.
 //!
+//! Our responder runs `--mode tunnel` here: it answers with its configured mode, like
+//! strongSwan's responder.
+//!
 //! Not covered here: 6. reauthentication with a renewed certificate (the daemon
 //! reauthenticates after a metadata renewal, at least 210 s into a 300 s certificate: too
-//! slow for CI, and there is no command to trigger it). Tests marked `#[ignore]` say which defect of ours they wait for; `cargo test
-//! -p ibm-ipsec-tests --test interop_strongswan -- --ignored` runs them.
+//! slow for CI, and there is no command to trigger it).
 //!
 //! Needs root, strongSwan (scripts/install-deps) and the `ibm-ipsec` binary (`cargo build
 //! --bin ibm-ipsec`, or `cargo test --workspace`); without root each test says why it skipped.
@@ -317,10 +319,6 @@ fn ours_up_to_strongswan_responder_with_rsa4096_certificates() {
 /// Scenario 2: a strongSwan initiator with the metadata-style certificate against our
 /// responder, the IBM proposal, then x25519, ECP-256 and MODP-2048.
 #[test]
-#[ignore = "our responder refuses strongSwan's tunnel-mode CHILD_SA with NO_PROPOSAL_CHOSEN \
-            (daemon log: 'peer asked for tunnel mode, we only do transport'): the --listen \
-            responder's ike::Config keeps the default Mode::Transport and `daemon` has no \
-            --mode; run with --ignored once it has"]
 fn strongswan_initiator_to_our_responder_with_rsa4096_certificates() {
     let Some(interop) = Interop::new() else {
         return;
@@ -331,6 +329,8 @@ fn strongswan_initiator_to_our_responder_with_rsa4096_certificates() {
     let mut daemon_args = vec![
         "--listen".to_owned(),
         listen,
+        "--mode".into(),
+        "tunnel".into(),
         "--datapath".into(),
         "userspace".into(),
     ];
@@ -533,10 +533,6 @@ fn psk_ours_up_to_strongswan_responder() {
 
 /// Scenario 4b: PSK, strongSwan initiator → our responder.
 #[test]
-#[ignore = "our responder refuses strongSwan's tunnel-mode CHILD_SA with NO_PROPOSAL_CHOSEN \
-            (daemon log: 'peer asked for tunnel mode, we only do transport'): the --listen \
-            responder's ike::Config keeps the default Mode::Transport and `daemon` has no \
-            --mode; run with --ignored once it has"]
 fn psk_strongswan_initiator_to_our_responder() {
     let Some(interop) = Interop::new() else {
         return;
@@ -549,6 +545,8 @@ fn psk_strongswan_initiator_to_our_responder() {
         &[
             "--listen",
             &listen,
+            "--mode",
+            "tunnel",
             "--datapath",
             "userspace",
             "--psk-file",
@@ -641,10 +639,6 @@ fn strongswan_responder_rekeys_and_dpd_under_transfer_then_deletes_each_side() {
 
 /// Scenario 5b: the same with charon as the initiator and us as the responder.
 #[test]
-#[ignore = "our responder refuses strongSwan's tunnel-mode CHILD_SA with NO_PROPOSAL_CHOSEN \
-            (daemon log: 'peer asked for tunnel mode, we only do transport'): the --listen \
-            responder's ike::Config keeps the default Mode::Transport and `daemon` has no \
-            --mode; run with --ignored once it has"]
 fn strongswan_initiator_rekeys_and_dpd_under_transfer_then_deletes_each_side() {
     let Some(interop) = Interop::new() else {
         return;
@@ -657,6 +651,8 @@ fn strongswan_initiator_rekeys_and_dpd_under_transfer_then_deletes_each_side() {
         &[
             "--listen",
             &listen,
+            "--mode",
+            "tunnel",
             "--datapath",
             "userspace",
             "--psk-file",
@@ -1080,10 +1076,6 @@ fn bad_strongswan_responders_are_refused_by_ours_up() {
 /// a wrong-identity client certificate are refused with AUTHENTICATION_FAILED, which charon
 /// reports; we keep no SA.
 #[test]
-#[ignore = "our responder refuses strongSwan's tunnel-mode CHILD_SA with NO_PROPOSAL_CHOSEN \
-            (daemon log: 'peer asked for tunnel mode, we only do transport'): the --listen \
-            responder's ike::Config keeps the default Mode::Transport and `daemon` has no \
-            --mode; run with --ignored once it has"]
 fn bad_strongswan_initiators_are_refused_by_our_responder() {
     let Some(interop) = Interop::new() else {
         return;
@@ -1099,6 +1091,8 @@ fn bad_strongswan_initiators_are_refused_by_our_responder() {
     let mut daemon_args = vec![
         "--listen".to_owned(),
         listen,
+        "--mode".into(),
+        "tunnel".into(),
         "--datapath".into(),
         "userspace".into(),
         "--remote-id".into(),
