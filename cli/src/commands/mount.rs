@@ -190,9 +190,7 @@ fn daemon_args(conf: &LoadedConf) -> Vec<std::ffi::OsString> {
 
 /// `$IBM_IPSEC_CA_DIR` or [`CA_DIR`].
 fn ca_dir() -> PathBuf {
-    std::env::var_os(CA_DIR_ENV)
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| PathBuf::from(CA_DIR), PathBuf::from)
+    crate::mount::env_path(CA_DIR_ENV).unwrap_or_else(|| PathBuf::from(CA_DIR))
 }
 
 /// The root CA files: every `*.pem` and `*.crt` directly in `dir`.

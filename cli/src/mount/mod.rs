@@ -96,9 +96,7 @@ impl MountEnv {
     /// `/etc/ibmshare/share.conf`; the NFS program from `$IBM_IPSEC_MOUNT_NFS` if set.
     pub fn system() -> MountEnv {
         MountEnv {
-            nfs_program: std::env::var_os(NFS_PROGRAM_ENV)
-                .filter(|v| !v.is_empty())
-                .map(PathBuf::from),
+            nfs_program: env_path(NFS_PROGRAM_ENV),
             nfs_dirs: vec![PathBuf::from("/sbin"), PathBuf::from("/usr/sbin")],
             mount_table: PathBuf::from("/proc/self/mounts"),
             mountinfo: PathBuf::from("/proc/self/mountinfo"),
@@ -112,6 +110,20 @@ impl MountEnv {
             is_root: nix::unistd::geteuid().is_root(),
         }
     }
+}
+
+/// A path from the environment variable `name` (unset or empty: `None`), ignored in a
+/// set-user-ID or set-group-ID process, as glibc's `secure_getenv`: the helpers run as root,
+/// and a caller who is not must not choose the program they execute, the utab they rewrite
+/// or the CAs they trust.
+pub(crate) fn env_path(name: &str) -> Option<PathBuf> {
+    let setid = nix::unistd::getuid() != nix::unistd::geteuid()
+        || nix::unistd::getgid() != nix::unistd::getegid();
+    path_unless_setid(std::env::var_os(name), setid)
+}
+
+fn path_unless_setid(value: Option<std::ffi::OsString>, setid: bool) -> Option<PathBuf> {
+    value.filter(|v| !setid && !v.is_empty()).map(PathBuf::from)
 }
 
 /// A mount that failed: the IBM helper's exit status and the reason.

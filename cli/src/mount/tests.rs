@@ -345,3 +345,15 @@ fn the_nfs_program_override_is_used_as_is() {
     mount(&["10.0.0.1:/a", "/m"], &env, &mut daemon).unwrap();
     assert!(f.nfs_run().unwrap()[0].ends_with("sbin/mount.nfs"));
 }
+
+#[test]
+fn environment_overrides_are_ignored_in_a_setuid_process() {
+    let set = Some(std::ffi::OsString::from("/tmp/evil"));
+    assert_eq!(
+        path_unless_setid(set.clone(), false),
+        Some(PathBuf::from("/tmp/evil"))
+    );
+    assert_eq!(path_unless_setid(set, true), None);
+    assert_eq!(path_unless_setid(Some("".into()), false), None);
+    assert_eq!(path_unless_setid(None, false), None);
+}

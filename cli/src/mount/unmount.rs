@@ -34,9 +34,7 @@ pub struct UnmountEnv {
 impl UnmountEnv {
     /// The real host (`$IBM_IPSEC_UMOUNT` overrides the program, `$LIBMOUNT_UTAB` the utab).
     pub fn system() -> UnmountEnv {
-        let umount_program = std::env::var_os(UMOUNT_PROGRAM_ENV)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
+        let umount_program = super::env_path(UMOUNT_PROGRAM_ENV)
             .or_else(|| {
                 ["/usr/bin/umount", "/bin/umount"]
                     .iter()

@@ -29,9 +29,7 @@ pub const HELPER_OPTION: &str = "helper=ibmshare";
 
 /// The utab path in use: `$LIBMOUNT_UTAB` or [`DEFAULT_UTAB`].
 pub fn utab_path() -> PathBuf {
-    std::env::var_os(UTAB_ENV)
-        .filter(|v| !v.is_empty())
-        .map_or_else(|| PathBuf::from(DEFAULT_UTAB), PathBuf::from)
+    super::env_path(UTAB_ENV).unwrap_or_else(|| PathBuf::from(DEFAULT_UTAB))
 }
 
 /// One mount as `/proc/self/mountinfo` shows it.
