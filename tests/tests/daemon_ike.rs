@@ -532,6 +532,64 @@ fn lifetimes_rekey_child_and_ike_sa_without_losing_a_ping() {
         "{again}"
     );
 
+    // The file server deletes the SAs: the client holds its traffic (nothing in clear) and
+    // the held pings bring new SAs up (strongSwan's `start_action = trap`).
+    let before = cli(&client, &["status", "--json"], &client_control).unwrap();
+    let capture = Capture::start(&client, "lab0", "").unwrap();
+    let client_ip = client.addr().to_string();
+    let out = cli(&share, &["down", &client_ip], &share_control).unwrap();
+    assert!(out.contains("SAs deleted"), "{out}");
+    // Pings during the gap may be lost, never sent in clear.
+    let _ = client.run(&["ping", "-c", "30", "-i", "0.1", "-W", "1", &share_ip]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let renewed = loop {
+        let json = cli(&client, &["status", "--json"], &client_control).unwrap();
+        let spi = json
+            .split("\"spi_in\": \"")
+            .nth(1)
+            .map(|s| s[..8].to_owned());
+        if json.contains("\"state\": \"established\"")
+            && spi
+                .as_ref()
+                .is_some_and(|spi| !before.contains(spi.as_str()))
+        {
+            break json;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client did not re-establish:\n{json}\n{}",
+            client_daemon.output()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let ping = client
+        .run(&["ping", "-c", "3", "-i", "0.2", "-W", "2", &share_ip])
+        .unwrap();
+    assert!(ping.contains("3 received"), "{ping}\n{renewed}");
+    let hosts = [client.addr(), share.addr()];
+    for p in capture.finish().unwrap() {
+        if hosts.contains(&p.src) && hosts.contains(&p.dst) {
+            assert!(
+                p.udp_kind().is_some(),
+                "cleartext while the SAs were re-negotiated: protocol {} {} -> {} at {:?}, \
+                 starting {:02x?}\n{}",
+                p.protocol,
+                p.src,
+                p.dst,
+                p.time,
+                &p.payload[..p.payload.len().min(8)],
+                client_daemon.output()
+            );
+        }
+    }
+    assert!(
+        client_daemon
+            .output()
+            .contains("re-initiating the lost IKE SA"),
+        "{}",
+        client_daemon.output()
+    );
+
     // `down` deletes the SAs on both sides; traffic then flows without ESP.
     let out = cli(&client, &["down", &share_ip], &client_control).unwrap();
     assert!(out.contains(&format!("{share_ip}: SAs deleted")), "{out}");

@@ -93,6 +93,14 @@ pub fn render(report: &StatusReport, now: u64) -> String {
         let _ = writeln!(out, "           last attempt failed: {error}");
     }
 
+    if !report.held_peers.is_empty() {
+        let held: Vec<String> = report.held_peers.iter().map(ToString::to_string).collect();
+        let _ = writeln!(
+            out,
+            "Held:      {} (SAs lost; traffic held until it brings them back, or `up`)",
+            held.join(", ")
+        );
+    }
     let _ = writeln!(out, "\nIKE SAs");
     let rows: Vec<Vec<String>> = report
         .ike_sas
@@ -241,6 +249,7 @@ mod tests {
             identity_service: None,
             ike_sas: vec![],
             child_sas: vec![],
+            held_peers: vec![],
         }
     }
 
@@ -253,6 +262,11 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("Identity:  none configured"), "{text}");
+        assert!(!text.contains("Held:"), "{text}");
+        let mut held = report();
+        held.held_peers = vec!["10.240.0.5".parse().unwrap()];
+        let text = render(&held, 1000);
+        assert!(text.contains("Held:      10.240.0.5 (SAs lost"), "{text}");
         assert_eq!(text.matches("(none)").count(), 2, "{text}");
         let mut pending = report();
         pending.identity_service = Some("http://169.254.169.254".into());

@@ -203,6 +203,10 @@ pub struct StatusReport {
     pub ike_sas: Vec<IkeSaStatus>,
     /// One row per CHILD_SA (ONTAP's `security ipsec show-ipsecsa`).
     pub child_sas: Vec<ChildSaStatus>,
+    /// Peers whose SAs were lost: their traffic is held (never sent in clear) and the next
+    /// packet to them, or `up`, negotiates new SAs.
+    #[serde(default)]
+    pub held_peers: Vec<IpAddr>,
 }
 
 /// The daemon process.
@@ -420,6 +424,7 @@ mod tests {
                 packets_out: 4,
                 rekey_unix: Some(1_800_003_600),
             }],
+            held_peers: vec!["10.0.0.3".parse().unwrap()],
         }
     }
 

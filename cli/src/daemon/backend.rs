@@ -126,6 +126,14 @@ pub trait SaBackend: Send {
     /// Forgets a peer: its capture, routes and any SA left.
     fn remove_peer(&mut self, peer: IpAddr);
 
+    /// Packets to `peer` held (dropped, never sent in clear) since its outbound SA went, so
+    /// the driver can negotiate new SAs when traffic wants out (strongSwan's `start_action =
+    /// trap`). A backend that cannot tell returns 0: the SAs then come back on the next `up`.
+    fn held_packets(&self, peer: IpAddr) -> u64 {
+        let _ = peer;
+        0
+    }
+
     /// Counters of a CHILD_SA, when the backend still holds it.
     fn counters(&self, peer: IpAddr, spi_in: u32, spi_out: u32) -> Option<ChildCounters>;
 

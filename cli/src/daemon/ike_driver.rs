@@ -29,6 +29,15 @@ use crate::control::{
 /// The IKE port.
 const IKE_PORT: u16 = 500;
 
+/// First wait before re-initiating lost SAs after a failed attempt; doubled per failure up
+/// to [`RESTART_MAX`].
+const RESTART_FIRST: Duration = Duration::from_secs(2);
+/// How often held traffic is looked for (strongSwan's `start_action = trap` reacts to the
+/// kernel's ACQUIRE; the userspace datapath counts the packets it held instead).
+const TRAP_POLL: Duration = Duration::from_millis(250);
+/// Longest wait between re-initiations.
+const RESTART_MAX: Duration = Duration::from_secs(60);
+
 /// How an `up` request turns into credentials: built by the daemon, which knows its
 /// configured defaults (PSK file, host identity, CAs).
 /// Also returns the rekey interval in seconds, when not the default.
@@ -84,6 +93,20 @@ struct Peer {
     renewable: bool,
     /// The backend knows the peer ([`SaBackend::prepare_peer`]).
     prepared: bool,
+    /// What `up` asked for (initiated peers only): the SAs are re-initiated with it when
+    /// they are lost.
+    options: Option<Box<UpOptions>>,
+    /// A CHILD_SA was installed at least once.
+    was_up: bool,
+    /// The IKE SA was lost (not by our `down`): the peer's traffic is held, and the next
+    /// packet to it (or `up`) negotiates new SAs, as strongSwan's `start_action = trap`.
+    held: bool,
+    /// When to look for held traffic next (or retry after a failure).
+    restart_at: Option<Instant>,
+    /// Held packets already seen when the trap was (re)armed.
+    trap_baseline: u64,
+    /// The next wait before re-initiating.
+    backoff: Duration,
 }
 
 impl Peer {
@@ -98,6 +121,12 @@ impl Peer {
             deleting: false,
             renewable: false,
             prepared: false,
+            options: None,
+            was_up: false,
+            held: false,
+            restart_at: None,
+            trap_baseline: 0,
+            backoff: RESTART_FIRST,
         }
     }
 
@@ -220,6 +249,13 @@ impl Driver {
         reply: oneshot::Sender<Response>,
     ) {
         if let Some(p) = self.peers.get_mut(&peer) {
+            if p.held && p.handle.is_none() && !p.deleting {
+                // Lost SAs waiting for traffic: the operator asks now.
+                p.waiters.push(reply);
+                self.restart(now, peer);
+                self.pump(now);
+                return;
+            }
             if !p.deleting {
                 if let Some(summary) = self.summary(peer, true) {
                     let _ = reply.send(Response::Up(Box::new(summary)));
@@ -322,13 +358,67 @@ impl Driver {
             }
         };
         tracing::info!(%peer, %local, spi = %format_args!("{handle:016x}"), "initiating IKE SA");
-        let mut p = Peer::new(local, now);
+        let p = self
+            .peers
+            .entry(peer)
+            .or_insert_with(|| Peer::new(local, now));
+        p.local = local;
         p.handle = Some(handle);
         p.renewable = renewable;
         p.prepared = true;
+        p.started = now;
+        p.options = Some(Box::new(options.clone()));
+        p.restart_at = None;
+        p.held = false;
         self.handles.insert(handle, peer);
-        self.peers.insert(peer, p);
         Ok(true)
+    }
+
+    /// Re-initiates the lost SAs whose peers have traffic waiting (and whose retry wait,
+    /// after a failed attempt, is over); re-arms the others.
+    fn restart_due(&mut self, now: Instant) {
+        let due: Vec<IpAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.held && !p.deleting && p.restart_at.is_some_and(|t| t <= now))
+            .map(|(ip, _)| *ip)
+            .collect();
+        for peer in due {
+            let held = self.backend.held_packets(peer);
+            let Some(p) = self.peers.get_mut(&peer) else {
+                continue;
+            };
+            if held > p.trap_baseline {
+                tracing::info!(%peer, held = held - p.trap_baseline,
+                    "traffic to the peer is waiting: re-initiating the lost IKE SA");
+                self.restart(now, peer);
+            } else {
+                p.restart_at = Some(now + TRAP_POLL);
+            }
+        }
+    }
+
+    /// Initiates again with the options of the original `up`.
+    fn restart(&mut self, now: Instant, peer: IpAddr) {
+        let Some(options) = self.peers.get(&peer).and_then(|p| p.options.clone()) else {
+            return;
+        };
+        let failure = match self.initiate(now, peer, &options) {
+            Ok(true) => None,
+            Ok(false) => Some("no host certificate yet".to_owned()),
+            Err((_, message)) => Some(message),
+        };
+        if let Some(why) = failure {
+            let held = self.backend.held_packets(peer);
+            if let Some(p) = self.peers.get_mut(&peer) {
+                tracing::warn!(%peer, "re-initiation failed: {why}");
+                p.answer(&error(ErrorKind::IkeFailed, why.clone()));
+                p.last_error = Some(why);
+                p.trap_baseline = held;
+                p.restart_at = Some(now + p.backoff);
+                p.backoff = (p.backoff * 2).min(RESTART_MAX);
+            }
+        }
     }
 
     /// The first host certificate arrived: `up` requests that waited for it go ahead.
@@ -390,12 +480,17 @@ impl Driver {
     /// Runs the endpoint's timers.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
         self.endpoint.handle_timeout(now);
+        self.restart_due(now);
         self.pump(now);
     }
 
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
-        self.endpoint.poll_timeout()
+        let restart = self.peers.values().filter_map(|p| p.restart_at).min();
+        match (self.endpoint.poll_timeout(), restart) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether any IKE SA is left.
@@ -626,6 +721,9 @@ impl Driver {
                     .or_insert_with(|| Peer::new(local, now));
                 p.handle.get_or_insert(handle);
                 p.children.push(c);
+                p.was_up = true;
+                p.backoff = RESTART_FIRST;
+                p.last_error = None;
                 if !p.waiters.is_empty() {
                     if let Some(summary) = self.summary(peer, false) {
                         if let Some(p) = self.peers.get_mut(&peer) {
@@ -705,6 +803,23 @@ impl Driver {
                         if p.handle.map_or(true, |h| h == handle) {
                             p.handle = Some(next);
                         }
+                    }
+                    (Some(p), None) if p.was_up && !p.deleting && p.options.is_some() => {
+                        // Lost without our `down` (DPD, the peer's DELETE, a failed rekey):
+                        // the peer stays in the datapath, so its traffic is held rather than
+                        // sent in clear, and the next packet to it negotiates new SAs.
+                        tracing::warn!(%peer, %reason,
+                            "IKE SA lost; traffic to the peer is held until new SAs are up");
+                        p.answer(&error(
+                            ErrorKind::IkeFailed,
+                            format!("the IKE SA with {peer} was lost: {reason}"),
+                        ));
+                        p.last_error = Some(reason);
+                        p.handle = None;
+                        p.children.clear();
+                        p.held = true;
+                        p.restart_at = Some(now + TRAP_POLL);
+                        p.trap_baseline = self.backend.held_packets(peer);
                     }
                     (Some(p), None) => {
                         p.last_error.get_or_insert(reason);
@@ -805,6 +920,18 @@ impl Driver {
         })
     }
 
+    /// Peers whose SAs were lost and whose traffic is held until new ones are negotiated.
+    pub(crate) fn held_peers(&self) -> Vec<IpAddr> {
+        let mut v: Vec<IpAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.held && p.handle.is_none())
+            .map(|(ip, _)| *ip)
+            .collect();
+        v.sort();
+        v
+    }
+
     /// The `status` rows of every IKE SA and CHILD_SA.
     pub(crate) fn status(&self) -> (Vec<IkeSaStatus>, Vec<ChildSaStatus>) {
         let mut peers: Vec<&IpAddr> = self.peers.keys().collect();
@@ -813,10 +940,16 @@ impl Driver {
         let mut child_rows = Vec::new();
         for peer in peers {
             let p = &self.peers[peer];
+            if p.held && p.handle.is_none() {
+                // No SA: `held_peers` lists it.
+                continue;
+            }
             let sa = p.handle.and_then(|h| self.endpoint.sa(h));
             let (spi_i, spi_r) = sa.map_or((0, 0), |sa| sa.spis());
             let state = if p.deleting {
                 "deleting"
+            } else if p.held {
+                "restarting"
             } else if sa.is_some_and(|sa| sa.is_established()) {
                 "established"
             } else {

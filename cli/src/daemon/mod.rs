@@ -329,6 +329,11 @@ impl State {
 
     fn status(&self) -> Response {
         let (ike_sas, child_sas) = self.driver.as_ref().map(Driver::status).unwrap_or_default();
+        let held_peers = self
+            .driver
+            .as_ref()
+            .map(Driver::held_peers)
+            .unwrap_or_default();
         Response::Status(Box::new(StatusReport {
             daemon: self.info.clone(),
             datapath: self.datapath.clone(),
@@ -337,6 +342,7 @@ impl State {
             identity_service: self.identity_service.clone(),
             ike_sas,
             child_sas,
+            held_peers,
         }))
     }
 

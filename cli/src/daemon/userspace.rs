@@ -153,6 +153,25 @@ fn sa_pair(child: &ike::ChildSa) -> Result<(OutboundSa, InboundSa), BackendError
     Ok((out, inb))
 }
 
+/// An outbound SA under a random key and SPI that nobody holds: what traffic to a peer is
+/// sealed with between its CHILD_SAs, so it is dropped at the peer, never sent in clear.
+fn blackhole_sa(mode: esp::Mode) -> Result<OutboundSa, BackendError> {
+    use ring::rand::SecureRandom;
+    let rng = ring::rand::SystemRandom::new();
+    let mut spi = [0u8; 4];
+    let mut key = Zeroizing::new([0u8; 36]);
+    let fail = |_| BackendError("the system random generator failed".into());
+    rng.fill(&mut spi).map_err(fail)?;
+    rng.fill(&mut key[..]).map_err(fail)?;
+    // Above the reserved 0..=255 (RFC 4303 §2.1).
+    let spi = u32::from_be_bytes(spi) | 0x8000_0000;
+    let config = SaConfig {
+        mode,
+        ..SaConfig::new(spi, Algorithm::AesGcm16_256)
+    };
+    OutboundSa::new(config, &key[..]).map_err(|e| BackendError(format!("placeholder SA: {e}")))
+}
+
 /// A port range as one selector port: a single port, or any.
 fn single_port(ts: &TsRange) -> Option<u16> {
     (ts.start_port == ts.end_port && ts.ip_protocol != 0).then_some(ts.start_port)
@@ -350,11 +369,20 @@ impl SaBackend for UserspaceBackend {
             .get(&peer4)
             .is_some_and(|s| s.current_out == Some(spi_out));
         if sealing_with_it {
-            // No outbound SA may use deleted keys: re-adding the peer drops its captured
-            // traffic until a new CHILD_SA is installed.
-            let config = self.peers[&peer4].config.clone();
-            if let Err(e) = self.readd_peer(peer4, config) {
-                tracing::warn!(%peer, "{e}");
+            // No outbound SA may use deleted keys, and the traffic must not go out in clear
+            // either: until a new CHILD_SA arrives it is sealed under a random key nobody
+            // holds (the peer drops it as an unknown SPI).
+            let mode = self.peers[&peer4].config.mode;
+            match blackhole_sa(mode) {
+                Ok(sa) => {
+                    if let Err(e) = dp.set_outbound(peer4, sa) {
+                        tracing::warn!(%peer, "holding traffic to the peer: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!(%peer, "holding traffic to the peer: {e}"),
+            }
+            if let Some(state) = self.peers.get_mut(&peer4) {
+                state.current_out = None;
             }
         }
     }
@@ -368,6 +396,23 @@ impl SaBackend for UserspaceBackend {
                 }
             }
         }
+    }
+
+    fn held_packets(&self, peer: IpAddr) -> u64 {
+        let Ok(peer4) = v4(peer) else { return 0 };
+        if self
+            .peers
+            .get(&peer4)
+            .map_or(true, |s| s.current_out.is_some())
+        {
+            return 0;
+        }
+        // Without a CHILD_SA the outbound SA is the placeholder: what it sealed was held.
+        self.datapath
+            .as_ref()
+            .and_then(|dp| dp.counters(peer4))
+            .and_then(|c| c.outbound)
+            .map_or(0, |(_, c)| c.packets)
     }
 
     fn counters(&self, peer: IpAddr, spi_in: u32, spi_out: u32) -> Option<ChildCounters> {
