@@ -6,9 +6,13 @@
 //!   host-to-host policies never capture IKE itself; the 4500 socket also gets
 //!   `UDP_ENCAP_ESPINUDP`, so the kernel takes ESP-in-UDP off it and leaves IKE (non-ESP
 //!   marker) to us (RFC 3948 §2.2). The driver owns that socket: `nat_t_ike` is false.
-//! - Rekey (RFC 7296 §2.8): the new pair is installed next to the old one with the same reqid;
-//!   the kernel sends on the newest SA at once and accepts on both SPIs until the old pair is
-//!   removed (`remove_child` after the DELETE exchange).
+//! - Rekey (RFC 7296 §2.8) loses nothing: the new inbound SA goes in at once (same reqid, so
+//!   the policies keep matching), but the new *outbound* SA only when the old CHILD_SA is
+//!   removed (the DELETE exchange). Installing it at once would, on the rekey responder, send
+//!   on an SPI the initiator installs only when our response reaches it (seen in the VM: one
+//!   `XfrmInNoStates` drop per rekey under a 50 ms ping); strongSwan delays the same way. The
+//!   old inbound SA then gets a 5 s hard lifetime instead of going at once, for packets the
+//!   peer sent on it just before it switched.
 //! - The kernel gets only a hard time limit, a little after IKE's own hard lifetime: IKE
 //!   rekeys and deletes on its own schedule, the kernel limit only cleans up after a daemon
 //!   that died without `shutdown`. A restarted daemon also removes what a previous run left
@@ -31,6 +35,9 @@ use xfrm::{Crypto, Kernel, LifetimeConfig, Mode, Replay, XfrmKernel};
 use super::backend::{self, BackendError, ChildCounters, IkeDatagram, SaBackend};
 use crate::control::DatapathKind;
 
+/// Seconds a replaced inbound SA keeps accepting packets still in flight after its CHILD_SA
+/// was deleted (strongSwan's `delete_rekeyed_delay` is 5 s too).
+const OLD_INBOUND_GRACE_SECONDS: u64 = 5;
 /// Seconds the kernel keeps an SA past IKE's hard lifetime before deleting it itself.
 const HARD_LIMIT_MARGIN_SECONDS: u64 = 60;
 /// Anti-replay window of inbound SAs (packets), strongSwan's default is 32; a wider window
@@ -44,6 +51,13 @@ const NAT_T_PORT: u16 = 4500;
 struct Installed {
     handle: ChildHandle,
     policies: ChildPolicies,
+    /// The inbound SA as installed, with its keys replaced by zeros (for the UPDSA that
+    /// shortens its life after a rekey; the kernel keeps the real keys).
+    inbound_shape: xfrm::SaSpec,
+    /// A rekeyed child's outbound SA, held back until its predecessor is removed.
+    pending_outbound: Option<ChildSaSpec>,
+    /// The inbound SPI of the child this one replaced.
+    predecessor: Option<u32>,
 }
 
 /// Kernel XFRM as an [`SaBackend`].
@@ -83,6 +97,30 @@ impl KernelBackend {
             kernel,
             children: HashMap::new(),
         })
+    }
+
+    /// Shortens a replaced inbound SA's life to the grace period: UPDSA changes only the
+    /// lifetimes (and encapsulation) of a valid SA, so the zero keys of `inbound_shape` never
+    /// replace the real ones.
+    /// The kernel counts the limit from the SA's install time, so it is set to the SA's age
+    /// plus the grace period.
+    fn retire_inbound(&self, entry: &Installed) -> Result<(), xfrm::Error> {
+        let added = self
+            .kernel
+            .get_sa(&entry.handle.inbound())?
+            .current
+            .add_time;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let mut sa = entry.inbound_shape.clone();
+        sa.lifetime = LifetimeConfig::time_and_bytes(
+            0,
+            now.saturating_sub(added) + OLD_INBOUND_GRACE_SECONDS,
+            u64::MAX,
+            u64::MAX,
+        );
+        self.kernel.update_sa(&sa)
     }
 
     fn remove_policies_if_unused(&mut self, policies: &ChildPolicies) {
@@ -131,6 +169,36 @@ fn crypto(
             "kernel XFRM: no kernel transform for {e:?} with {i:?}"
         ))),
     }
+}
+
+/// `sa` with every key byte zeroed (same algorithms and key lengths).
+fn keyless(mut sa: xfrm::SaSpec) -> xfrm::SaSpec {
+    let zero = |k: &xfrm::Key| xfrm::Key::new(&vec![0u8; k.len()]);
+    sa.crypto = match &sa.crypto {
+        Crypto::Aead {
+            name,
+            key,
+            icv_bits,
+        } => Crypto::Aead {
+            name: name.clone(),
+            key: zero(key),
+            icv_bits: *icv_bits,
+        },
+        Crypto::CipherAuth {
+            cipher,
+            cipher_key,
+            auth,
+            auth_key,
+            trunc_bits,
+        } => Crypto::CipherAuth {
+            cipher: cipher.clone(),
+            cipher_key: zero(cipher_key),
+            auth: auth.clone(),
+            auth_key: zero(auth_key),
+            trunc_bits: *trunc_bits,
+        },
+    };
+    sa
 }
 
 /// The CIDR blocks covering an address range (RFC 7296 TS ranges need not be prefixes).
@@ -342,25 +410,48 @@ impl SaBackend for KernelBackend {
             (handle.peer, handle.spi_in),
             Installed {
                 handle,
+                inbound_shape: keyless(spec.inbound_sa()),
                 policies: spec.policies,
+                pending_outbound: None,
+                predecessor: None,
             },
         );
         Ok(())
     }
 
     fn rekey_child(&mut self, old_spi_in: u32, new: &ike::ChildSa) -> Result<(), BackendError> {
-        // Same reqid as the old pair: the policies keep matching; `install` refreshes them in
-        // case the selectors were narrowed differently this time.
-        if let Some(old) = self.children.get(&(new.remote.ip(), old_spi_in)) {
-            if old.handle.reqid != new.reqid {
-                tracing::warn!(
-                    old = old.handle.reqid,
-                    new = new.reqid,
-                    "rekeyed CHILD_SA changed reqid"
-                );
-            }
+        let spec = spec_of(new)?;
+        let handle = spec.handle();
+        if !self.children.contains_key(&(handle.peer, old_spi_in)) {
+            // Nothing to hand over from: install the pair at once.
+            return self.install_child(new);
         }
-        self.install_child(new)
+        child::install_inbound(&self.kernel, &spec)
+            .map_err(|e| err("installing a rekeyed CHILD_SA", e))?;
+        // Same reqid as the old pair, so this only refreshes them, unless the selectors were
+        // narrowed differently this time.
+        if let Err(e) = child::install_policies(&self.kernel, &spec.policies) {
+            let _ = self.kernel.delete_sa(&handle.inbound());
+            return Err(err("installing a rekeyed CHILD_SA's policies", e));
+        }
+        tracing::info!(
+            peer = %handle.peer,
+            old_spi_in = format_args!("{old_spi_in:#010x}"),
+            spi_in = format_args!("{:#010x}", handle.spi_in),
+            spi_out = format_args!("{:#010x}", handle.spi_out),
+            "rekeyed CHILD_SA: inbound installed, outbound follows the old one's removal"
+        );
+        self.children.insert(
+            (handle.peer, handle.spi_in),
+            Installed {
+                handle,
+                inbound_shape: keyless(spec.inbound_sa()),
+                policies: spec.policies.clone(),
+                pending_outbound: Some(spec),
+                predecessor: Some(old_spi_in),
+            },
+        );
+        Ok(())
     }
 
     fn remove_child(&mut self, peer: IpAddr, spi_in: u32, spi_out: u32) {
@@ -368,8 +459,45 @@ impl SaBackend for KernelBackend {
             tracing::debug!(%peer, spi_in, spi_out, "no such CHILD_SA installed");
             return;
         };
-        if let Err(e) = child::remove_child(&self.kernel, &entry.handle) {
-            tracing::warn!(%peer, error = %e, "removing a CHILD_SA failed");
+        // Successors switch outbound now, before the old outbound SA goes.
+        let mut replaced = false;
+        for successor in self.children.values_mut() {
+            if successor.handle.peer != peer || successor.predecessor != Some(spi_in) {
+                continue;
+            }
+            successor.predecessor = None;
+            if let Some(spec) = successor.pending_outbound.take() {
+                match child::install_outbound(&self.kernel, &spec) {
+                    Ok(()) => replaced = true,
+                    Err(e) => {
+                        tracing::warn!(%peer, error = %e, "installing the rekeyed outbound SA failed")
+                    }
+                }
+            }
+        }
+        // A redundant SA of a simultaneous rekey may go before it ever sent: its outbound SA
+        // was never installed.
+        if entry.pending_outbound.is_none() {
+            if let Err(e) = self.kernel.delete_sa(&entry.handle.outbound()) {
+                if !matches!(e.errno(), Some(nix::libc::ESRCH) | Some(nix::libc::ENOENT)) {
+                    tracing::warn!(%peer, error = %e, "removing an outbound SA failed");
+                }
+            }
+        }
+        let retired = replaced
+            && match self.retire_inbound(&entry) {
+                Ok(()) => true,
+                Err(e) => {
+                    tracing::warn!(%peer, error = %e, "shortening a replaced inbound SA's life failed; removing it now");
+                    false
+                }
+            };
+        if retired {
+            // The kernel deletes it after the grace period.
+        } else if let Err(e) = self.kernel.delete_sa(&entry.handle.inbound()) {
+            if !matches!(e.errno(), Some(nix::libc::ESRCH) | Some(nix::libc::ENOENT)) {
+                tracing::warn!(%peer, error = %e, "removing an inbound SA failed");
+            }
         }
         self.remove_policies_if_unused(&entry.policies);
     }
