@@ -19,6 +19,11 @@ use ike::{Config, Endpoint, Event, PeerIdentity, Psk, SaHandle};
 /// generations it was told are revoked.
 struct Renewing {
     psk: Psk,
+    /// The same key without a required peer identity, used while `accept_any` is set.
+    any: Psk,
+    accept_any: std::sync::atomic::AtomicBool,
+    /// Presents this identity instead of its own.
+    id_override: Mutex<Option<Identification>>,
     generation: AtomicU8,
     seen: Mutex<Vec<u8>>,
     revoked: AtomicU8,
@@ -32,6 +37,9 @@ impl Renewing {
                 Some(Identification::fqdn(remote)),
                 b"reauth".to_vec(),
             ),
+            any: Psk::new(Identification::fqdn(local), None, b"reauth".to_vec()),
+            accept_any: std::sync::atomic::AtomicBool::new(false),
+            id_override: Mutex::new(None),
             generation: AtomicU8::new(1),
             seen: Mutex::new(Vec::new()),
             revoked: AtomicU8::new(0),
@@ -41,7 +49,11 @@ impl Renewing {
 
 impl LocalAuthenticator for Renewing {
     fn id(&self) -> Identification {
-        self.psk.id()
+        self.id_override
+            .lock()
+            .unwrap()
+            .clone()
+            .unwrap_or_else(|| self.psk.id())
     }
     fn certificates(&self) -> Vec<Vec<u8>> {
         vec![vec![self.generation.load(Ordering::SeqCst)]]
@@ -60,6 +72,9 @@ impl PeerAuthenticator for Renewing {
             return Err(AuthError(format!(
                 "certificate generation {generation} revoked"
             )));
+        }
+        if self.accept_any.load(Ordering::SeqCst) {
+            return self.any.verify(r);
         }
         self.psk.verify(r)
     }
@@ -450,4 +465,46 @@ fn reauthentication_recreates_every_child_sa() {
     });
     assert!(last_up < reauthenticated && reauthenticated < first_old_down);
     assert_eq!((lab.reqids[0].in_use(), lab.reqids[1].in_use()), (2, 2));
+}
+
+/// The new IKE SA of a reauthentication must authenticate the peer of the SA it replaces:
+/// another identity, even one the config accepts, does not take over its CHILD_SAs.
+#[test]
+fn reauthentication_refuses_a_peer_with_another_identity() {
+    let mut lab = lab(LinkConfig::perfect(), 11);
+    let old = lab.handle;
+    let children = lab.net.endpoints[0].1.sa(old).unwrap().child_spis();
+    lab.client.accept_any.store(true, Ordering::SeqCst);
+    *lab.share.id_override.lock().unwrap() = Some(Identification::fqdn("impostor"));
+    let now = lab.net.now;
+    let new = lab.net.endpoints[0].1.reauthenticate(now, old).unwrap();
+    lab.net.run_until(now + Duration::from_secs(60), |n| {
+        n.events[0]
+            .iter()
+            .any(|(h, e)| *h == old && matches!(e, Event::Failed { .. }))
+    });
+    lab.net
+        .run_until(lab.net.now + Duration::from_secs(60), |_| false);
+    let ev = &lab.net.events[0];
+    let reason = ev
+        .iter()
+        .find_map(|(h, e)| match e {
+            Event::Failed { reason } if *h == old => Some(reason.clone()),
+            _ => None,
+        })
+        .expect("the reauthentication fails");
+    assert!(reason.contains("impostor"), "{reason}");
+    assert!(ev
+        .iter()
+        .all(|(_, e)| !matches!(e, Event::Reauthenticated { .. })));
+    assert!(
+        ev.iter()
+            .all(|(h, e)| *h != new || !matches!(e, Event::ChildSaUp(_))),
+        "no CHILD_SA of the impostor's SA reaches the driver"
+    );
+    let ep = &lab.net.endpoints[0].1;
+    assert!(ep.sa(new).is_none(), "the refused SA is gone");
+    let sa = ep.sa(old).unwrap();
+    assert!(sa.is_established());
+    assert_eq!(sa.child_spis(), children);
 }

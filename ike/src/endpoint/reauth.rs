@@ -52,7 +52,8 @@ impl Endpoint {
     /// The peer, if it is an `Endpoint` too, gives the new CHILD_SAs the reqids of the ones
     /// they replace (same authenticated peer, same selectors), so the same holds there.
     ///
-    /// If the new IKE SA or any of its CHILD_SAs fails, the old IKE SA is left untouched, a
+    /// If the new IKE SA or any of its CHILD_SAs fails (the peer must prove the identity the
+    /// old SA authenticated: another one fails IKE_AUTH), the old IKE SA is left untouched, a
     /// `Failed` event on the **old** handle says why, and the new SA is deleted (its
     /// `ChildSaDown`s, if any came up, name SPIs of the new SA only). Errors: no such SA,
     /// not established, or a reauthentication of it already running.
@@ -69,7 +70,8 @@ impl Endpoint {
         let templates = old.child_templates();
         let expected = templates.len().max(1);
         let reqids: Vec<u32> = templates.iter().map(|t| t.reqid).collect();
-        let sa = IkeSa::initiate_reauth(
+        let peer = old.peer().map(|p| p.id.clone());
+        let mut sa = IkeSa::initiate_reauth(
             old.config().clone(),
             old.local(),
             old.remote(),
@@ -78,6 +80,7 @@ impl Endpoint {
             now,
             &mut *self.rng,
         )?;
+        sa.expect_peer(peer);
         let new = sa.local_spi();
         self.sas.insert(new, sa);
         for r in &reqids {

@@ -180,7 +180,18 @@ impl IkeSa {
             self.fail(reason);
             return;
         }
-        let peer = match self.verify_peer(&payloads, Role::Responder) {
+        let verified = self.verify_peer(&payloads, Role::Responder).and_then(|p| {
+            match &self.expected_peer {
+                // A reauthentication replaces the SA of one peer: another identity, even one
+                // the config accepts, must not inherit its CHILD_SAs and reqids (§2.8.3).
+                Some(want) if *want != p.id => Err(format!(
+                    "reauthentication: peer authenticated as {}, not {want}",
+                    p.id
+                )),
+                _ => Ok(p),
+            }
+        });
+        let peer = match verified {
             Ok(p) => p,
             Err(reason) => {
                 self.notify_authentication_failed(now, rng);

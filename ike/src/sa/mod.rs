@@ -198,6 +198,9 @@ pub struct IkeSa {
     early_auth: Option<ike_auth::OwnAuth>,
     /// The peer's IKE_AUTH carried `INITIAL_CONTACT` (RFC 7296 §2.4).
     peer_initial_contact: bool,
+    /// A reauthentication's new SA: the identity the replaced SA authenticated, which the
+    /// peer must prove again (RFC 7296 §2.8.3).
+    expected_peer: Option<crate::wire::Identification>,
     transmits: VecDeque<Datagram>,
     events: VecDeque<Event>,
     /// Lifetimes, liveness, rekey retries and the hand-over to a successor SA.
@@ -257,6 +260,7 @@ impl IkeSa {
             early_auth_at: None,
             early_auth: None,
             peer_initial_contact: false,
+            expected_peer: None,
             transmits: VecDeque::new(),
             events: VecDeque::new(),
             life: lifetime::Lifecycle::default(),

@@ -69,6 +69,11 @@ impl IkeSa {
         v
     }
 
+    /// A reauthentication's new SA: IKE_AUTH fails unless the peer proves `id` again.
+    pub(crate) fn expect_peer(&mut self, id: Option<crate::wire::Identification>) {
+        self.expected_peer = id;
+    }
+
     /// Gives the CHILD_SA with inbound SPI `spi_in` another reqid (the endpoint's reqid
     /// adoption on the peer side of a reauthentication).
     pub(crate) fn adopt_reqid(&mut self, spi_in: u32, reqid: u32) {
