@@ -736,14 +736,82 @@ fn ours_up_rekeys_child_and_ike_sa_under_transfer() {
         ],
     )
     .unwrap_or_else(|e| panic!("up: {e}\ncharon:\n{}", charon.log()));
-    let first = established(&charon);
+    our_rekeys_under_transfer(&interop, &charon, &ours, client, capture, 5407);
+}
+
+/// Scenario 5d: our responder rekeys. `daemon --listen --rekey-seconds 10` answering a charon
+/// initiator with default lifetimes: within a 13-second paced transfer our daemon rekeys the
+/// CHILD_SA and the IKE SA it did not create, charon follows, every byte arrives.
+#[test]
+fn our_responder_rekeys_child_and_ike_sa_under_transfer() {
+    let Some(interop) = Interop::new() else {
+        return;
+    };
+    let Interop { client, share, .. } = &interop;
+    let psk = interop.psk_file("psk", PSK);
+    let listen = share.addr().to_string();
+    let ours = Ours::start(
+        share,
+        &[
+            "--listen",
+            &listen,
+            "--mode",
+            "tunnel",
+            "--datapath",
+            "userspace",
+            "--psk-file",
+            &s(&psk),
+            "--local-id",
+            SHARE_ID,
+            "--remote-id",
+            CLIENT_ID,
+            "--rekey-seconds",
+            "10",
+        ],
+    )
+    .unwrap();
+    let charon = StrongSwan::start(
+        client,
+        psk_config(Connection::psk(
+            "nfs",
+            client.addr(),
+            share.addr(),
+            CLIENT_ID,
+            SHARE_ID,
+        )),
+    )
+    .unwrap();
+    let capture = Capture::start(share, "lab0", "").unwrap();
+    charon
+        .initiate("nfs")
+        .unwrap_or_else(|e| panic!("initiate: {e}\nours:\n{}", ours.log()));
+    our_rekeys_under_transfer(&interop, &charon, &ours, share, capture, 5408);
+}
+
+/// A 13-second paced transfer from client to share across the rekeys our daemon (on
+/// `our_host`, `--rekey-seconds 10`) makes of the CHILD_SA and the IKE SA; charon follows.
+fn our_rekeys_under_transfer(
+    interop: &Interop,
+    charon: &StrongSwan,
+    ours: &Ours,
+    our_host: &Host,
+    capture: Capture,
+    port: u16,
+) {
+    let Interop { client, share, .. } = interop;
+    let peer = if our_host.addr() == client.addr() {
+        share.addr()
+    } else {
+        client.addr()
+    };
+    let first = established(charon);
     let ike_spi = first.get("initiator-spi").unwrap().to_owned();
     let child_spi = first.children[0].get("spi-in").unwrap().to_owned();
     let bytes = 6 * 1024 * 1024;
     let report = Transfer::start(
         client,
         share,
-        TransferSpec::new(5407, bytes).lasting(Duration::from_secs(13)),
+        TransferSpec::new(port, bytes).lasting(Duration::from_secs(13)),
     )
     .unwrap()
     .finish()
@@ -763,14 +831,14 @@ fn ours_up_rekeys_child_and_ike_sa_under_transfer() {
     );
     let rekeys_by_us = ike_messages(&packets)
         .iter()
-        .filter(|(p, h)| h.exchange == 36 && !h.is_response() && p.src == client.addr())
+        .filter(|(p, h)| h.exchange == 36 && !h.is_response() && p.src == our_host.addr())
         .count();
     assert!(
         rekeys_by_us >= 2,
         "we rekeyed the CHILD_SA and the IKE SA: {:#?}",
         exchange_summary(&packets)
     );
-    let after = established(&charon);
+    let after = established(charon);
     assert_ne!(
         after.get("initiator-spi"),
         Some(ike_spi.as_str()),
@@ -787,7 +855,7 @@ fn ours_up_rekeys_child_and_ike_sa_under_transfer() {
     );
     assert_eq!(charon.list_sas().unwrap().len(), 1, "old IKE SA deleted");
     let status = ours.status().unwrap();
-    assert_eq!(status.established_with(share.addr()), 1, "{:#}", status.0);
+    assert_eq!(status.established_with(peer), 1, "{:#}", status.0);
     let p = ping(client, share.addr(), 2, Duration::from_millis(100)).unwrap();
     assert_eq!(p.received, 2, "after our rekeys: {}", p.output);
 }
