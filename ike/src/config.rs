@@ -73,6 +73,10 @@ pub struct Config {
     pub rekey_retry_jitter: Duration,
     /// Most INVALID_KE_PAYLOAD retries in one IKE_SA_INIT.
     pub max_ke_retries: u8,
+    /// CHILD_SAs (of any state, rekeyed ones awaiting their DELETE included) at or above
+    /// which the peer's CREATE_CHILD_SA requests are refused: an authenticated peer must not
+    /// make us hold kernel SAs and reqids (shared by every peer) without limit.
+    pub max_child_sas: usize,
 }
 
 impl Config {
@@ -105,6 +109,7 @@ impl Config {
             rekey_retry: Duration::from_secs(15),
             rekey_retry_jitter: Duration::from_secs(10),
             max_ke_retries: 3,
+            max_child_sas: 64,
         }
     }
 }

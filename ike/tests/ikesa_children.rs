@@ -251,3 +251,41 @@ fn failing_spi_source_refuses_the_child_and_releases_its_reqid() {
     assert!(net.endpoints[0].1.sa(h).unwrap().is_established());
     assert_eq!(reqids_r.in_use(), 0);
 }
+
+/// An authenticated peer cannot make the responder hold CHILD_SAs (kernel SAs, reqids shared
+/// by every peer) without limit: past `max_child_sas` it answers NO_ADDITIONAL_SAS.
+#[test]
+fn a_peer_cannot_create_child_sas_without_limit() {
+    let ic = config("client", "share");
+    let mut rc = config("share", "client");
+    rc.max_child_sas = 3;
+    let (i, r) = endpoints(rc, 21);
+    let (mut net, h) = network(i, r, ic, 21);
+    assert!(net.run_until(net.now + Duration::from_secs(5), |n| {
+        n.events.iter().all(|e| ups(e).len() == 1)
+    }));
+    for port in 1..=5u16 {
+        let now = net.now;
+        let ts = |ip: &str| vec![ike::wire::TsRange::host(ip.parse().unwrap(), 6, Some(port))];
+        net.endpoints[0]
+            .1
+            .create_child(now, h, ts("10.0.0.1"), ts("10.0.0.2"))
+            .unwrap();
+        net.run_until(net.now + Duration::from_secs(5), |_| false);
+    }
+    assert_eq!(
+        ups(&net.events[1]).len(),
+        3,
+        "the responder holds at most 3"
+    );
+    assert_eq!(ups(&net.events[0]).len(), 3);
+    // The first CHILD_SA and two more fill the 3; the other three are refused.
+    let refused = failures(&net.events[0]);
+    assert_eq!(refused.len(), 3, "{refused:?}");
+    assert!(
+        refused.iter().all(|r| r.contains("NO_ADDITIONAL_SAS")),
+        "{refused:?}"
+    );
+    // The IKE SA itself is fine.
+    assert!(net.endpoints[0].1.sa(h).unwrap().is_established());
+}

@@ -648,6 +648,17 @@ impl IkeSa {
                 }
             }
         };
+        if self.children.len() >= self.config.max_child_sas {
+            // A new one: NO_ADDITIONAL_SAS (§3.10.1); a rekey may succeed once the peer has
+            // deleted what it replaced.
+            let t = if old.is_some() {
+                NotifyType::TemporaryFailure
+            } else {
+                NotifyType::NoAdditionalSas
+            };
+            self.send_response(ExchangeType::CreateChildSa, id, refuse(t), rng);
+            return;
+        }
         let nr = random_nonce(rng);
         let Some(reqid) = old
             .as_ref()
