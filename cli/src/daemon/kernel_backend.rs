@@ -17,17 +17,21 @@
 //!   rekeys and deletes on its own schedule, the kernel limit only cleans up after a daemon
 //!   that died without `shutdown`. A restarted daemon also removes what a previous run left
 //!   (`new` flushes every SA and policy carrying our reqids, and nothing else).
-//! - When a peer's last CHILD_SA is removed its policies go too: traffic to it then flows as
-//!   without IPsec, as with the userspace datapath and strongSwan's non-trap policies.
+//! - Policies live as long as the peer (`remove_peer`, i.e. `down` or shutdown), not as long as
+//!   its CHILD_SAs: when SAs are lost the policies hold the peer's traffic (dropped, never
+//!   clear) and the kernel's ACQUIREs, counted per peer, tell the driver traffic is waiting
+//!   (`held_packets`), as strongSwan's trap policies do.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Mutex;
 
 use ike::crypto::{EncrAlgorithm, IntegAlgorithm};
 use ike::wire::TsRange;
 use tokio::sync::mpsc;
 use xfrm::child::{self, ChildHandle, ChildPolicies, ChildSaSpec, NatT, TrafficSelector};
+use xfrm::monitor::{Event, Monitor};
 use xfrm::policy::DEFAULT_PRIORITY;
 use xfrm::socket_policy::{bypass_policies, enable_udp_encap, SocketFamily};
 use xfrm::{Crypto, Kernel, LifetimeConfig, Mode, Replay, XfrmKernel};
@@ -50,7 +54,6 @@ const NAT_T_PORT: u16 = 4500;
 #[derive(Debug, Clone)]
 struct Installed {
     handle: ChildHandle,
-    policies: ChildPolicies,
     /// The inbound SA as installed, with its keys replaced by zeros (for the UPDSA that
     /// shortens its life after a rekey; the kernel keeps the real keys).
     inbound_shape: xfrm::SaSpec,
@@ -65,6 +68,57 @@ pub struct KernelBackend {
     kernel: XfrmKernel,
     /// By (peer, inbound SPI).
     children: HashMap<(IpAddr, u32), Installed>,
+    /// ACQUIREs per destination: traffic our policies held for want of an SA.
+    acquires: Mutex<Acquires>,
+}
+
+/// The kernel's ACQUIRE notifications, counted per peer.
+struct Acquires {
+    monitor: Option<Monitor>,
+    per_peer: HashMap<IpAddr, u64>,
+}
+
+impl Acquires {
+    fn open() -> Self {
+        let monitor = Monitor::open_groups(&[xfrm::message::group::ACQUIRE])
+            .and_then(|m| m.set_nonblocking(true).map(|()| m));
+        let monitor = match monitor {
+            Ok(m) => Some(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "no XFRM ACQUIRE monitor: held traffic will not re-initiate lost SAs");
+                None
+            }
+        };
+        Acquires {
+            monitor,
+            per_peer: HashMap::new(),
+        }
+    }
+
+    /// Reads what arrived since the last call.
+    fn drain(&mut self) {
+        let Some(m) = self.monitor.as_mut() else {
+            return;
+        };
+        loop {
+            match m.recv() {
+                Ok(events) => {
+                    for e in events {
+                        if let Event::Acquire { dst, policy, .. } = e {
+                            if xfrm::kernel::policy_is_ours(&policy) {
+                                *self.per_peer.entry(dst).or_default() += 1;
+                            }
+                        }
+                    }
+                }
+                Err(e) if e.errno() == Some(nix::libc::EAGAIN) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reading XFRM ACQUIREs failed");
+                    return;
+                }
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for KernelBackend {
@@ -96,6 +150,7 @@ impl KernelBackend {
         Ok(KernelBackend {
             kernel,
             children: HashMap::new(),
+            acquires: Mutex::new(Acquires::open()),
         })
     }
 
@@ -121,18 +176,6 @@ impl KernelBackend {
             u64::MAX,
         );
         self.kernel.update_sa(&sa)
-    }
-
-    fn remove_policies_if_unused(&mut self, policies: &ChildPolicies) {
-        let still_used = self
-            .children
-            .values()
-            .any(|c| c.policies.reqid == policies.reqid && c.handle.peer == policies.peer);
-        if !still_used {
-            if let Err(e) = child::remove_policies(&self.kernel, policies) {
-                tracing::warn!(peer = %policies.peer, error = %e, "removing policies failed");
-            }
-        }
     }
 }
 
@@ -411,7 +454,6 @@ impl SaBackend for KernelBackend {
             Installed {
                 handle,
                 inbound_shape: keyless(spec.inbound_sa()),
-                policies: spec.policies,
                 pending_outbound: None,
                 predecessor: None,
             },
@@ -446,7 +488,6 @@ impl SaBackend for KernelBackend {
             Installed {
                 handle,
                 inbound_shape: keyless(spec.inbound_sa()),
-                policies: spec.policies.clone(),
                 pending_outbound: Some(spec),
                 predecessor: Some(old_spi_in),
             },
@@ -499,7 +540,8 @@ impl SaBackend for KernelBackend {
                 tracing::warn!(%peer, error = %e, "removing an inbound SA failed");
             }
         }
-        self.remove_policies_if_unused(&entry.policies);
+        // The policies stay (until `remove_peer`): without an SA they hold the peer's traffic
+        // (dropped, with an ACQUIRE), never let it out in clear.
     }
 
     fn remove_peer(&mut self, peer: IpAddr) {
@@ -512,6 +554,15 @@ impl SaBackend for KernelBackend {
                 tracing::warn!(%peer, error = %e, "removing the peer's SAs and policies failed")
             }
         }
+    }
+
+    fn held_packets(&self, peer: IpAddr) -> u64 {
+        // The kernel sends one ACQUIRE per held flow (then again every
+        // `net.core.xfrm_acq_expires`), so this counts flows wanting out rather than packets;
+        // it grows when traffic is held, which is what the driver looks for.
+        let mut a = self.acquires.lock().unwrap_or_else(|p| p.into_inner());
+        a.drain();
+        a.per_peer.get(&peer).copied().unwrap_or(0)
     }
 
     fn counters(&self, peer: IpAddr, spi_in: u32, _spi_out: u32) -> Option<ChildCounters> {
