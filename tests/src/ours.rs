@@ -63,9 +63,17 @@ impl Ours {
         Ok(start.elapsed())
     }
 
-    /// `ibm-ipsec down PEER`.
+    /// `ibm-ipsec down PEER`, then waits (up to 10 s) until the daemon holds no SA with the
+    /// peer: `down` returns once the DELETEs are sent, and an `up` while they are still being
+    /// answered is refused ("being deleted; try again").
     pub fn down(&self, peer: Ipv4Addr) -> Result<()> {
-        self.cli(&["down", &peer.to_string()]).map(drop)
+        self.cli(&["down", &peer.to_string()])?;
+        self.wait_for_status(
+            &format!("the SAs with {peer} to be gone after down"),
+            Duration::from_secs(10),
+            |s| s.established_with(peer) == 0 && s.has_no_sa_with(peer),
+        )
+        .map(drop)
     }
 
     /// `ibm-ipsec status --json`, parsed.
@@ -200,6 +208,16 @@ impl Status {
             .sum()
     }
 
+    /// Whether the daemon holds no IKE SA (in any state) and no CHILD_SA with `peer`.
+    pub fn has_no_sa_with(&self, peer: Ipv4Addr) -> bool {
+        let peer = peer.to_string();
+        !self
+            .ike_sas()
+            .iter()
+            .chain(self.child_sas().iter())
+            .any(|row| str_field(row, "peer") == Some(&peer))
+    }
+
     /// Whether the daemon holds no SA at all.
     pub fn is_empty(&self) -> bool {
         self.ike_sas().is_empty() && self.child_sas().is_empty()
@@ -241,6 +259,8 @@ mod tests {
         assert_eq!(status.children_with(peer).len(), 2);
         assert_eq!(status.child_counter(peer, "bytes_in"), 150);
         assert!(!status.is_empty());
+        assert!(!status.has_no_sa_with(peer));
+        assert!(status.has_no_sa_with(Ipv4Addr::new(10, 213, 1, 9)));
         assert!(Status(serde_json::json!({"ike_sas": [], "child_sas": []})).is_empty());
     }
 }
