@@ -103,6 +103,9 @@ pub struct TestServerConfig {
     pub state_dir: Option<PathBuf>,
     /// Serve https with this identity instead of plain http.
     pub tls: Option<TlsIdentity>,
+    /// Issue certificates with this lifetime instead of the requested one
+    /// ([`ServerControl::set_certificate_lifetime`]).
+    pub certificate_lifetime: Option<Duration>,
 }
 
 impl Default for TestServerConfig {
@@ -111,6 +114,7 @@ impl Default for TestServerConfig {
             instance_id: DEFAULT_INSTANCE_ID.to_string(),
             state_dir: None,
             tls: None,
+            certificate_lifetime: None,
         }
     }
 }
@@ -122,6 +126,7 @@ struct Faults {
     delay: Duration,
     disabled: bool,
     expired_tokens: bool,
+    certificate_lifetime: Option<Duration>,
 }
 
 struct Shared {
@@ -166,6 +171,14 @@ impl ServerControl {
     /// Hand out tokens that are already expired (a clock skew between client and service).
     pub fn issue_expired_tokens(&self, expired: bool) {
         lock(&self.shared.faults).expired_tokens = expired;
+    }
+
+    /// Issue certificates valid for `lifetime` whatever the client asked for (`None`: what it
+    /// asked for). A service may grant less than requested, and shorter than the API's 300 s
+    /// floor lets tests watch several renewals in a minute; clients must follow the issued
+    /// certificate's notAfter.
+    pub fn set_certificate_lifetime(&self, lifetime: Option<Duration>) {
+        lock(&self.shared.faults).certificate_lifetime = lifetime;
     }
 
     /// Make every token issued so far expired.
@@ -233,7 +246,10 @@ impl TestServer {
             },
             issuer,
             tokens: Mutex::new(HashMap::new()),
-            faults: Mutex::new(Faults::default()),
+            faults: Mutex::new(Faults {
+                certificate_lifetime: config.certificate_lifetime,
+                ..Faults::default()
+            }),
             requests: AtomicU64::new(0),
             issued: AtomicU64::new(0),
             rng: SystemRandom::new(),
@@ -679,7 +695,11 @@ async fn certificates(
     )?;
     let issuer = shared.issuer.clone();
     let cn = shared.instance_id.clone();
-    let span = Duration::from_secs(u64::from(lifetime));
+    let granted = lock(&shared.faults).certificate_lifetime;
+    let (span, lifetime) = match granted {
+        Some(span) => (span, u32::try_from(span.as_secs()).unwrap_or(u32::MAX)),
+        None => (Duration::from_secs(u64::from(lifetime)), lifetime),
+    };
     // RSA signing takes milliseconds: keep it off the reactor.
     let chain = tokio::task::spawn_blocking(move || issuer.issue(&csr, &cn, now, span))
         .await

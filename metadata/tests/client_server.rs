@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use common::{raw_request, start, CSR_WITH_CN, GOOD_CSR};
 use metadata::api::{Api, ErrorBody};
+use metadata::renewal::{Health, Now, RenewalPolicy, RenewalSchedule, Validity};
 use metadata::{Client, ClientConfig, Error, RetryPolicy, Step};
 
 fn client(url: String, api: Api) -> Client {
@@ -35,6 +36,39 @@ async fn happy_path_current_api() {
     assert_eq!(server.control().requests(), 2);
     assert_eq!(server.control().certificates_issued(), 1);
     common::check_issued(&issued, 600);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_shorter_granted_lifetime_is_what_the_certificate_and_the_schedule_follow() {
+    let (server, _dir) = start().await;
+    server
+        .control()
+        .set_certificate_lifetime(Some(Duration::from_secs(30)));
+    let c = client(server.url(), Api::Current);
+    // Asked for 600 s (the request stays within 300–3600), granted 30 s.
+    let issued = c.fetch_certificate(&GOOD_CSR, 600).await.unwrap();
+    assert_eq!(issued.expires_in, Some(30));
+    let validity = Validity::of_certificate_pem(&issued.leaf_pem).unwrap();
+    assert_eq!(validity.lifetime(), Duration::from_secs(30));
+    let now = Now {
+        wall: validity.not_before,
+        mono: std::time::Instant::now(),
+    };
+    let schedule = RenewalSchedule::new(RenewalPolicy::new(70).unwrap(), validity, now);
+    assert_eq!(
+        schedule.renew_at(),
+        validity.not_before + Duration::from_secs(21)
+    );
+    assert_eq!(
+        schedule.health(now),
+        Health::Valid {
+            renew_in: Duration::from_secs(21)
+        }
+    );
+    server.control().set_certificate_lifetime(None);
+    let issued = c.fetch_certificate(&GOOD_CSR, 600).await.unwrap();
+    assert_eq!(issued.expires_in, Some(600));
     server.shutdown().await;
 }
 

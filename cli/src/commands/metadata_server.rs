@@ -6,7 +6,7 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use metadata::test_server::{TestServer, TestServerConfig, DEFAULT_INSTANCE_ID};
@@ -25,6 +25,10 @@ pub struct Args {
     /// Instance id the server writes into each certificate's subject CN.
     #[arg(long, default_value = DEFAULT_INSTANCE_ID)]
     pub instance_id: String,
+    /// Issue certificates valid for S seconds whatever the client requests (the service may
+    /// grant less than asked; below the API's 300 s floor, for watching renewals in tests).
+    #[arg(long, value_name = "S", value_parser = clap::value_parser!(u32).range(1..))]
+    pub cert_lifetime_seconds: Option<u32>,
 }
 
 /// Runs the server until SIGINT or SIGTERM.
@@ -40,6 +44,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             instance_id: args.instance_id,
             state_dir: args.state_dir,
             tls: None,
+            certificate_lifetime: args
+                .cert_lifetime_seconds
+                .map(|s| Duration::from_secs(u64::from(s))),
         };
         let server = TestServer::start(args.listen, config, Arc::new(ca)).await?;
         // One parseable line on stdout, so scripts and tests can find a port-0 address.
