@@ -859,3 +859,25 @@ fn ike_rekey_colliding_with_ike_delete_ends_both_sides_cleanly() {
         }
     }
 }
+
+/// `ibm-ipsec down` while an IKE SA rekey is in flight: the DELETE must end the successor
+/// too, on both sides, whichever side asked (seen in the VM: the successor lived on and kept
+/// re-installing CHILD_SAs after the peer was removed).
+#[test]
+fn delete_during_an_ike_rekey_ends_the_successor_too() {
+    for (rekeyer, deleter) in [(I, I), (I, R), (R, I), (R, R)] {
+        let mut net = perfect(40 + rekeyer as u64 * 2 + deleter as u64);
+        let now = net.now;
+        let h = current(&net, rekeyer).unwrap();
+        net.endpoints[rekeyer].1.rekey_ike(now, h).unwrap();
+        let d = current(&net, deleter).unwrap();
+        net.endpoints[deleter].1.delete(now, d).unwrap();
+        let limit = net.now + Duration::from_secs(600);
+        net.run_until(limit, |n| n.endpoints.iter().all(|(_, e)| e.is_empty()));
+        assert!(
+            net.endpoints.iter().all(|(_, e)| e.is_empty()),
+            "rekeyer {rekeyer}, deleter {deleter}: SAs left: {}",
+            summary(&net)
+        );
+    }
+}

@@ -233,8 +233,14 @@ impl IkeSa {
             new_spi: to,
             suite,
         });
-        let keep =
-            |c: &Command| matches!(c, Command::RekeyChild { .. } | Command::DeleteChild { .. });
+        // A DELETE of the IKE SA queued behind the rekey (`ibm-ipsec down` during a rekey)
+        // is meant for whatever SA now carries the peer's CHILD_SAs: the successor.
+        let keep = |c: &Command| {
+            matches!(
+                c,
+                Command::RekeyChild { .. } | Command::DeleteChild { .. } | Command::DeleteIke
+            )
+        };
         let commands = std::mem::take(&mut self.commands)
             .into_iter()
             .filter(keep)
