@@ -345,8 +345,182 @@ def metadata():
         write("share_conf", name, text.encode())
 
 
+# ---- session 2: mount helper, control protocol, datapath packets ---------------------------
+
+def mount_helper():
+    """Selector byte: 0 argv (NUL-separated), 1 /proc/self/mounts, 2 mountinfo, 3 utab."""
+    argvs = {
+        "documented": ["10.240.0.5:/share", "/mnt/share", "-o", "secure=true,vers=4.1"],
+        "typed": ["-t", "ibmshare", "10.240.0.5:/share", "/mnt/share", "-o",
+                  "secure=true,rsize=1048576,wsize=1048576,hard,timeo=600"],
+        "clusters": ["-sfnv", "-osecure,sec=krb5p", "10.240.0.5:/a/b/", "/mnt/x"],
+        "ipv6": ["[fd00::5]:/share", "/mnt/v6", "-o", "secure=true"],
+        "plain-name": ["fileserver.example:/export", "/mnt/p", "-o", "vers=3,nolock"],
+        "dashdash": ["-N", "ns1", "--", "10.0.0.9:/e", "-dir"],
+        "insecure": ["10.240.0.5:/share", "/mnt/share", "-o", "secure=false,,sec=sys"],
+        "bad-secure": ["10.240.0.5:/share", "/mnt/share", "-o", "insecure"],
+        "fstab": ["10.240.0.5:/share", "/mnt/with space", "-o",
+                  "rw,relatime,vers=4.2,secure=true,_netdev"],
+    }
+    for name, args in argvs.items():
+        write("mount_helper", "argv-" + name, b"\x00" + "\0".join(args).encode())
+    nfs_lines = (
+        "10.240.0.5:/share /mnt/share nfs4 rw,relatime,vers=4.1,rsize=1048576,wsize=1048576,"
+        "namlen=255,hard,proto=tcp,timeo=600,retrans=2,sec=sys,clientaddr=10.240.0.9,"
+        "local_lock=none,addr=10.240.0.5 0 0\n"
+        "[fd00::5]:/share/ /mnt/with\\040space nfs4 rw,vers=4.2 0 0\n"
+        "10.240.0.6:/ /mnt/root nfs rw,vers=3 0 0\n"
+    )
+    for name, path in (("real", "/proc/self/mounts"), ("mountinfo-real", "/proc/self/mountinfo")):
+        try:
+            text = read(path)
+        except OSError:
+            continue
+        sel = b"\x01" if name == "real" else b"\x02"
+        write("mount_helper", "mounts-" + name if sel == b"\x01" else name, sel + text)
+    write("mount_helper", "mounts-nfs", b"\x01" + nfs_lines.encode())
+    mountinfo = (
+        "22 1 0:21 / / rw,relatime shared:1 - ext4 /dev/vda1 rw\n"
+        "85 22 0:52 / /mnt/a rw,relatime shared:40 - nfs4 10.240.0.5:/share rw,vers=4.1,"
+        "rsize=1048576,wsize=1048576,namlen=255,hard,proto=tcp,timeo=600,retrans=2,sec=sys\n"
+        "86 22 0:53 / /mnt/with\\040space rw - nfs4 10.240.0.5:/other rw\n"
+        "87 85 0:54 /sub /mnt/a rw master:3 - nfs [fd00::5]:/over\\134x rw\n"
+    )
+    write("mount_helper", "mountinfo-nfs", b"\x02" + mountinfo.encode())
+    utab = (
+        "ID=85 SRC=10.240.0.5:/share TARGET=/mnt/a ROOT=/ OPTS=helper=ibmshare\n"
+        "ID=86 SRC=10.240.0.5:/other TARGET=/mnt/with\\040space ROOT=/ OPTS=helper=ibmshare\n"
+        "ID=90 SRC=/dev/loop0 TARGET=/media/x ROOT=/ OPTS=x-udisks-auth\n"
+    )
+    write("mount_helper", "utab-lines", b"\x03" + utab.encode())
+    write("mount_helper", "utab-mangle", b"\x03/mnt/a b\tc\nd\\e\\040f\\777")
+
+
+def control_protocol():
+    """Selector byte: even = request line, odd = response line (control protocol v2)."""
+    import json
+    up_opts = {"psk_file": "/etc/ibm-ipsec/psk", "cert": None, "key": None, "ca": [],
+               "local_id": "client.example", "remote_id": "share.example",
+               "selectors": ["tcp/2049"], "mode": "transport", "rekey_seconds": 3600}
+    requests = {
+        "up": {"type": "up", "peer": "10.240.0.5", "options": up_opts},
+        "up-cert": {"type": "up", "peer": "fd00::5", "options": dict(
+            up_opts, psk_file=None, cert="/var/lib/ibm-ipsec/cert.pem",
+            key="/var/lib/ibm-ipsec/key.pem", ca=["/etc/ibm-ipsec/ca.pem"], mode=None,
+            rekey_seconds=None)},
+        "down-peer": {"type": "down", "target": {"peer": "10.240.0.5"}},
+        "down-all": {"type": "down", "target": "all"},
+        "status": {"type": "status"},
+    }
+    for name, req in requests.items():
+        line = json.dumps({"version": 2, "request": req}, separators=(",", ":")) + "\n"
+        write("control_protocol", "req-" + name, b"\x00" + line.encode())
+    write("control_protocol", "req-old-version",
+          b"\x00" + b'{"version":1,"request":{"type":"status"}}\n')
+    summary = {"peer": "10.240.0.5", "local": "10.240.0.9", "ike_spi_i": "0123456789abcdef",
+               "ike_spi_r": "fedcba9876543210", "spi_in": "c1a2b3c4", "spi_out": "d1e2f3a4",
+               "ike_algorithms": "aes256-sha384-ecp384", "esp_algorithm": "aes256gcm16",
+               "mode": "transport", "encap": "none", "datapath": "kernel",
+               "remote_id": "share.example", "selectors": "10.240.0.9/32 === 10.240.0.5/32[tcp/2049]",
+               "elapsed_ms": 42, "existing": False}
+    status = {
+        "daemon": {"pid": 42, "version": "0.1.0", "started_unix": 1800000000,
+                   "control": "/run/ibm-ipsec/control.sock", "listen": ["10.240.0.9"]},
+        "datapath": {"kind": "userspace", "requested": "auto", "reason": "no xfrm"},
+        "identity": {"subject": "CN=host", "issuer": "CN=ca", "not_after_unix": 1900000000,
+                     "source": "metadata", "renewal": None},
+        "identity_error": None, "identity_service": None,
+        "ike_sas": [{"peer": "10.240.0.5", "local": "10.240.0.9", "state": "established",
+                     "spi_i": "0123456789abcdef", "spi_r": "fedcba9876543210",
+                     "algorithms": "aes256-sha384-ecp384", "remote_id": "share.example",
+                     "rekey_unix": 1800003600, "peer_cert_expiry_unix": None}],
+        "child_sas": [{"peer": "10.240.0.5", "spi_in": "c1a2b3c4", "spi_out": "d1e2f3a4",
+                       "mode": "transport", "algorithm": "aes256gcm16",
+                       "selectors": "10.240.0.9/32 === 10.240.0.5/32", "bytes_in": 1,
+                       "bytes_out": 2, "packets_in": 3, "packets_out": 4,
+                       "rekey_unix": None}],
+    }
+    responses = {
+        "up": dict({"type": "up"}, **summary),
+        "down": {"type": "down", "deleted": ["10.240.0.5", "fd00::5"]},
+        "status": dict({"type": "status"}, **status),
+        "error": {"type": "error", "kind": "ike_failed", "message": "no answer from 10.240.0.5"},
+    }
+    for name, resp in responses.items():
+        line = json.dumps({"version": 2, "response": resp}, separators=(",", ":")) + "\n"
+        write("control_protocol", "resp-" + name, b"\x01" + line.encode())
+
+
+def tcp(flags, data, seq=0xFFFFFF00, opts=b""):
+    hl = 20 + len(opts)
+    return struct.pack(">HHIIBBHHH", 40000, 2049, seq, 7, (hl // 4) << 4, flags, 501, 0,
+                       0) + opts + data
+
+
+def esp_datapath():
+    """Selector byte: 0 IP header, 1 vnet + checksum completion, 2 TSO (mss, mode, packet),
+    3 GRO (segments separated by b"SEG", each after a flow byte), 4 raw ESP read."""
+    nfs = bytes(range(48))
+    udp = struct.pack(">HHHH", 700, 2049, 8 + len(nfs), 0) + nfs
+    write("esp_datapath", "ip-v4-udp", b"\x00" + ipv4(17, udp))
+    write("esp_datapath", "ip-v4-tcp", b"\x00" + ipv4(6, tcp(0x18, nfs)))
+    frag = bytearray(ipv4(17, udp))
+    frag[6] |= 0x20
+    write("esp_datapath", "ip-v4-fragment", b"\x00" + bytes(frag))
+    src6 = bytes.fromhex("fd000000000000000000000000000001")
+    dst6 = bytes.fromhex("fd000000000000000000000000000002")
+    seg = tcp(0x10, nfs)
+    write("esp_datapath", "ip-v6-tcp",
+          b"\x00" + struct.pack(">IHBB", 0x60000000, len(seg), 6, 64) + src6 + dst6 + seg)
+    hbh = bytes([6, 0, 5, 2, 0, 0, 1, 0])  # hop-by-hop: router alert, padding
+    write("esp_datapath", "ip-v6-hop-by-hop",
+          b"\x00" + struct.pack(">IHBB", 0x60000000, len(hbh) + len(seg), 0, 64) + src6
+          + dst6 + hbh + seg)
+    # NEEDS_CSUM: TCP checksum field holds the pseudo-header sum (start 20, offset 16).
+    pkt = bytearray(ipv4(6, tcp(0x18, nfs)))
+    words = struct.unpack(">4H", pkt[12:20])
+    ps = 6 + len(pkt) - 20 + sum(words)
+    ps = (ps & 0xFFFF) + (ps >> 16)
+    pkt[36:38] = struct.pack(">H", ps & 0xFFFF)
+    vnet = struct.pack("<BBHHHH", 1, 0, 40, 0, 20, 16)
+    write("esp_datapath", "csum-partial", b"\x01" + vnet + bytes(pkt))
+    # TSO: a 32-byte-header (timestamps) ACK|PSH super-packet of 4000 bytes.
+    ts = bytes([1, 1, 8, 10]) + bytes(range(8))
+    data = bytes(i % 251 for i in range(4000))
+    sup = ipv4(6, tcp(0x18, data, opts=ts))
+    write("esp_datapath", "tso-transport", b"\x02" + struct.pack(">H", 1448) + b"\x00" + sup)
+    write("esp_datapath", "tso-tunnel", b"\x02" + struct.pack(">H", 1380) + b"\x01" + sup)
+    write("esp_datapath", "tso-fin-cwr", b"\x02" + struct.pack(">H", 1000) + b"\x00"
+          + ipv4(6, tcp(0x99, data[:2500], opts=ts)))
+    # GRO: consecutive segments of one flow, then one of another flow.
+    segs, seq = [], 1000
+    for i in range(4):
+        chunk = data[i * 1448:(i + 1) * 1448]
+        segs.append(b"\x00" + tcp(0x10 if i < 3 else 0x18, chunk, seq=seq, opts=ts))
+        seq += len(chunk)
+    segs.append(b"\x01" + tcp(0x10, data[:100], seq=5, opts=ts))
+    write("esp_datapath", "gro-flow", b"\x03" + b"SEG".join(segs))
+    # Raw ESP reads: IPv4 (header included) and IPv6 (ESP only).
+    espp = struct.pack(">II", 0xC1A2B3C4, 1) + bytes(32)
+    write("esp_datapath", "raw-v4", b"\x04\x00" + ipv4(50, espp))
+    write("esp_datapath", "raw-v6", b"\x04\x03" + espp)
+
+
 if __name__ == "__main__":
     import shutil
+    import sys
+    session2 = {"mount_helper": mount_helper, "control_protocol": control_protocol,
+                "esp_datapath": esp_datapath}
+    if sys.argv[1:]:
+        # Just these targets' seeds (the others need OpenSSL and rewrite many files).
+        for target in sys.argv[1:]:
+            shutil.rmtree(os.path.join(FUZZ, "corpus", target), ignore_errors=True)
+            session2[target]()
+            print(f"{target}: {len(os.listdir(os.path.join(FUZZ, 'corpus', target)))} seeds")
+        sys.exit(0)
+    for target in session2:
+        shutil.rmtree(os.path.join(FUZZ, "corpus", target), ignore_errors=True)
+        session2[target]()
     for target in ("ike_payload_chain", "ike_sk_open", "esp_open", "pki_chain", "pki_csr",
                    "pki_signature", "xfrm_netlink", "metadata_json", "share_conf"):
         shutil.rmtree(os.path.join(FUZZ, "corpus", target), ignore_errors=True)

@@ -109,7 +109,9 @@ fn same_mount(line: &str, id: u64, target: &str) -> bool {
         || field(line, "TARGET").map(unmangle).as_deref() == Some(target)
 }
 
-fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
+/// The value of `KEY=value` in a utab line (public for the fuzz targets only).
+#[doc(hidden)]
+pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split(' ')
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
@@ -166,8 +168,10 @@ fn update(utab: &Path, edit: impl FnOnce(&mut Vec<String>)) -> std::io::Result<(
     std::fs::rename(&tmp, utab)
 }
 
-/// libmount's escaping of spaces, tabs, newlines and backslashes as `\ooo`.
-fn mangle(s: &str) -> String {
+/// libmount's escaping of spaces, tabs, newlines and backslashes as `\ooo` (public for the
+/// fuzz targets only).
+#[doc(hidden)]
+pub fn mangle(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -178,8 +182,10 @@ fn mangle(s: &str) -> String {
     out
 }
 
-/// The reverse of [`mangle`] (also what the kernel does in mountinfo).
-fn unmangle(s: &str) -> String {
+/// The reverse of [`mangle`] (also what the kernel does in mountinfo; public for the fuzz
+/// targets only).
+#[doc(hidden)]
+pub fn unmangle(s: &str) -> String {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

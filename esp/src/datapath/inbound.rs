@@ -187,7 +187,11 @@ fn deliver_udp(
 /// Where the ESP packet lies in what a raw socket returned, and who sent it: IPv4 raw
 /// sockets return the IP header too, IPv6 ones only the ESP packet (the sender comes with
 /// it). `None` for an empty, truncated or unparseable read.
-fn raw_esp(data: &[u8], v6: bool, from: Option<IpAddr>) -> Option<(Range<usize>, IpAddr)> {
+pub(super) fn raw_esp(
+    data: &[u8],
+    v6: bool,
+    from: Option<IpAddr>,
+) -> Option<(Range<usize>, IpAddr)> {
     if data.is_empty() {
         return None;
     }

@@ -89,6 +89,8 @@
 //! mode.
 
 mod config;
+#[doc(hidden)]
+pub mod fuzzing;
 mod inbound;
 mod inbound_policy;
 mod ip_header;
