@@ -474,7 +474,7 @@ fn lifetimes_rekey_child_and_ike_sa_without_losing_a_ping() {
     let share_control = lab.dir().join("share.sock");
     let client_control = lab.dir().join("client.sock");
     let share_ip = share.addr().to_string();
-    let _responder = start_daemon(
+    let responder = start_daemon(
         &share,
         &share_control,
         &["--listen", &share_ip, "--psk-file", psk.to_str().unwrap()],
@@ -609,4 +609,36 @@ fn lifetimes_rekey_child_and_ike_sa_without_losing_a_ping() {
     assert!(ping.contains("2 received"), "{ping}");
     let err = cli(&client, &["down", &share_ip], &client_control).unwrap_err();
     assert!(err.contains(&format!("no IKE SA with {share_ip}")), "{err}");
+
+    // `up` while the SAs of a `down` are still being deleted (the file server is stopped, so
+    // the DELETE waits for its first retransmission) waits for the deletion, then comes up.
+    let up = ["up", &share_ip, "--psk-file", psk.to_str().unwrap()];
+    let first = cli(&client, &up, &client_control).unwrap();
+    let responder_pid = responder.pid().unwrap().to_string();
+    let signal = move |sig: &str| {
+        let status = std::process::Command::new("kill")
+            .args([sig, &responder_pid])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {sig}");
+    };
+    signal("-STOP");
+    let out = cli(&client, &["down", &share_ip], &client_control).unwrap();
+    assert!(out.contains("SAs deleted"), "{out}");
+    let resume = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(1));
+        signal("-CONT");
+    });
+    let again = cli(&client, &up, &client_control);
+    resume.join().unwrap();
+    let again =
+        again.unwrap_or_else(|e| panic!("up right after down: {e}\n{}", client_daemon.output()));
+    assert!(
+        again.contains(": up in ") && !again.contains("already up") && again != first,
+        "{first}\n{again}"
+    );
+    let ping = client
+        .run(&["ping", "-c", "2", "-i", "0.2", "-W", "2", &share_ip])
+        .unwrap();
+    assert!(ping.contains("2 received"), "{ping}");
 }

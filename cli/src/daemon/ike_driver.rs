@@ -152,6 +152,9 @@ pub(crate) struct Driver {
     ike_info: HashMap<SaHandle, IkeUp>,
     /// `up` requests waiting for the first host certificate.
     awaiting_identity: Vec<(IpAddr, Box<UpOptions>, oneshot::Sender<Response>)>,
+    /// `up` requests for peers whose SAs are being deleted (`up` right after `down`): they
+    /// start once the deletion is over.
+    awaiting_delete: Vec<(IpAddr, Box<UpOptions>, oneshot::Sender<Response>)>,
     /// Peers whose last IKE SA closed; their datapath goes once the SA's last datagrams
     /// (a DELETE response, an AUTHENTICATION_FAILED notify) have left through it.
     retired: Vec<IpAddr>,
@@ -192,6 +195,7 @@ impl Driver {
         let mut driver = Driver {
             responder_renewable,
             awaiting_identity: Vec::new(),
+            awaiting_delete: Vec::new(),
             ike_info: HashMap::new(),
             endpoint: Endpoint::new(responder, NAT_T_PORT, Box::new(SystemRng::new())),
             backend,
@@ -264,10 +268,9 @@ impl Driver {
                 }
                 return;
             }
-            let _ = reply.send(error(
-                ErrorKind::IkeFailed,
-                format!("the SAs with {peer} are being deleted; try again in a few seconds"),
-            ));
+            tracing::info!(%peer, "up waits for the deletion of the current SAs");
+            self.awaiting_delete
+                .push((peer, Box::new(options.clone()), reply));
             return;
         }
         match self.initiate(now, peer, options) {
@@ -571,7 +574,11 @@ impl Driver {
     /// Removes everything from the datapath (after [`delete_all`](Self::delete_all)).
     pub(crate) fn shutdown(&mut self) {
         self.retired.clear();
-        for (_, _, reply) in self.awaiting_identity.drain(..) {
+        for (_, _, reply) in self
+            .awaiting_identity
+            .drain(..)
+            .chain(self.awaiting_delete.drain(..))
+        {
             let _ = reply.send(error(
                 ErrorKind::ShuttingDown,
                 "the daemon is shutting down",
@@ -630,6 +637,14 @@ impl Driver {
             if !self.peers.contains_key(&peer) {
                 self.backend.remove_peer(peer);
             }
+        }
+        // Only requests whose peer is gone go ahead (each may pump again; the rest stay).
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.awaiting_delete)
+            .into_iter()
+            .partition(|(peer, _, _)| !self.peers.contains_key(peer));
+        self.awaiting_delete = waiting;
+        for (peer, options, reply) in ready {
+            self.up(now, peer, &options, reply);
         }
     }
 
