@@ -103,6 +103,14 @@ impl CookieJar {
 
     /// Rotates the secret when its period is over (or draws the first one).
     fn refresh(&mut self, now: Instant, rng: &mut dyn Random) {
+        // A cookie lives at most two periods from its secret's creation, also after a quiet
+        // spell with no rotation in between (the previous secret may be far older than one
+        // period by the time the next request arrives).
+        let rotation = self.policy.rotation;
+        let stale = |s: &Secret| now.saturating_duration_since(s.created) >= rotation * 2;
+        if self.previous.as_ref().is_some_and(stale) {
+            self.previous = None;
+        }
         let due = self.current.as_ref().map_or(true, |s| {
             now.saturating_duration_since(s.created) >= self.policy.rotation
         });
@@ -125,7 +133,7 @@ impl CookieJar {
             created: now,
         };
         zeroize::Zeroize::zeroize(&mut key);
-        self.previous = self.current.replace(next);
+        self.previous = self.current.replace(next).filter(|s| !stale(s));
     }
 
     /// The cookie for an initiator (its nonce, address and SPI).
@@ -207,6 +215,16 @@ mod tests {
         assert!(jar.verify(t1, &mut rng, &c, b"nonce", ip, 7));
         let t2 = t0 + Duration::from_secs(20);
         assert!(!jar.verify(t2, &mut rng, &c, b"nonce", ip, 7));
+        // After a quiet spell (no rotation for many periods) the old secret is not kept as
+        // the previous one, and a cookie from the middle of a period still expires two
+        // periods after its secret was made.
+        let mut quiet = CookieJar::new(policy);
+        let q = quiet.make(t0, &mut rng, b"nonce", ip, 7);
+        assert!(!quiet.verify(t0 + Duration::from_secs(100), &mut rng, &q, b"nonce", ip, 7));
+        let mut mid = CookieJar::new(policy);
+        let m = mid.make(t0, &mut rng, b"nonce", ip, 7);
+        assert!(mid.verify(t0 + Duration::from_secs(15), &mut rng, &m, b"nonce", ip, 7));
+        assert!(!mid.verify(t0 + Duration::from_secs(20), &mut rng, &m, b"nonce", ip, 7));
         // Another jar (another secret) does not accept it.
         let mut other = CookieJar::new(policy);
         assert!(!other.verify(t0, &mut SeededRandom::new(2), &c, b"nonce", ip, 7));
