@@ -14,13 +14,25 @@ use pki::{CertificateInfo, CsrSubject, HostKey, IkeIdentity, KeySize, PeerVerifi
 #[derive(Debug, Subcommand)]
 pub enum CertCommand {
     /// Generate an RSA host key, written as PKCS#8 PEM with mode 0600.
+    #[command(after_help = "Examples:
+  ibm-ipsec cert key --out /var/lib/ibm-ipsec/host.key
+  ibm-ipsec cert key --bits 2048 --out /tmp/test.key --force")]
     Key(KeyArgs),
     /// Print a PEM CSR for a key (subject: C, ST, L, O, OU only — the service adds CN).
+    #[command(after_help = "Examples:
+  ibm-ipsec cert csr --key /var/lib/ibm-ipsec/host.key > host.csr
+  ibm-ipsec cert csr --key host.key --subject 'C=US,ST=IL,L=Chicago,O=IBM Corporation,OU=IBM Software Group'")]
     Csr(CsrArgs),
     /// Show the certificates in a PEM (or DER) file: names, validity, SANs, key, fingerprint.
+    #[command(after_help = "Examples:
+  ibm-ipsec cert show /var/lib/ibm-ipsec/host.pem
+  ibm-ipsec cert show chain.pem --ca-dir /etc/ibm-ipsec/ca    # also verify the chain")]
     Show(ShowArgs),
     /// Get a certificate from the metadata service: host key (generated once), CSR, token,
     /// certificate; writes host.key (0600), host.pem and intermediate.pem.
+    #[command(after_help = "Examples:
+  sudo ibm-ipsec cert fetch                                   # share.conf, 169.254.169.254
+  ibm-ipsec cert fetch --metadata-url http://127.0.0.1:8080 --out-dir /tmp/id --expires-in 300")]
     Fetch(super::cert_fetch::FetchArgs),
 }
 

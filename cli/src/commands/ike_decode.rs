@@ -14,6 +14,10 @@ use serde_json::{json, Value};
 
 /// Arguments of `ike decode`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ibm-ipsec ike decode msg.bin
+  ibm-ipsec ike decode --json msg.bin | jq .payloads
+  ibm-ipsec ike decode --inner IDi ike/tests/data/strongswan/<capture>.plain")]
 pub struct DecodeArgs {
     /// File holding one IKE message: the UDP payload as captured (e.g. exported from
     /// Wireshark as raw bytes); a leading non-ESP marker is detected and skipped.

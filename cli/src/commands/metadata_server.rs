@@ -14,6 +14,9 @@ use pki::ca::TestCa;
 
 /// Arguments of `ibm-ipsec metadata-test-server`.
 #[derive(Debug, clap::Args)]
+#[command(after_help = "Examples:
+  ibm-ipsec metadata-test-server --listen 127.0.0.1:8080 --state-dir /tmp/mds
+  ibm-ipsec metadata-test-server --listen 127.0.0.1:0 --cert-lifetime-seconds 30   # fast renewals")]
 pub struct Args {
     /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free port).
     #[arg(long)]
