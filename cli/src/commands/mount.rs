@@ -110,7 +110,7 @@ struct DaemonProtector {
 impl Protector for DaemonProtector {
     fn protect(&mut self, peer: IpAddr, conf: &LoadedConf) -> Result<String, ProtectError> {
         let mut config = SecureConfig::new(self.control.clone());
-        config.options.ca = ca_files(&ca_dir()).map_err(|message| ProtectError {
+        config.options.ca = ca_sources().map_err(|message| ProtectError {
             status: ExitStatus::IpsecSetup,
             message,
         })?;
@@ -188,9 +188,56 @@ fn daemon_args(conf: &LoadedConf) -> Vec<std::ffi::OsString> {
     }
 }
 
-/// `$IBM_IPSEC_CA_DIR` or [`CA_DIR`].
-fn ca_dir() -> PathBuf {
-    crate::mount::env_path(CA_DIR_ENV).unwrap_or_else(|| PathBuf::from(CA_DIR))
+/// Where IBM's own mount helper installs the region roots and the intermediate for
+/// strongSwan (`x509ca/type_ibmshare_root_<region>.crt`, `type_ibmshare_int*.crt`); Debian-like
+/// systems first, then RHEL-like. A host migrating from that helper keeps working without
+/// copying them.
+pub const IBM_HELPER_CA_DIRS: [&str; 2] = ["/etc/swanctl/x509ca", "/etc/strongswan/swanctl/x509ca"];
+
+/// The root CA files the file server's chain must verify against.
+///
+/// `$IBM_IPSEC_CA_DIR` alone when set; otherwise [`CA_DIR`], and when that holds no CA, the
+/// IBM helper's `type_ibmshare_*.crt` in [`IBM_HELPER_CA_DIRS`].
+fn ca_sources() -> Result<Vec<String>, String> {
+    if let Some(dir) = crate::mount::env_path(CA_DIR_ENV) {
+        return ca_files(&dir);
+    }
+    let helper_dirs: Vec<PathBuf> = IBM_HELPER_CA_DIRS.iter().map(PathBuf::from).collect();
+    ca_files_with_fallback(Path::new(CA_DIR), &helper_dirs)
+}
+
+/// The CA files of `dir`, or else the IBM helper's in `helper_dirs`; the error names every
+/// place looked at.
+fn ca_files_with_fallback(dir: &Path, helper_dirs: &[PathBuf]) -> Result<Vec<String>, String> {
+    let own = match ca_files(dir) {
+        Ok(files) => return Ok(files),
+        Err(e) => e,
+    };
+    let from_helper: Vec<String> = helper_dirs
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flat_map(|entries| entries.filter_map(Result::ok).map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("type_ibmshare_") && n.ends_with(".crt"))
+        })
+        .map(|p| p.display().to_string())
+        .collect();
+    if from_helper.is_empty() {
+        let looked: Vec<String> = helper_dirs
+            .iter()
+            .map(|d| d.display().to_string())
+            .collect();
+        return Err(format!(
+            "{own}; no IBM mount helper roots (type_ibmshare_*.crt) in {} either",
+            looked.join(" or ")
+        ));
+    }
+    let mut files = from_helper;
+    files.sort();
+    Ok(files)
 }
 
 /// The root CA files: every `*.pem` and `*.crt` directly in `dir`.
@@ -211,7 +258,8 @@ fn ca_files(dir: &Path) -> Result<Vec<String>, String> {
     files.sort();
     if files.is_empty() {
         return Err(format!(
-            "no root CA to verify the file server with: no *.pem or *.crt in {}",
+            "no root CA to verify the file server with: no *.pem or *.crt in {} (put the \
+             region root CA PEM files there)",
             dir.display()
         ));
     }
@@ -284,6 +332,39 @@ mod tests {
         assert_eq!(files.len(), 2);
         assert!(files[0].ends_with("a.crt") && files[1].ends_with("b.pem"));
         assert!(missing.unwrap_err().contains("region root CA"));
+    }
+
+    #[test]
+    fn without_own_roots_the_ibm_helpers_swanctl_roots_are_used() {
+        let own = tempfile::tempdir().unwrap();
+        let swanctl = tempfile::tempdir().unwrap();
+        let rhel = own.path().join("no-such-dir");
+        for f in [
+            "type_ibmshare_root_us-south.crt",
+            "type_ibmshare_int.crt",
+            "someone_else.crt",
+            "type_ibmshare_root_notes.txt",
+        ] {
+            std::fs::write(swanctl.path().join(f), "x").unwrap();
+        }
+        let dirs = [rhel.clone(), swanctl.path().to_path_buf()];
+        let files = ca_files_with_fallback(own.path(), &dirs).unwrap();
+        assert_eq!(files.len(), 2, "{files:?}");
+        assert!(files[0].ends_with("type_ibmshare_int.crt"));
+        assert!(files[1].ends_with("type_ibmshare_root_us-south.crt"));
+
+        // Our own directory wins as soon as it holds a CA.
+        std::fs::write(own.path().join("region.pem"), "x").unwrap();
+        let files = ca_files_with_fallback(own.path(), &dirs).unwrap();
+        assert_eq!(files.len(), 1);
+        assert!(files[0].ends_with("region.pem"));
+
+        // Neither: the error names both places.
+        let empty = tempfile::tempdir().unwrap();
+        let err = ca_files_with_fallback(empty.path(), std::slice::from_ref(&rhel)).unwrap_err();
+        assert!(err.contains(&empty.path().display().to_string()), "{err}");
+        assert!(err.contains(&rhel.display().to_string()), "{err}");
+        assert!(err.contains("type_ibmshare_"), "{err}");
     }
 
     #[test]
