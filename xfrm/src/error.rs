@@ -1,6 +1,7 @@
 //! One error type for the crate: decoding failures of kernel bytes, socket failures, and
 //! kernel refusals translated into sentences an operator can act on.
 
+use std::borrow::Cow;
 use std::io;
 
 /// Result alias for this crate.
@@ -12,8 +13,9 @@ pub enum Error {
     /// The kernel refused a request; `sentence` says why in words, `errno` is the raw code.
     #[error("{op}: {sentence}{}", detail(.kernel_message))]
     Kernel {
-        /// What we asked for (e.g. "add SA", "allocate SPI").
-        op: &'static str,
+        /// What we asked for (e.g. "add SA", "allocate SPI", "adding the policy-routing
+        /// rule for 10.0.0.2").
+        op: Cow<'static, str>,
         /// Positive errno from the kernel's NLMSG_ERROR.
         errno: i32,
         /// Human sentence for `errno` in the context of `op`.
@@ -25,7 +27,7 @@ pub enum Error {
     #[error("{op}: {source}")]
     Io {
         /// What we were doing.
-        op: &'static str,
+        op: Cow<'static, str>,
         /// The OS error.
         #[source]
         source: io::Error,
@@ -59,16 +61,24 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(op: &'static str, source: io::Error) -> Self {
-        Error::Io { op, source }
+    pub(crate) fn io(op: impl Into<Cow<'static, str>>, source: io::Error) -> Self {
+        Error::Io {
+            op: op.into(),
+            source,
+        }
     }
 
-    /// Builds the error for a kernel NLMSG_ERROR with a negative `errno`.
-    pub(crate) fn kernel(op: &'static str, errno: i32, kernel_message: Option<String>) -> Self {
+    /// Builds the error for an XFRM NLMSG_ERROR with a negative `errno`.
+    pub(crate) fn kernel(
+        op: impl Into<Cow<'static, str>>,
+        errno: i32,
+        kernel_message: Option<String>,
+    ) -> Self {
+        let op = op.into();
         Error::Kernel {
+            sentence: sentence(&op, errno),
             op,
             errno,
-            sentence: sentence(op, errno),
             kernel_message,
         }
     }
@@ -98,6 +108,41 @@ pub fn sentence(op: &str, errno: i32) -> String {
         libc::EAFNOSUPPORT => "address family not supported (IPv6 disabled?)".into(),
         libc::EADDRNOTAVAIL => "address not available".into(),
         libc::EOPNOTSUPP => "operation not supported by this kernel".into(),
+        libc::EBUSY => "the kernel is busy with this object; retry".into(),
+        other => io::Error::from_raw_os_error(other).to_string(),
+    }
+}
+
+impl From<Error> for io::Error {
+    /// Keeps the sentence as the message and the errno's kind (`PermissionDenied`,
+    /// `AlreadyExists`, `NotFound` …), for callers whose API speaks `io::Error`.
+    fn from(e: Error) -> io::Error {
+        let kind = match e.errno() {
+            // std files these under `Uncategorized`; for a netlink request they mean the
+            // object is missing.
+            Some(libc::ENODEV | libc::ESRCH) => io::ErrorKind::NotFound,
+            Some(errno) => io::Error::from_raw_os_error(errno).kind(),
+            None => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e.to_string())
+    }
+}
+
+/// Translates an errno from any netlink protocol into a sentence (the default for
+/// [`NetlinkSocket`](crate::socket::NetlinkSocket); `op` is not consulted).
+pub fn netlink_sentence(_op: &str, errno: i32) -> String {
+    match errno {
+        libc::EPERM | libc::EACCES => "permission denied (CAP_NET_ADMIN needed)".into(),
+        libc::EEXIST => "it exists already".into(),
+        libc::ENOENT | libc::ESRCH => "no such object".into(),
+        libc::ENODEV => "no such device".into(),
+        libc::EINVAL => "the kernel rejected the parameters as invalid".into(),
+        libc::ENOMEM | libc::ENOBUFS => "kernel out of memory or socket buffer space".into(),
+        libc::EAFNOSUPPORT => "address family not supported (IPv6 disabled?)".into(),
+        libc::EADDRNOTAVAIL => "address not available".into(),
+        libc::ENETUNREACH => "network unreachable".into(),
+        libc::EOPNOTSUPP => "operation not supported by this kernel".into(),
+        libc::EPROTONOSUPPORT => "protocol not supported by this kernel".into(),
         libc::EBUSY => "the kernel is busy with this object; retry".into(),
         other => io::Error::from_raw_os_error(other).to_string(),
     }

@@ -9,6 +9,9 @@
 //!   is ever modified or deleted.
 //! - [`child`] installs, rekeys and removes whole CHILD_SAs (SA pair + policies) from
 //!   neutral data; this is the layer the daemon's kernel backend uses.
+//! - [`socket::NetlinkSocket`] is the crate's netlink socket for any protocol (requests,
+//!   dumps, and batches in one `sendmsg` with per-message ACKs); the userspace ESP datapath
+//!   uses it for rtnetlink and nfnetlink. [`socket::XfrmSocket`] wraps it for XFRM.
 //! - [`probe::probe`] says whether this process can install ESP SAs here, and why not.
 //! - [`monitor`] decodes EXPIRE/ACQUIRE notifications; [`socket_policy`] exempts IKE sockets
 //!   from policies and enables ESP-in-UDP on the NAT-T socket.

@@ -247,6 +247,71 @@ impl Builder {
     }
 }
 
+/// Several finished requests sent in one datagram by
+/// [`NetlinkSocket::transact_batch`](crate::socket::NetlinkSocket::transact_batch): for
+/// nfnetlink transactions (`NFNL_MSG_BATCH_BEGIN` … `NFNL_MSG_BATCH_END`) or to save system
+/// calls. Give every message its own sequence number
+/// ([`reserve_seq`](crate::socket::NetlinkSocket::reserve_seq)); the batch records which
+/// ones asked for an ACK.
+#[derive(Debug, Default, Clone)]
+pub struct Batch {
+    buf: Vec<u8>,
+    seqs: Vec<u32>,
+    acked: Vec<u32>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends one finished message (as [`Builder::finish`] returns it). Fails if `msg` is
+    /// not exactly one netlink message.
+    pub fn push(&mut self, msg: &[u8]) -> Result<(), DecodeError> {
+        let h = Header::parse(msg)?;
+        if h.len as usize != msg.len() {
+            return Err(DecodeError::BadLength {
+                what: "nlmsg_len of a batch message",
+                len: h.len as usize,
+                max: msg.len(),
+            });
+        }
+        self.buf.extend_from_slice(msg);
+        self.buf.resize(align(self.buf.len()), 0);
+        self.seqs.push(h.seq);
+        if h.flags & NLM_F_ACK != 0 {
+            self.acked.push(h.seq);
+        }
+        Ok(())
+    }
+
+    /// The datagram: every message, 4-byte aligned, in the order pushed.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Sequence numbers of all messages, in order.
+    pub fn seqs(&self) -> &[u32] {
+        &self.seqs
+    }
+
+    /// Sequence numbers of the messages that asked for an ACK.
+    pub fn acked(&self) -> &[u32] {
+        &self.acked
+    }
+
+    /// Number of messages.
+    pub fn len(&self) -> usize {
+        self.seqs.len()
+    }
+
+    /// Whether no message was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.seqs.is_empty()
+    }
+}
+
 /// What an NLMSG_ERROR said.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ack {
@@ -374,6 +439,35 @@ mod tests {
         assert_eq!(ack.errno, libc::EPROTONOSUPPORT);
         assert_eq!(ack.seq, 42);
         assert_eq!(ack.message.as_deref(), Some("Requested type not found"));
+    }
+
+    #[test]
+    fn batch_concatenates_and_records_acks() {
+        let mut b = Batch::new();
+        b.push(&Builder::new(0x10, NLM_F_REQUEST, 1).fixed(&[0; 4]).finish())
+            .unwrap();
+        b.push(
+            &Builder::new(0x0a00, NLM_F_REQUEST | NLM_F_ACK, 2)
+                .attr(1, b"ab\0")
+                .finish(),
+        )
+        .unwrap();
+        b.push(&Builder::new(0x11, NLM_F_REQUEST, 3).finish())
+            .unwrap();
+        assert_eq!(
+            (b.len(), b.seqs(), b.acked()),
+            (3, &[1, 2, 3][..], &[2][..])
+        );
+        let seqs: Vec<u32> = Messages::new(b.bytes())
+            .map(|m| m.unwrap().header.seq)
+            .collect();
+        assert_eq!(seqs, [1, 2, 3]);
+        let one = Builder::new(0x10, 0, 4).finish();
+        let mut two = one.clone();
+        two.extend_from_slice(&one);
+        assert!(b.push(&two).is_err());
+        assert!(b.push(&one[..8]).is_err());
+        assert_eq!(b.len(), 3);
     }
 
     #[test]
