@@ -1035,14 +1035,16 @@ fn cleartext_from_the_peer_on_protected_selectors_is_dropped() {
     assert!(left_b.is_empty(), "left behind in B:\n{left_b}");
 }
 
-/// Set in the child process of `refuses_peers_without_nftables`, whose PATH has `ip` but
-/// no `nft`.
+/// Set in the child process of `refuses_peers_without_nftables`, in which no
+/// NETLINK_NETFILTER socket can be opened.
 const NO_NFT_CHILD: &str = "ESP_USERSPACE_NO_NFT_CHILD";
 
-/// Without nftables the inbound policy cannot be enforced: the datapath starts and says so,
-/// and refuses a peer with a clear error unless the peer sets `allow_unprotected_inbound`. PATH is
-/// process-wide, so the check runs in a child process of this test binary whose PATH holds
-/// only `ip`.
+/// Without nftables in the kernel the inbound policy cannot be enforced: the datapath starts
+/// and says so, and refuses a peer with a clear error unless the peer sets
+/// `allow_unprotected_inbound`. The check runs in a child process of this test binary
+/// whose seccomp filter answers `socket(AF_NETLINK, …, NETLINK_NETFILTER)` with
+/// EPROTONOSUPPORT, as a kernel built without nfnetlink does (the filter covers the whole
+/// process, so it cannot run beside the other tests).
 #[test]
 fn refuses_peers_without_nftables() {
     if std::env::var_os(NO_NFT_CHILD).is_some() {
@@ -1052,9 +1054,6 @@ fn refuses_peers_without_nftables() {
         eprintln!("SKIPPED esp_userspace no-nftables refusal: {why}");
         return;
     }
-    let bin = tempfile_dir("nonft");
-    let ip_path = sh_out(&["sh", "-c", "command -v ip"]);
-    std::os::unix::fs::symlink(ip_path.trim(), bin.join("ip")).unwrap();
     let out = Command::new(std::env::current_exe().unwrap())
         .args([
             "--exact",
@@ -1064,10 +1063,8 @@ fn refuses_peers_without_nftables() {
             "1",
         ])
         .env(NO_NFT_CHILD, "1")
-        .env("PATH", &bin)
         .output()
         .unwrap();
-    let _ = std::fs::remove_dir_all(&bin);
     let text =
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "child failed:\n{text}");
@@ -1077,18 +1074,58 @@ fn refuses_peers_without_nftables() {
     );
 }
 
-fn tempfile_dir(tag: &str) -> std::path::PathBuf {
-    let d = std::env::temp_dir().join(format!("esp-{tag}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
+/// Makes every thread of this process fail `socket(AF_NETLINK, _, NETLINK_NETFILTER)` with
+/// EPROTONOSUPPORT (seccomp, `SECCOMP_FILTER_FLAG_TSYNC`).
+fn deny_nfnetlink_sockets() {
+    // Classic BPF over `struct seccomp_data`: nr at 0, the 64-bit args[i] at 16 + 8 i; the
+    // filter loads their low halves.
+    const LD_W_ABS: u16 = 0x20;
+    const JEQ_K: u16 = 0x15;
+    const RET_K: u16 = 0x06;
+    const SECCOMP_RET_ALLOW: u32 = 0x7fff_0000;
+    const SECCOMP_RET_ERRNO: u32 = 0x0005_0000;
+    const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+    const SECCOMP_FILTER_FLAG_TSYNC: libc::c_ulong = 1;
+    const NETLINK_NETFILTER: u32 = 12;
+    let low = if cfg!(target_endian = "little") { 0 } else { 4 };
+    let f = |code, jt, jf, k| libc::sock_filter { code, jt, jf, k };
+    let mut prog = [
+        f(LD_W_ABS, 0, 0, 0),
+        f(JEQ_K, 0, 5, libc::SYS_socket as u32),
+        f(LD_W_ABS, 0, 0, 16 + low),
+        f(JEQ_K, 0, 3, libc::AF_NETLINK as u32),
+        f(LD_W_ABS, 0, 0, 32 + low),
+        f(JEQ_K, 0, 1, NETLINK_NETFILTER),
+        f(
+            RET_K,
+            0,
+            0,
+            SECCOMP_RET_ERRNO | libc::EPROTONOSUPPORT as u32,
+        ),
+        f(RET_K, 0, 0, SECCOMP_RET_ALLOW),
+    ];
+    let fprog = libc::sock_fprog {
+        len: prog.len() as u16,
+        filter: prog.as_mut_ptr(),
+    };
+    // SAFETY: prctl and seccomp read the arguments given; `fprog` outlives the call.
+    unsafe {
+        assert_eq!(libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), 0);
+        let rc = libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            SECCOMP_FILTER_FLAG_TSYNC,
+            &fprog as *const libc::sock_fprog,
+        );
+        assert_eq!(rc, 0, "seccomp: {}", std::io::Error::last_os_error());
+    }
 }
 
 fn no_nft_child() {
-    assert!(
-        Command::new("nft").arg("--version").output().is_err(),
-        "nft still on PATH"
-    );
+    deny_nfnetlink_sockets();
+    // SAFETY: plain socket(2); the result is only checked and closed.
+    let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW, 12) };
+    assert_eq!(fd, -1, "NETLINK_NETFILTER socket still opens");
     let lab = Lab::new("nonft");
     let ((cfg, peer, mut pc), _) = configs("nn", Encapsulation::UDP_4500, true);
     let tun = cfg.tun_name.clone();
@@ -1112,6 +1149,12 @@ fn no_nft_child() {
     assert_eq!(refused.kind(), std::io::ErrorKind::Unsupported, "{refused}");
     assert!(
         refused.to_string().contains("allow_unprotected_inbound"),
+        "{refused}"
+    );
+    assert!(
+        refused
+            .to_string()
+            .starts_with("the kernel has no nftables support (nf_tables module missing): "),
         "{refused}"
     );
     assert_eq!(allowed.unwrap(), vec![peer]);

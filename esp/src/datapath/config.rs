@@ -117,10 +117,11 @@ pub struct PeerConfig {
     /// Transport mode, or tunnel mode between the two hosts (inner addresses = outer
     /// addresses). Every SA installed for the peer must have this mode.
     pub mode: Mode,
-    /// **Unsafe.** Add the peer even when the inbound policy cannot be installed (no `nft`
-    /// binary or no nf_tables in the kernel). Cleartext from the peer on protected selectors
-    /// is then delivered like protected traffic, so an on-path attacker can inject
-    /// plaintext that the application takes as authenticated. Off by default.
+    /// **Unsafe.** Add the peer even when the inbound policy cannot be installed (no
+    /// nf_tables in the kernel, or the kernel refused our table). Cleartext from the peer
+    /// on protected selectors is then delivered like protected traffic, so an on-path
+    /// attacker can inject plaintext that the application takes as authenticated. Off by
+    /// default.
     pub allow_unprotected_inbound: bool,
 }
 

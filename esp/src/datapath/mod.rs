@@ -25,7 +25,8 @@
 //!   from where the local stack delivers it. The TUN gets `rp_filter = 2` (loose), because
 //!   the route back to the peer is not the TUN for unmarked lookups of every flow.
 //! - **Inbound policy.** Cleartext from a peer on a protected selector is dropped unless it
-//!   came in through the TUN (nftables, see [`inbound_policy`](self)), as kernel XFRM's
+//!   came in through the TUN (an nf_tables table of ours, programmed over netlink, see
+//!   [`inbound_policy`](self)), as kernel XFRM's
 //!   inbound policy would drop it.
 //! - **Teardown.** [`Datapath::remove_peer`] removes exactly that peer's rules, route, SAs
 //!   and drop rules. Everything is removed on shutdown or drop, and [`Datapath::start`]
@@ -94,6 +95,7 @@ pub mod fuzzing;
 mod inbound;
 mod inbound_policy;
 mod ip_header;
+mod nftables;
 mod offload;
 mod outbound;
 mod routing;
@@ -225,6 +227,8 @@ struct Shared {
     raw6: OnceLock<OwnedFd>,
     /// Whether nftables took our (empty) table at start.
     nft: bool,
+    /// Why not, when it did not (the sentence `add_peer` repeats).
+    nft_refusal: Option<String>,
 }
 
 impl Shared {
@@ -287,6 +291,8 @@ pub struct Datapath {
     /// generators a stable, ordered list).
     control: Mutex<BTreeMap<IpAddr, PeerConfig>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
+    /// The nf_tables socket for the inbound policy (taken under `control`).
+    nft_session: Mutex<nftables::Session>,
     cleaned: bool,
 }
 
@@ -294,8 +300,12 @@ impl Datapath {
     /// Removes what a previous run with this configuration may have left behind: our rules
     /// (by priority and protocol tag), the table's routes, the TUN and the nftables table.
     pub fn cleanup_stale(cfg: &DatapathConfig) {
+        Self::cleanup(cfg, &mut nftables::Session::default());
+    }
+
+    fn cleanup(cfg: &DatapathConfig, nft_session: &mut nftables::Session) {
         routing::remove(cfg);
-        inbound_policy::remove(cfg);
+        inbound_policy::remove(nft_session, cfg);
     }
 
     /// Creates the TUN and the mark bypass rule, binds the UDP socket and starts moving
@@ -305,21 +315,26 @@ impl Datapath {
     /// datapath runs but [`add_peer`](Self::add_peer) refuses peers that need the inbound
     /// policy (see [`inbound_policy_enforced`](Self::inbound_policy_enforced)).
     pub fn start(cfg: DatapathConfig) -> io::Result<Self> {
-        Self::cleanup_stale(&cfg);
-        let nft = match inbound_policy::install(&cfg, &[]) {
-            Ok(()) => true,
-            Err(e) if e.kind() == io::ErrorKind::Unsupported => false,
+        let mut nft_session = nftables::Session::default();
+        Self::cleanup(&cfg, &mut nft_session);
+        let nft_refusal = match inbound_policy::install(&mut nft_session, &cfg, &[]) {
+            Ok(()) => None,
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => Some(e.to_string()),
             Err(e) => return Err(e),
         };
         let names = cfg.clone();
-        let started = Self::start_datapath(cfg, nft);
+        let started = Self::start_datapath(cfg, nft_refusal, nft_session);
         if started.is_err() {
             Self::cleanup_stale(&names);
         }
         started
     }
 
-    fn start_datapath(cfg: DatapathConfig, nft: bool) -> io::Result<Self> {
+    fn start_datapath(
+        cfg: DatapathConfig,
+        nft_refusal: Option<String>,
+        nft_session: nftables::Session,
+    ) -> io::Result<Self> {
         let (tun, _offloads) = sys::open_tun(&cfg.tun_name)?;
         sys::set_nonblocking(tun.as_raw_fd())?;
         let bind = |addr: SocketAddr| -> io::Result<UdpSocket> {
@@ -350,12 +365,14 @@ impl Datapath {
             udp6,
             raw: OnceLock::new(),
             raw6: OnceLock::new(),
-            nft,
+            nft: nft_refusal.is_none(),
+            nft_refusal,
         });
         let mut dp = Datapath {
             shared,
             control: Mutex::new(BTreeMap::new()),
             threads: Mutex::new(Vec::new()),
+            nft_session: Mutex::new(nft_session),
             cleaned: false,
         };
         let tun = Arc::new(tun);
@@ -492,9 +509,13 @@ impl Datapath {
             }
         };
         if !sh.nft && !cfg.allow_unprotected_inbound {
-            return Err(inbound_policy::nft_missing(
-                "nftables did not accept our table when the datapath started".into(),
-            ));
+            let why = sh.nft_refusal.clone().unwrap_or_else(|| {
+                inbound_policy::unenforceable(
+                    "nftables did not take our table when the datapath started".into(),
+                )
+                .to_string()
+            });
+            return Err(io::Error::new(io::ErrorKind::Unsupported, why));
         }
         Ok(port)
     }
@@ -571,7 +592,7 @@ impl Datapath {
 
     fn apply_policy(&self, control: &BTreeMap<IpAddr, PeerConfig>) -> io::Result<()> {
         let peers: Vec<(IpAddr, &PeerConfig)> = control.iter().map(|(a, c)| (*a, c)).collect();
-        inbound_policy::install(&self.shared.cfg, &peers)
+        inbound_policy::install(&mut lock(&self.nft_session), &self.shared.cfg, &peers)
     }
 
     /// Stops protecting traffic with `peer`: removes its capture rules and route, its SAs
@@ -811,7 +832,7 @@ impl Datapath {
         }
         if !self.cleaned {
             self.cleaned = true;
-            Self::cleanup_stale(&self.shared.cfg);
+            Self::cleanup(&self.shared.cfg, &mut lock(&self.nft_session));
         }
     }
 }
