@@ -8,7 +8,7 @@
 //! plaintext NFS traffic with the peer's source address.
 //!
 //! We hold one nftables table of our own, replaced atomically in one nf_tables transaction
-//! sent over NETLINK_NETFILTER from this process ([`nftables`](super::nftables); no `nft`
+//! sent over NETLINK_NETFILTER from this process ([`nftables`]; no `nft`
 //! process): add the table (so that deleting it cannot fail), delete it, define it anew.
 //! That happens at start and whenever a peer is added, changed or removed; the table is
 //! deleted on shutdown and before start; no other table is ever read or written. The

@@ -327,7 +327,7 @@ impl Attrs<'_> {
 }
 
 /// One nfnetlink transaction for the nf_tables subsystem, in family `inet`: build it, then
-/// [`finish`](Self::finish) and send it with [`transact`].
+/// [`finish`](Self::finish) and send it with [`Session::transact`].
 #[derive(Debug)]
 pub(crate) struct Batch {
     buf: Vec<u8>,
