@@ -61,6 +61,9 @@ pub struct NetlinkSocket {
     port: u32,
     seq: u32,
     sentences: Sentences,
+    /// Receive buffer, allocated on first use and kept: what a datagram left in it is
+    /// zeroized after it was read (XFRM replies carry keys).
+    buf: Vec<u8>,
 }
 
 impl NetlinkSocket {
@@ -154,6 +157,7 @@ impl NetlinkSocket {
             port: bound.nl_pid,
             seq: 1,
             sentences: crate::error::netlink_sentence,
+            buf: Vec::new(),
         })
     }
 
@@ -260,32 +264,33 @@ impl NetlinkSocket {
         let mut pending: BTreeSet<u32> = batch.acked().iter().copied().collect();
         let mut acks = Vec::new();
         let mut refused = false;
-        let mut buf = zeroize::Zeroizing::new(vec![0u8; RECV_LEN]);
-        while !pending.is_empty() {
-            let flags = if refused { libc::MSG_DONTWAIT } else { 0 };
-            let n = match self.recv_flags(&mut buf, flags) {
-                Ok(n) => n,
-                Err(e) if refused && e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err(Error::io(op.to_owned(), e)),
-            };
-            for m in Messages::new(&buf[..n]) {
-                let m = m?;
-                if m.header.kind != NLMSG_ERROR
-                    || !ours.contains(&m.header.seq)
-                    || (m.header.pid != 0 && m.header.pid != self.port)
-                {
-                    continue;
-                }
-                let ack = netlink::parse_ack(m.header.flags, m.payload)?;
-                pending.remove(&m.header.seq);
-                refused |= ack.errno != 0;
-                acks.push(Ack {
-                    seq: m.header.seq,
-                    ..ack
-                });
+        let mut buf = self.take_buf();
+        let result = (|| {
+            while !pending.is_empty() {
+                let flags = if refused { libc::MSG_DONTWAIT } else { 0 };
+                let n = match self.recv_flags(&mut buf, flags) {
+                    Ok(n) => n,
+                    Err(e) if refused && e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => return Err(Error::io(op.to_owned(), e)),
+                };
+                let read = collect_acks(&buf[..n], &ours, self.port, &mut pending, &mut acks);
+                buf[..n].zeroize();
+                refused |= read?;
             }
+            Ok(())
+        })();
+        self.buf = buf;
+        result.map(|()| acks)
+    }
+
+    /// The receive buffer, taken out of `self` for the length of one exchange (put it back
+    /// after): allocated once, zeroized per datagram by the callers.
+    fn take_buf(&mut self) -> Vec<u8> {
+        let mut buf = std::mem::take(&mut self.buf);
+        if buf.len() < RECV_LEN {
+            buf = vec![0u8; RECV_LEN];
         }
-        Ok(acks)
+        buf
     }
 
     /// Sends one datagram (one or more messages) to the kernel.
@@ -342,54 +347,106 @@ impl NetlinkSocket {
     }
 
     fn wait(
-        &self,
+        &mut self,
         op: &str,
         seq: u32,
         dump: bool,
         on_reply: &mut dyn FnMut(u16, &[u8]) -> Result<()>,
     ) -> Result<()> {
-        let mut buf = zeroize::Zeroizing::new(vec![0u8; RECV_LEN]);
+        let mut buf = self.take_buf();
         let mut interrupted = false;
-        loop {
-            let n = self
-                .recv(&mut buf)
-                .map_err(|e| Error::io(op.to_owned(), e))?;
-            for m in Messages::new(&buf[..n]) {
-                let m = m?;
-                if m.header.seq != seq || (m.header.pid != 0 && m.header.pid != self.port) {
-                    // A late reply to an earlier request that timed out, or a stray: skip it.
-                    continue;
+        let result = loop {
+            let n = match self.recv(&mut buf) {
+                Ok(n) => n,
+                Err(e) => break Err(Error::io(op.to_owned(), e)),
+            };
+            let done = self.handle(&buf[..n], op, seq, dump, &mut interrupted, on_reply);
+            buf[..n].zeroize();
+            match done {
+                Ok(false) => {}
+                Ok(true) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        self.buf = buf;
+        result
+    }
+
+    /// Handles one received datagram of a `wait`; `Ok(true)` when the exchange is over.
+    fn handle(
+        &self,
+        datagram: &[u8],
+        op: &str,
+        seq: u32,
+        dump: bool,
+        interrupted: &mut bool,
+        on_reply: &mut dyn FnMut(u16, &[u8]) -> Result<()>,
+    ) -> Result<bool> {
+        for m in Messages::new(datagram) {
+            let m = m?;
+            if m.header.seq != seq || (m.header.pid != 0 && m.header.pid != self.port) {
+                // A late reply to an earlier request that timed out, or a stray: skip it.
+                continue;
+            }
+            *interrupted |= m.header.flags & NLM_F_DUMP_INTR != 0;
+            match m.header.kind {
+                NLMSG_NOOP => {}
+                NLMSG_ERROR => {
+                    let ack = netlink::parse_ack(m.header.flags, m.payload)?;
+                    if ack.errno == 0 {
+                        return Ok(true);
+                    }
+                    return Err(self.refusal(op.to_owned(), &ack));
                 }
-                interrupted |= m.header.flags & NLM_F_DUMP_INTR != 0;
-                match m.header.kind {
-                    NLMSG_NOOP => {}
-                    NLMSG_ERROR => {
-                        let ack = netlink::parse_ack(m.header.flags, m.payload)?;
-                        if ack.errno == 0 {
-                            return Ok(());
-                        }
-                        return Err(self.refusal(op.to_owned(), &ack));
+                NLMSG_DONE => {
+                    if *interrupted {
+                        return Err(Error::Invalid(INTERRUPTED.into()));
                     }
-                    NLMSG_DONE => {
-                        if interrupted {
-                            return Err(Error::Invalid(INTERRUPTED.into()));
-                        }
-                        return Ok(());
-                    }
-                    kind => {
-                        on_reply(kind, m.payload)?;
-                        if !dump && !is_multi(&m.header) {
-                            // A single reply (GETSA, ALLOCSPI) without an ACK request ends here.
-                            return Ok(());
-                        }
+                    return Ok(true);
+                }
+                kind => {
+                    on_reply(kind, m.payload)?;
+                    if !dump && !is_multi(&m.header) {
+                        // A single reply (GETSA, ALLOCSPI) without an ACK request ends here.
+                        return Ok(true);
                     }
                 }
             }
         }
+        Ok(false)
     }
 }
 
 const INTERRUPTED: &str = "dump interrupted";
+
+/// Records the NLMSG_ERRORs in `datagram` that answer messages of a batch (`ours`);
+/// returns whether one was a refusal.
+fn collect_acks(
+    datagram: &[u8],
+    ours: &BTreeSet<u32>,
+    port: u32,
+    pending: &mut BTreeSet<u32>,
+    acks: &mut Vec<Ack>,
+) -> Result<bool> {
+    let mut refused = false;
+    for m in Messages::new(datagram) {
+        let m = m?;
+        if m.header.kind != NLMSG_ERROR
+            || !ours.contains(&m.header.seq)
+            || (m.header.pid != 0 && m.header.pid != port)
+        {
+            continue;
+        }
+        let ack = netlink::parse_ack(m.header.flags, m.payload)?;
+        pending.remove(&m.header.seq);
+        refused |= ack.errno != 0;
+        acks.push(Ack {
+            seq: m.header.seq,
+            ..ack
+        });
+    }
+    Ok(refused)
+}
 
 fn is_multi(h: &Header) -> bool {
     h.flags & netlink::NLM_F_MULTI != 0

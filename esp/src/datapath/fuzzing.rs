@@ -1,13 +1,16 @@
 //! The datapath's pure packet functions, reachable from the cargo-fuzz targets in `fuzz/`
 //! (issue 9): the header parser used on TUN reads and on decrypted inner packets, the
 //! virtio-net header, checksum completion, TSO segmentation, GRO coalescing and the raw
-//! ESP socket read. Thin wrappers with public types; not an API for anything else.
+//! ESP socket read; and the rtnetlink codec crash clean-up reads kernel dumps with
+//! ([`Rule::parse`], [`Route::parse`]). Thin wrappers with public types; not an API for
+//! anything else.
 
 use std::net::IpAddr;
 use std::ops::Range;
 
 use super::ip_header::{ports, IpHeader};
 use super::offload::{self, Tcp4Super, TcpCoalescer, VnetHdr};
+pub use super::rtnetlink::{Family, Op, PortRange, Prefix, Route, Rule, RTM_NEWROUTE, RTM_NEWRULE};
 
 /// What [`parse_ip`] found (the datapath's `IpHeader`, plus the selector ports).
 #[derive(Debug, Clone, PartialEq, Eq)]

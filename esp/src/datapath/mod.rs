@@ -99,6 +99,7 @@ mod nftables;
 mod offload;
 mod outbound;
 mod routing;
+mod rtnetlink;
 mod sys;
 
 pub use config::{DatapathConfig, Encapsulation, PeerConfig, Selector};

@@ -428,11 +428,47 @@ fn wait(fd: RawFd, events: libc::c_short, timeout_ms: i32) -> io::Result<bool> {
     Ok(n > 0)
 }
 
-/// Whether a network interface of this name exists.
-pub(crate) fn if_exists(name: &str) -> bool {
+/// The index of the network interface `name` in the calling thread's namespace.
+pub(crate) fn if_index(name: &str) -> Option<u32> {
     match CString::new(name) {
         // SAFETY: a valid NUL-terminated string.
-        Ok(c) => unsafe { libc::if_nametoindex(c.as_ptr()) != 0 },
-        Err(_) => false,
+        Ok(c) => match unsafe { libc::if_nametoindex(c.as_ptr()) } {
+            0 => None,
+            i => Some(i),
+        },
+        Err(_) => None,
+    }
+}
+
+/// Test support for the root tests of the datapath modules.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::io;
+    use std::time::Duration;
+
+    /// Moves the calling thread into a new, empty network namespace (needs CAP_SYS_ADMIN).
+    /// Child processes it starts (`ip`, `nft`) inherit it.
+    pub(crate) fn enter_new_netns() -> io::Result<()> {
+        // SAFETY: unshare only changes the calling thread's namespaces.
+        if unsafe { libc::unshare(libc::CLONE_NEWNET) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// CPU time (user + system) of the calling thread and of the process's waited-for
+    /// children.
+    pub(crate) fn cpu_times() -> (Duration, Duration) {
+        let get = |who| {
+            // SAFETY: rusage is plain old data, written by getrusage.
+            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+            // SAFETY: valid pointer to a rusage for the call.
+            unsafe { libc::getrusage(who, &mut ru) };
+            let tv = |t: libc::timeval| {
+                Duration::from_secs(t.tv_sec as u64) + Duration::from_micros(t.tv_usec as u64)
+            };
+            tv(ru.ru_utime) + tv(ru.ru_stime)
+        };
+        (get(libc::RUSAGE_THREAD), get(libc::RUSAGE_CHILDREN))
     }
 }
