@@ -304,6 +304,26 @@ def xfrm():
     write("xfrm_netlink", "done", msg(3, 2, ne("i", 0)))
 
 
+# ---- rtnetlink (esp's routing) ---------------------------------------------------------
+
+def esp_rtnetlink():
+    """The requests iproute2 sent and the rule/route dumps the kernel answered with, as
+    captured by esp/fixtures/rtnetlink/capture.sh: whole datagrams, and each message's
+    payload alone (the target also parses its whole input as one payload)."""
+    for path in sorted(glob.glob(os.path.join(ROOT, "esp/fixtures/rtnetlink/*.hex"))):
+        name = os.path.basename(path)[:-4]
+        data = bytes.fromhex(open(path).read().strip())
+        write("esp_rtnetlink", name, data)
+        at, n = 0, 0
+        while at + 16 <= len(data):
+            length = struct.unpack_from("=I", data, at)[0]
+            if length < 16 or at + length > len(data):
+                break
+            write("esp_rtnetlink", f"{name}-payload{n}", data[at + 16:at + length])
+            at += (length + 3) & ~3
+            n += 1
+
+
 # ---- metadata ---------------------------------------------------------------------------
 
 def metadata():
@@ -510,7 +530,7 @@ if __name__ == "__main__":
     import shutil
     import sys
     session2 = {"mount_helper": mount_helper, "control_protocol": control_protocol,
-                "esp_datapath": esp_datapath}
+                "esp_datapath": esp_datapath, "esp_rtnetlink": esp_rtnetlink}
     if sys.argv[1:]:
         # Just these targets' seeds (the others need OpenSSL and rewrite many files).
         for target in sys.argv[1:]:
