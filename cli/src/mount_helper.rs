@@ -19,6 +19,8 @@
 
 use std::net::IpAddr;
 
+use crate::mount::utab::unmangle;
+
 /// What mount.ibmshare will do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountPlan {
@@ -305,11 +307,11 @@ pub fn nfs_mounts(proc_mounts: &str) -> Vec<NfsMount> {
             if !matches!(fstype, "nfs" | "nfs4") {
                 return None;
             }
-            let (server, path) = split_spec(&unescape(source)).ok()?;
+            let (server, path) = split_spec(&unmangle(source)).ok()?;
             Some(NfsMount {
                 server,
                 path: normalise_path(&path),
-                dir: unescape(dir),
+                dir: unmangle(dir),
             })
         })
         .collect()
@@ -352,32 +354,6 @@ fn normalise_path(path: &str) -> String {
     } else {
         trimmed.to_owned()
     }
-}
-
-/// Decodes the kernel's `\ooo` escapes (space, tab, newline, backslash) in mount fields.
-fn unescape(field: &str) -> String {
-    let bytes = field.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let octal = bytes.get(i + 1..i + 4).and_then(|d| {
-            d.iter()
-                .all(|b| (b'0'..=b'7').contains(b))
-                .then(|| u8::from_str_radix(std::str::from_utf8(d).ok()?, 8).ok())
-                .flatten()
-        });
-        match (bytes[i], octal) {
-            (b'\\', Some(b)) => {
-                out.push(b);
-                i += 4;
-            }
-            (b, _) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
@@ -591,6 +567,6 @@ sysfs /sys sysfs rw,nosuid 0 0
         assert_eq!(mounts_of(&mounts, "fd00::5".parse().unwrap()), 1);
         assert_eq!(mounts_of(&mounts, "10.240.0.9".parse().unwrap()), 0);
         assert!(nfs_mounts("garbage\n\n a b\n").is_empty());
-        assert_eq!(unescape("a\\134b\\0"), "a\\b\\0");
+        assert_eq!(unmangle("a\\134b\\0"), "a\\b\\0");
     }
 }

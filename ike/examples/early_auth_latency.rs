@@ -59,10 +59,7 @@ impl PeerAuthenticator for RsaVerifier {
         signature::UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, public)
             .verify(r.signed_octets, sig)
             .map_err(|_| AuthError("bad signature".into()))?;
-        Ok(PeerIdentity {
-            id: r.id.clone(),
-            description: "RSA".into(),
-        })
+        Ok(PeerIdentity::new(r.id.clone(), "RSA"))
     }
 }
 

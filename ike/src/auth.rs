@@ -6,6 +6,7 @@
 //! provides the certificate implementations; [`Psk`] is the built-in shared-key one.
 
 use core::fmt;
+use std::time::SystemTime;
 
 use crate::crypto::{psk_auth, verify_psk_auth, PrfAlgorithm, SecretBytes};
 use crate::wire::{AuthMethod, CertificateRequest, HashAlgorithm, Identification};
@@ -81,6 +82,46 @@ pub struct PeerIdentity {
     pub id: Identification,
     /// A human description (e.g. the certificate subject and issuer).
     pub description: String,
+    /// The end-entity certificate that vouched for it, when it authenticated with one
+    /// (`None` for shared keys): its validity is what `status` shows, and an IKE SA should
+    /// not outlive it without reauthentication.
+    pub certificate: Option<PeerCertificate>,
+}
+
+impl PeerIdentity {
+    /// A peer proven without a certificate (shared key, raw public key).
+    pub fn new(id: Identification, description: impl Into<String>) -> Self {
+        PeerIdentity {
+            id,
+            description: description.into(),
+            certificate: None,
+        }
+    }
+
+    /// The same peer, with the certificate that authenticated it.
+    pub fn with_certificate(mut self, certificate: PeerCertificate) -> Self {
+        self.certificate = Some(certificate);
+        self
+    }
+}
+
+/// Facts about the peer's authenticated end-entity certificate, as the
+/// [`PeerAuthenticator`] that verified it read them (this crate parses no X.509).
+///
+/// The times are wall-clock (`SystemTime`): they are data from the certificate, not a clock
+/// this crate reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerCertificate {
+    /// Subject DN as text (`C=US, O=IBM, CN=…`).
+    pub subject: String,
+    /// Issuer DN as text.
+    pub issuer: String,
+    /// Serial number, hex.
+    pub serial: String,
+    /// Start of validity.
+    pub not_before: SystemTime,
+    /// End of validity.
+    pub not_after: SystemTime,
 }
 
 /// Verifies the peer.
@@ -173,10 +214,10 @@ impl PeerAuthenticator for Psk {
         }
         verify_psk_auth(r.prf, self.secret.as_bytes(), r.signed_octets, r.auth_data)
             .map_err(|_| AuthError("shared-key AUTH payload does not match".into()))?;
-        Ok(PeerIdentity {
-            id: r.id.clone(),
-            description: format!("{} (pre-shared key)", r.id),
-        })
+        Ok(PeerIdentity::new(
+            r.id.clone(),
+            format!("{} (pre-shared key)", r.id),
+        ))
     }
 }
 

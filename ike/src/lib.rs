@@ -32,7 +32,7 @@ pub mod testing;
 pub mod traffic_selector;
 pub mod wire;
 
-pub use auth::{LocalAuthenticator, PeerAuthenticator, PeerIdentity, Psk};
+pub use auth::{LocalAuthenticator, PeerAuthenticator, PeerCertificate, PeerIdentity, Psk};
 pub use config::{Config, SaLifetime};
 pub use endpoint::{Endpoint, SaHandle};
 pub use error::{Error, Result};

@@ -3,9 +3,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use ike::auth::{AuthError, LocalAuthenticator, PeerAuthenticator, SignContext, VerifyRequest};
+use ike::auth::{
+    AuthError, LocalAuthenticator, PeerAuthenticator, PeerCertificate, SignContext, VerifyRequest,
+};
 use ike::testing::{LinkConfig, Network, SeededRandom};
 use ike::wire::{AuthMethod, CertificateRequest, HashAlgorithm, Identification};
 use ike::{Config, Endpoint, Event, PeerIdentity, SaHandle};
@@ -92,10 +94,21 @@ impl PeerAuthenticator for RsaVerifier {
         signature::UnparsedPublicKey::new(&signature::RSA_PKCS1_2048_8192_SHA256, public)
             .verify(r.signed_octets, sig)
             .map_err(|_| AuthError("bad signature".into()))?;
-        Ok(PeerIdentity {
-            id: r.id.clone(),
-            description: "RSA test key".into(),
-        })
+        Ok(
+            PeerIdentity::new(r.id.clone(), "RSA test key")
+                .with_certificate(test_certificate(r.id)),
+        )
+    }
+}
+
+/// What a certificate verifier would report for the peer named `id`.
+fn test_certificate(id: &Identification) -> PeerCertificate {
+    PeerCertificate {
+        subject: format!("CN={}", id.as_str().unwrap_or("?")),
+        issuer: "CN=Test CA".into(),
+        serial: "01".into(),
+        not_before: UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        not_after: UNIX_EPOCH + Duration::from_secs(1_800_003_600),
     }
 }
 
@@ -169,10 +182,14 @@ fn rfc7427_signatures_authenticate_both_ends() {
     );
     for (ev, who) in net.events.iter().zip(["share", "client"]) {
         let peer = ev.iter().find_map(|(_, e)| match e {
-            Event::IkeSaUp { peer, .. } => Some(peer.id.clone()),
+            Event::IkeSaUp { peer, .. } => Some(peer.clone()),
             _ => None,
         });
-        assert_eq!(peer, Some(Identification::fqdn(who)));
+        let peer = peer.expect("IkeSaUp");
+        assert_eq!(peer.id, Identification::fqdn(who));
+        // The verifier's certificate facts reach the driver with the identity.
+        let id = Identification::fqdn(who);
+        assert_eq!(peer.certificate, Some(test_certificate(&id)));
     }
     assert!(net.max_datagram <= 1280, "{}", net.max_datagram);
 }

@@ -136,6 +136,31 @@ pub fn render(report: &StatusReport, now: u64) -> String {
         &rows,
     );
 
+    for sa in &report.ike_sas {
+        let Some(expiry) = sa.peer_cert_expiry_unix else {
+            continue;
+        };
+        let mut line = format!("  {} authenticated with", sa.peer);
+        match &sa.peer_cert_subject {
+            Some(subject) => {
+                let _ = write!(line, " \"{subject}\"");
+            }
+            None => line.push_str(" a certificate"),
+        }
+        if let Some(serial) = sa.peer_cert_serial.as_deref().filter(|s| !s.is_empty()) {
+            let _ = write!(line, " (serial {serial})");
+        }
+        if let Some(issuer) = sa.peer_cert_issuer.as_deref().filter(|s| !s.is_empty()) {
+            let _ = write!(line, ", issued by \"{issuer}\"");
+        }
+        let _ = writeln!(
+            out,
+            "{line}, expires {} ({})",
+            utc(expiry),
+            relative(expiry, now)
+        );
+    }
+
     let _ = writeln!(out, "\nCHILD SAs");
     let rows: Vec<Vec<String>> = report
         .child_sas
@@ -298,7 +323,17 @@ mod tests {
             remote_id: "C=US, CN=share".into(),
             rekey_unix: Some(4000),
             peer_cert_expiry_unix: None,
+            peer_cert_subject: None,
+            peer_cert_issuer: None,
+            peer_cert_serial: None,
         });
+        let mut with_cert = r.ike_sas[0].clone();
+        with_cert.peer = "10.240.0.6".parse().unwrap();
+        with_cert.peer_cert_expiry_unix = Some(1000 + 2520);
+        with_cert.peer_cert_subject = Some("C=US, O=IBM, CN=share".into());
+        with_cert.peer_cert_issuer = Some("C=US, O=IBM, CN=intermediate".into());
+        with_cert.peer_cert_serial = Some("0a1b".into());
+        r.ike_sas.push(with_cert);
         r.child_sas.push(ChildSaStatus {
             peer: "10.240.0.5".parse().unwrap(),
             spi_in: "c1a2b3c4".into(),
@@ -322,6 +357,20 @@ mod tests {
         assert_eq!(header.find("State"), row.find("established"), "{text}");
         assert!(row.contains("in 50m 0s"), "{row}");
         assert!(row.trim_end().ends_with('-'), "{row}");
+        let row = text
+            .lines()
+            .find(|l| l.contains("established") && l.contains("10.240.0.6"))
+            .unwrap();
+        assert!(row.trim_end().ends_with("in 42m 0s"), "{row}");
+        assert!(
+            text.contains(
+                "\n  10.240.0.6 authenticated with \"C=US, O=IBM, CN=share\" (serial 0a1b), \
+                 issued by \"C=US, O=IBM, CN=intermediate\", expires 1970-01-01T00:58:40Z \
+                 (in 42m 0s)\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("10.240.0.5 authenticated"), "PSK: {text}");
         let child = text.lines().find(|l| l.contains("c1a2b3c4")).unwrap();
         assert!(
             child.contains("10/20") && child.contains("1m 40s ago"),

@@ -292,8 +292,18 @@ pub struct IkeSaStatus {
     pub remote_id: String,
     /// Next rekey, seconds since the Unix epoch.
     pub rekey_unix: Option<u64>,
-    /// The peer certificate's notAfter, seconds since the Unix epoch.
+    /// The notAfter of the certificate the peer authenticated with, seconds since the Unix
+    /// epoch (`null` with a shared key).
     pub peer_cert_expiry_unix: Option<u64>,
+    /// That certificate's subject DN (`C=US, O=…, CN=…`).
+    #[serde(default)]
+    pub peer_cert_subject: Option<String>,
+    /// That certificate's issuer DN.
+    #[serde(default)]
+    pub peer_cert_issuer: Option<String>,
+    /// That certificate's serial number, hex.
+    #[serde(default)]
+    pub peer_cert_serial: Option<String>,
 }
 
 /// One CHILD_SA (both directions).

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use ike::auth::{AuthError, SignContext, VerifyRequest};
 use ike::wire::{AuthMethod, CertificateRequest, IdType, Identification};
-use ike::{LocalAuthenticator, PeerAuthenticator, PeerIdentity, Psk};
+use ike::{LocalAuthenticator, PeerAuthenticator, PeerCertificate, PeerIdentity, Psk};
 use pki::{HostIdentity, IkeIdentity, PeerVerifier, RootStore, SignatureScheme};
 use zeroize::Zeroizing;
 
@@ -287,10 +287,33 @@ impl PeerAuthenticator for CertificateVerifier {
         self.verifier
             .verify_auth_data(&peer, r.auth_data, r.signed_octets)
             .map_err(|e| AuthError(format!("peer AUTH signature: {e}")))?;
-        Ok(PeerIdentity {
-            id: r.id.clone(),
-            description: peer.subject(),
-        })
+        Ok(PeerIdentity::new(r.id.clone(), peer.subject())
+            .with_certificate(certificate_facts(&peer)))
+    }
+}
+
+/// What `status` shows of the peer's leaf: read from the DER the chain check accepted; the
+/// subject and notAfter the check itself found stand in should that parse ever fail.
+fn certificate_facts(peer: &pki::VerifiedPeer) -> PeerCertificate {
+    match peer
+        .chain_der()
+        .first()
+        .map(|der| pki::CertificateInfo::from_der(der))
+    {
+        Some(Ok(info)) => PeerCertificate {
+            subject: info.subject,
+            issuer: info.issuer,
+            serial: info.serial,
+            not_before: info.not_before,
+            not_after: info.not_after,
+        },
+        _ => PeerCertificate {
+            subject: peer.subject(),
+            issuer: String::new(),
+            serial: String::new(),
+            not_before: SystemTime::UNIX_EPOCH,
+            not_after: peer.not_after(),
+        },
     }
 }
 

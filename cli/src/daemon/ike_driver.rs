@@ -71,6 +71,8 @@ struct IkeUp {
     remote_id: String,
     /// The nominal rekey time (the SA draws a jittered one up to 10 % earlier).
     rekey_at: Option<SystemTime>,
+    /// The certificate the peer authenticated with (none with a shared key).
+    peer_cert: Option<ike::PeerCertificate>,
 }
 
 /// When the IKE SA `handle` is due for rekeying, from its configuration.
@@ -673,7 +675,12 @@ impl Driver {
                 encap,
                 ..
             } => {
+                let cert_expiry = identity
+                    .certificate
+                    .as_ref()
+                    .map(|c| pki::format_time(c.not_after));
                 tracing::info!(%peer, remote_id = %super::auth::describe_identity(&identity.id),
+                    peer_cert_expires = cert_expiry.as_deref().unwrap_or("-"),
                     encap, "IKE SA established");
                 let local = self
                     .endpoint
@@ -699,6 +706,7 @@ impl Driver {
                         algorithms: ike_suite_name(&suite),
                         remote_id: super::auth::describe_identity(&identity.id),
                         rekey_at,
+                        peer_cert: identity.certificate,
                     },
                 );
             }
@@ -971,6 +979,7 @@ impl Driver {
                 "connecting"
             };
             let ike = p.handle.and_then(|h| self.ike_info.get(&h));
+            let cert = ike.and_then(|i| i.peer_cert.as_ref());
             ike_rows.push(IkeSaStatus {
                 peer: *peer,
                 local: p.local,
@@ -980,7 +989,10 @@ impl Driver {
                 algorithms: ike.map_or("-".into(), |i| i.algorithms.clone()),
                 remote_id: ike.map_or("-".into(), |i| i.remote_id.clone()),
                 rekey_unix: ike.and_then(|i| i.rekey_at).map(super::unix_secs),
-                peer_cert_expiry_unix: None,
+                peer_cert_expiry_unix: cert.map(|c| super::unix_secs(c.not_after)),
+                peer_cert_subject: cert.map(|c| c.subject.clone()),
+                peer_cert_issuer: cert.map(|c| c.issuer.clone()),
+                peer_cert_serial: cert.map(|c| c.serial.clone()),
             });
             for c in &p.children {
                 let counters = self

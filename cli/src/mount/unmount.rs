@@ -87,7 +87,7 @@ pub fn unmount<S: AsRef<str>>(
         .unwrap_or(target);
     let before = read(&env.mountinfo)?;
     let mounts = parse_mountinfo(&before);
-    let peer = utab::nfs_mount_on(&mounts, &target).and_then(|m| server_ip(&m.source));
+    let peer = utab::nfs_mount_on(&mounts, &target).and_then(|m| utab::server_ip(&m.source));
 
     let mut cmd = Command::new(&env.umount_program);
     cmd.arg("-i").args(&flags).arg(&target);
@@ -156,15 +156,6 @@ fn parse_args<S: AsRef<str>>(args: &[S]) -> Result<(String, Vec<String>), Unmoun
     let target = target
         .ok_or_else(|| usage("usage: umount.ibmshare DIR [-nlfvr] (run by umount)".into()))?;
     Ok((target, flags))
-}
-
-fn server_ip(source: &str) -> Option<IpAddr> {
-    let server = if source.starts_with('[') {
-        source.split_once("]:")?.0.trim_start_matches('[')
-    } else {
-        source.split_once(':')?.0
-    };
-    server.parse().ok()
 }
 
 fn read(path: &Path) -> Result<String, UnmountFailure> {
@@ -306,7 +297,5 @@ mod tests {
                 "{args:?}"
             );
         }
-        assert_eq!(server_ip("[fd00::5]:/v6"), Some("fd00::5".parse().unwrap()));
-        assert_eq!(server_ip("files.example:/x"), None);
     }
 }

@@ -15,6 +15,7 @@
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write as _;
+use std::net::IpAddr;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -114,6 +115,72 @@ fn same_mount(line: &str, id: u64, target: &str) -> bool {
 pub fn field<'a>(line: &'a str, key: &str) -> Option<&'a str> {
     line.split(' ')
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+}
+
+/// A share that `mount.ibmshare` mounted with IPsec and that is still mounted: utab
+/// records [`HELPER_OPTION`] for it and the mount table still holds its mount ID on the same
+/// target.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecureMount {
+    /// The file server (the IPsec peer).
+    pub server: IpAddr,
+    /// `SERVER:/path`, as mounted.
+    pub source: String,
+    /// The mount point.
+    pub target: String,
+}
+
+/// The secure mounts in the texts of utab and `/proc/self/mountinfo`. A utab line counts only
+/// while mountinfo has its mount ID on the same target: libmount itself pairs utab entries
+/// with mounts by ID, and a stale line (a mount gone with `umount -i` or `-l`) protects
+/// nothing.
+pub fn secure_mounts(utab_text: &str, mountinfo_text: &str) -> Vec<SecureMount> {
+    let mounted = parse_mountinfo(mountinfo_text);
+    utab_text
+        .lines()
+        .filter_map(|line| {
+            let ours = field(line, "OPTS")?.split(',').any(|o| o == HELPER_OPTION);
+            if !ours {
+                return None;
+            }
+            let id: u64 = field(line, "ID")?.parse().ok()?;
+            let target = unmangle(field(line, "TARGET")?);
+            let source = unmangle(field(line, "SRC")?);
+            let server = server_ip(&source)?;
+            mounted
+                .iter()
+                .any(|m| m.id == id && m.target == target)
+                .then_some(SecureMount {
+                    server,
+                    source,
+                    target,
+                })
+        })
+        .collect()
+}
+
+/// [`secure_mounts`] of this host's files; a missing utab means none.
+pub fn secure_mounts_on_host(utab: &Path, mountinfo: &Path) -> std::io::Result<Vec<SecureMount>> {
+    let utab_text = match std::fs::read_to_string(utab) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    Ok(secure_mounts(
+        &utab_text,
+        &std::fs::read_to_string(mountinfo)?,
+    ))
+}
+
+/// The file server of an NFS mount source (`10.0.0.5:/x`, `[fd00::5]:/x`) when it is an IP
+/// address.
+pub(crate) fn server_ip(source: &str) -> Option<IpAddr> {
+    let server = if source.starts_with('[') {
+        source.split_once("]:")?.0.trim_start_matches('[')
+    } else {
+        source.split_once(':')?.0
+    };
+    server.parse().ok()
 }
 
 /// Runs `edit` on utab's lines under libmount's lock and replaces the file atomically.
@@ -286,6 +353,37 @@ mod tests {
             .unwrap()
             .contains("OPTS=helper=ibmshare"));
         assert!(std::fs::symlink_metadata(&utab).unwrap().is_file());
+    }
+
+    #[test]
+    fn secure_mounts_need_the_helper_option_and_a_live_mount() {
+        let utab = "\
+ID=85 SRC=10.240.0.5:/share TARGET=/mnt/a ROOT=/ OPTS=helper=ibmshare
+ID=86 SRC=10.240.0.5:/other TARGET=/mnt/with\\040space ROOT=/ OPTS=x-foo,helper=ibmshare
+ID=40 SRC=/dev/sdb1 TARGET=/media/usb ROOT=/ OPTS=uhelper=udisks2
+ID=99 SRC=10.240.0.7:/gone TARGET=/mnt/gone ROOT=/ OPTS=helper=ibmshare
+ID=87 SRC=10.240.0.6:/over TARGET=/elsewhere ROOT=/ OPTS=helper=ibmshare
+ID=garbage SRC=10.240.0.5:/x TARGET=/mnt/a OPTS=helper=ibmshare
+";
+        let found = secure_mounts(utab, MOUNTINFO);
+        let targets: Vec<&str> = found.iter().map(|m| m.target.as_str()).collect();
+        assert_eq!(targets, ["/mnt/a", "/mnt/with space"], "{found:?}");
+        assert_eq!(found[0].server, "10.240.0.5".parse::<IpAddr>().unwrap());
+        assert_eq!(found[1].source, "10.240.0.5:/other");
+        assert!(secure_mounts("", MOUNTINFO).is_empty());
+        assert_eq!(server_ip("[fd00::5]:/v6"), Some("fd00::5".parse().unwrap()));
+        assert_eq!(server_ip("files.example:/x"), None);
+
+        let tmp = tempfile::tempdir().unwrap();
+        let (u, mi) = (tmp.path().join("utab"), tmp.path().join("mountinfo"));
+        std::fs::write(&mi, MOUNTINFO).unwrap();
+        assert!(
+            secure_mounts_on_host(&u, &mi).unwrap().is_empty(),
+            "no utab"
+        );
+        std::fs::write(&u, utab).unwrap();
+        assert_eq!(secure_mounts_on_host(&u, &mi).unwrap(), found);
+        assert!(secure_mounts_on_host(&u, &tmp.path().join("none")).is_err());
     }
 
     #[test]

@@ -100,6 +100,12 @@ impl fmt::Display for Identification {
         if let Some(s) = self.as_str() {
             return write!(f, "{}:{s}", self.id_type);
         }
+        if self.id_type == IdType::DerAsn1Dn {
+            // People read DNs as text; a malformed one is still shown, as hex.
+            if let Ok(text) = super::dn::dn_to_string(&self.data) {
+                return write!(f, "{}:{text}", self.id_type);
+            }
+        }
         write!(f, "{}:", self.id_type)?;
         self.data.iter().try_for_each(|b| write!(f, "{b:02x}"))
     }
@@ -140,5 +146,38 @@ impl PayloadBody for Identification {
         w.u8(self.id_type.value())?;
         w.bytes(&self.reserved)?;
         w.bytes(&self.data)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identities_display_for_people() {
+        // SEQUENCE { SET { SEQUENCE { OID 2.5.4.6, PrintableString "US" } },
+        //            SET { SEQUENCE { OID 2.5.4.3, UTF8String "share" } } }
+        let dn = [
+            0x30, 0x1d, 0x31, 0x0b, 0x30, 0x09, 0x06, 0x03, 0x55, 0x04, 0x06, 0x13, 0x02, b'U',
+            b'S', 0x31, 0x0e, 0x30, 0x0c, 0x06, 0x03, 0x55, 0x04, 0x03, 0x0c, 0x05, b's', b'h',
+            b'a', b'r', b'e',
+        ];
+        assert_eq!(
+            Identification::der_asn1_dn(dn.to_vec()).to_string(),
+            "ID_DER_ASN1_DN:C=US, CN=share"
+        );
+        // Malformed DER falls back to hex, never panics.
+        assert_eq!(
+            Identification::der_asn1_dn(vec![0x30, 0x05]).to_string(),
+            "ID_DER_ASN1_DN:3005"
+        );
+        assert_eq!(
+            Identification::ip("10.0.0.1".parse().unwrap()).to_string(),
+            "ID_IPV4_ADDR:10.0.0.1"
+        );
+        assert_eq!(
+            Identification::key_id(vec![1, 2]).to_string(),
+            "ID_KEY_ID:0102"
+        );
     }
 }
