@@ -65,6 +65,10 @@ pub struct Config {
     /// for this long; `None` disables it (IBM: `dpd_delay = 30s`). A peer that does not answer
     /// within the retransmission schedule fails the IKE SA.
     pub dpd_delay: Option<Duration>,
+    /// When NAT detection finds a NAT in front of us, send a NAT-T keepalive (one `0xFF`
+    /// octet to the peer's port 4500, RFC 3948 §2.3) whenever nothing else went to the peer
+    /// for this long; `None` disables them (strongSwan's `keep_alive`, 20 s).
+    pub nat_keepalive: Option<Duration>,
     /// A rekey the peer refused with TEMPORARY_FAILURE (§2.25) is retried after this long,
     /// shortened by a random part of up to [`rekey_retry_jitter`](Self::rekey_retry_jitter)
     /// so that two peers do not collide again (strongSwan: 15 s − rand(10 s)).
@@ -106,6 +110,7 @@ impl Config {
             ike_rekey: SaLifetime::strongswan(Duration::from_secs(3600)),
             child_rekey: SaLifetime::strongswan(Duration::from_secs(3600)),
             dpd_delay: Some(Duration::from_secs(30)),
+            nat_keepalive: Some(Duration::from_secs(20)),
             rekey_retry: Duration::from_secs(15),
             rekey_retry_jitter: Duration::from_secs(10),
             max_ke_retries: 3,

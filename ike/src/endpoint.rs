@@ -495,6 +495,19 @@ impl Endpoint {
         self.sas.is_empty()
     }
 
+    /// The datapath's per-CHILD_SA packet counters at `now` (any CHILD_SAs, of any SA: each
+    /// SA takes its own, see [`IkeSa::handle_child_traffic`]): inbound traffic postpones
+    /// DPD, outbound traffic the NAT-T keepalive.
+    pub fn handle_child_traffic(&mut self, now: Instant, traffic: &[crate::sa::ChildTraffic]) {
+        let handles: Vec<SaHandle> = self.sas.keys().copied().collect();
+        for h in handles {
+            let _ = self.with_sa(now, h, |sa, _| {
+                sa.handle_child_traffic(now, traffic);
+                Ok(())
+            });
+        }
+    }
+
     /// Sends a liveness check on an SA.
     pub fn dpd(&mut self, now: Instant, handle: SaHandle) -> Result<()> {
         self.with_sa(now, handle, |sa, rng| sa.dpd(now, rng))

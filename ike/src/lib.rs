@@ -37,4 +37,4 @@ pub use config::{Config, SaLifetime};
 pub use endpoint::{Endpoint, SaHandle};
 pub use error::{Error, Result};
 pub use event::{ChildSa, Event, Lifetime, Mode, UdpEncap};
-pub use sa::{Accept, ChildTemplate, Datagram, Handover, IkeSa};
+pub use sa::{Accept, ChildTemplate, ChildTraffic, Datagram, Handover, IkeSa, NAT_KEEPALIVE};

@@ -69,6 +69,10 @@ pub struct DaemonArgs {
     /// Rekey IKE SAs and CHILD_SAs this often, in seconds (default 3600, as IBM).
     #[arg(long, value_parser = clap::value_parser!(u64).range(10..))]
     pub rekey_seconds: Option<u64>,
+    /// Behind a NAT, send a NAT-T keepalive to each peer after this many seconds without
+    /// other traffic to it (default 20, strongSwan's; 0 turns them off).
+    #[arg(long, value_name = "SECONDS")]
+    pub nat_keepalive: Option<u64>,
     /// Mode of the CHILD_SAs the responder accepts: transport (default) or tunnel.
     #[arg(long, value_parser = ["transport", "tunnel"], default_value = "transport")]
     pub mode: String,
@@ -85,6 +89,7 @@ pub fn run(args: DaemonArgs) -> anyhow::Result<()> {
     options.local_id = args.local_id;
     options.remote_id = args.remote_id;
     options.rekey_seconds = args.rekey_seconds;
+    options.nat_keepalive_seconds = args.nat_keepalive;
     options.tunnel_mode = args.mode == "tunnel";
     if args.config.is_some() || args.metadata_url.is_some() {
         let (mut conf, source) = match &args.config {

@@ -96,6 +96,14 @@ pub trait SaBackend: Send {
     /// message *without* the non-ESP marker (the backend adds it).
     fn send_ike(&self, local: SocketAddr, remote: SocketAddr, message: &[u8]) -> io::Result<()>;
 
+    /// Sends a NAT-T keepalive (one `0xFF` octet, RFC 3948 §2.3) from our NAT-T socket at
+    /// `local` to `remote`. Only called when [`nat_t_ike`](Self::nat_t_ike) is true; otherwise
+    /// the driver sends it from its own port 4500.
+    fn send_nat_keepalive(&self, local: SocketAddr, remote: SocketAddr) -> io::Result<()> {
+        let _ = (local, remote);
+        Err(io::ErrorKind::Unsupported.into())
+    }
+
     /// Gets ready to run IKE and ESP on our address `local` (the userspace datapath starts
     /// there and binds UDP 4500). Idempotent.
     fn prepare_local(&mut self, local: IpAddr) -> Result<(), BackendError>;

@@ -37,6 +37,9 @@ const RESTART_FIRST: Duration = Duration::from_secs(2);
 const TRAP_POLL: Duration = Duration::from_millis(250);
 /// Longest wait between re-initiations.
 const RESTART_MAX: Duration = Duration::from_secs(60);
+/// How often the datapath's CHILD_SA counters are passed to the IKE SAs: ESP from the peer
+/// postpones DPD (30 s) and ESP to it the NAT-T keepalive (20 s), so a few seconds is fine.
+const TRAFFIC_POLL: Duration = Duration::from_secs(5);
 
 /// How an `up` request turns into credentials: built by the daemon, which knows its
 /// configured defaults (PSK file, host identity, CAs).
@@ -51,6 +54,16 @@ pub(crate) fn set_rekey(config: &mut Config, secs: u64) {
     config.ike_rekey = schedule;
     config.child_rekey = schedule;
     config.child_lifetime = schedule.nominal();
+}
+
+/// NAT-T keepalives every `secs` seconds behind a NAT (`None`: the ike default, 20 s; `0`:
+/// none).
+pub(crate) fn set_nat_keepalive(config: &mut Config, secs: Option<u64>) {
+    match secs {
+        None => {}
+        Some(0) => config.nat_keepalive = None,
+        Some(s) => config.nat_keepalive = Some(Duration::from_secs(s)),
+    }
 }
 
 /// A CHILD_SA as installed.
@@ -160,6 +173,10 @@ pub(crate) struct Driver {
     /// Peers whose last IKE SA closed; their datapath goes once the SA's last datagrams
     /// (a DELETE response, an AUTHENTICATION_FAILED notify) have left through it.
     retired: Vec<IpAddr>,
+    /// When the CHILD_SAs' counters are next passed to the endpoint (while any is up).
+    traffic_poll_at: Option<Instant>,
+    /// `--nat-keepalive` for the IKE SAs we initiate.
+    nat_keepalive: Option<u64>,
 }
 
 impl std::fmt::Debug for Driver {
@@ -207,11 +224,19 @@ impl Driver {
             peers: HashMap::new(),
             handles: HashMap::new(),
             retired: Vec::new(),
+            traffic_poll_at: None,
+            nat_keepalive: None,
         };
         for &ip in listen {
             driver.ensure_sockets(ip)?;
         }
         Ok(driver)
+    }
+
+    /// NAT-T keepalive interval of the IKE SAs this driver initiates (see
+    /// [`set_nat_keepalive`]).
+    pub(crate) fn set_nat_keepalive(&mut self, secs: Option<u64>) {
+        self.nat_keepalive = secs;
     }
 
     /// Binds our IKE sockets on `ip` (500, and 4500 unless the backend carries NAT-T).
@@ -324,6 +349,7 @@ impl Driver {
         if let Some(secs) = rekey {
             set_rekey(&mut config, secs);
         }
+        set_nat_keepalive(&mut config, self.nat_keepalive);
         config.mode = mode;
         config.local_ts = selectors
             .iter()
@@ -484,18 +510,44 @@ impl Driver {
 
     /// Runs the endpoint's timers.
     pub(crate) fn handle_timeout(&mut self, now: Instant) {
+        if self.traffic_poll_at.is_some_and(|t| t <= now) {
+            self.report_traffic(now);
+        }
         self.endpoint.handle_timeout(now);
         self.restart_due(now);
         self.pump(now);
     }
 
+    /// Passes the datapath's CHILD_SA packet counters to the IKE SAs (RFC 7296 §2.4: ESP
+    /// from the peer proves it alive, so DPD waits; RFC 3948 §2.3: ESP to it keeps a NAT's
+    /// mapping open, so no keepalive is needed).
+    fn report_traffic(&mut self, now: Instant) {
+        self.traffic_poll_at = None;
+        let traffic: Vec<ike::ChildTraffic> = self
+            .peers
+            .iter()
+            .flat_map(|(peer, p)| p.children.iter().map(move |c| (*peer, c)))
+            .filter_map(|(peer, c)| {
+                let counters = self.backend.counters(peer, c.spi_in, c.spi_out)?;
+                Some(ike::ChildTraffic {
+                    spi_in: c.spi_in,
+                    packets_in: counters.packets_in,
+                    packets_out: counters.packets_out,
+                })
+            })
+            .collect();
+        if !traffic.is_empty() {
+            self.endpoint.handle_child_traffic(now, &traffic);
+        }
+    }
+
     /// When [`handle_timeout`](Self::handle_timeout) is next due.
     pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         let restart = self.peers.values().filter_map(|p| p.restart_at).min();
-        match (self.endpoint.poll_timeout(), restart) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.endpoint.poll_timeout(), restart, self.traffic_poll_at]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// Whether any IKE SA is left.
@@ -647,6 +699,9 @@ impl Driver {
         self.awaiting_delete = waiting;
         for (peer, options, reply) in ready {
             self.up(now, peer, &options, reply);
+        }
+        if self.traffic_poll_at.is_none() && self.peers.values().any(|p| !p.children.is_empty()) {
+            self.traffic_poll_at = Some(now + TRAFFIC_POLL);
         }
     }
 
@@ -863,6 +918,10 @@ impl Driver {
     }
 
     fn transmit(&mut self, now: Instant, d: Datagram) {
+        if d.is_nat_keepalive() {
+            self.send_nat_keepalive(&d);
+            return;
+        }
         let peer = d.remote.ip();
         if !self.peers.contains_key(&peer) {
             // Our first datagram to a peer that initiated: an IKE_SA_INIT response that
@@ -909,6 +968,27 @@ impl Driver {
         if let Err(e) = result {
             // IKE retransmits; a lost datagram costs a retransmission, not the SA.
             tracing::debug!(to = %d.remote, from = %d.local, "IKE send failed: {e}");
+        }
+    }
+
+    /// A NAT-T keepalive leaves from our port 4500 as is: through the backend that owns that
+    /// port, or from our own 4500 socket (kernel datapath).
+    fn send_nat_keepalive(&self, d: &Datagram) {
+        let result = if self.backend.nat_t_ike() {
+            self.backend.send_nat_keepalive(d.local, d.remote)
+        } else {
+            match self.sockets.get(&d.local) {
+                Some(socket) => socket.try_send_to(&d.payload, d.remote).map(drop),
+                None => Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no NAT-T socket on {}", d.local),
+                )),
+            }
+        };
+        match result {
+            Ok(()) => tracing::debug!(to = %d.remote, "NAT-T keepalive sent"),
+            // The next one comes in 20 s; a NAT that forgot us meanwhile costs a DPD.
+            Err(e) => tracing::debug!(to = %d.remote, "NAT-T keepalive not sent: {e}"),
         }
     }
 

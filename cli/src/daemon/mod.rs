@@ -78,6 +78,9 @@ pub struct DaemonOptions {
     pub rekey_seconds: Option<u64>,
     /// `--mode tunnel`: the responder's CHILD_SAs are tunnel mode (default transport).
     pub tunnel_mode: bool,
+    /// `--nat-keepalive`: NAT-T keepalive interval behind a NAT, in seconds (default 20;
+    /// 0 sends none).
+    pub nat_keepalive_seconds: Option<u64>,
 }
 
 impl DaemonOptions {
@@ -95,6 +98,7 @@ impl DaemonOptions {
             remote_id: None,
             rekey_seconds: None,
             tunnel_mode: false,
+            nat_keepalive_seconds: None,
         }
     }
 }
@@ -206,6 +210,7 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
             if let Some(secs) = options.rekey_seconds {
                 ike_driver::set_rekey(&mut config, secs);
             }
+            ike_driver::set_nat_keepalive(&mut config, options.nat_keepalive_seconds);
             Some((Arc::new(config), c.renewable))
         }
     };
@@ -252,6 +257,7 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
         driver: None,
     };
     let listen = options.listen.clone();
+    let nat_keepalive = options.nat_keepalive_seconds;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -272,10 +278,10 @@ pub fn run(options: DaemonOptions) -> Result<(), Error> {
             o.rekey_seconds = o.rekey_seconds.or(default_rekey);
             defaults.resolve(&o, local).map(|c| (c, o.rekey_seconds))
         };
-        state.driver = Some(
-            Driver::new(backend, responder, &listen, Box::new(credentials), ike_tx)
-                .map_err(Error::Ike)?,
-        );
+        let mut driver = Driver::new(backend, responder, &listen, Box::new(credentials), ike_tx)
+            .map_err(Error::Ike)?;
+        driver.set_nat_keepalive(nat_keepalive);
+        state.driver = Some(driver);
         serve(listener, state, updates, ike_rx).await
     });
     // A key generation in a blocking task must not hold up SIGTERM for long.

@@ -245,6 +245,20 @@ impl SaBackend for UserspaceBackend {
         dp.send_ike(to, message)
     }
 
+    fn send_nat_keepalive(&self, local: SocketAddr, remote: SocketAddr) -> io::Result<()> {
+        let dp = self
+            .datapath()
+            .map_err(|e| io::Error::new(io::ErrorKind::NotConnected, e.0))?;
+        if local.ip() != IpAddr::V4(dp.config().local) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("the userspace datapath sends from {}", dp.config().local),
+            ));
+        }
+        // To the peer's ESP-in-UDP address as its CHILD_SA set it (the port IKE floated to).
+        dp.send_keepalive(remote.ip())
+    }
+
     fn prepare_local(&mut self, local: IpAddr) -> Result<(), BackendError> {
         let local4 = v4(local)?;
         if let Some(dp) = &self.datapath {

@@ -367,6 +367,7 @@ impl IkeSa {
         let (Some(source), Some(dest)) = (source, dest) else {
             // The peer does not do NAT-T: we cannot use UDP encapsulation.
             self.encap = false;
+            self.behind_nat = false;
             return;
         };
         let peer_hash = natd::hash(self.spi_i, self.spi_r_for_natd(), self.remote);
@@ -374,6 +375,9 @@ impl IkeSa {
         let peer_behind_nat = source.data.as_slice() != peer_hash.as_slice();
         let we_behind_nat = dest.data.as_slice() != our_hash.as_slice();
         self.encap = peer_behind_nat || we_behind_nat || self.config.force_encap;
+        // Our own forced encapsulation fakes only the hash we send; the peer's hash of our
+        // address tells whether a NAT really rewrote it.
+        self.behind_nat = we_behind_nat;
     }
 
     /// The responder SPI as it was in the IKE_SA_INIT request, which the initiator's hashes

@@ -215,6 +215,7 @@ impl IkeSa {
         );
         sa.keys = Some(SaKeys::new(keys, role)?);
         sa.encap = self.encap;
+        sa.behind_nat = self.behind_nat;
         sa.state = State::Established;
         sa.peer = self.peer.clone();
         sa.peer_hash_algorithms = self.peer_hash_algorithms.clone();

@@ -34,8 +34,14 @@ pub(super) struct Lifecycle {
     pub(super) ike_rekey_at: Option<Instant>,
     /// When to delete the IKE SA if rekeying never succeeded.
     pub(super) ike_expire_at: Option<Instant>,
-    /// The last authenticated message from the peer; DPD runs `dpd_delay` after it.
+    /// The last authenticated message from the peer, or ESP traffic on one of our CHILD_SAs
+    /// ([`liveness`](super::liveness)); DPD runs `dpd_delay` after it.
     pub(super) last_heard: Option<Instant>,
+    /// The last time anything went to the peer (IKE, ESP, a keepalive); a host behind a NAT
+    /// sends a keepalive `nat_keepalive` after it.
+    pub(super) last_sent: Option<Instant>,
+    /// The datapath's counters last seen per CHILD_SA.
+    pub(super) traffic: Vec<super::liveness::Seen>,
     /// Rekeys refused with TEMPORARY_FAILURE, retried at the given time (§2.25).
     pub(super) retries: Vec<(Instant, Command)>,
     /// Report nothing to the driver: the SA was superseded by a rekey, or is a successor that
@@ -58,6 +64,8 @@ impl Lifecycle {
         self.ike_rekey_at = None;
         self.ike_expire_at = None;
         self.last_heard = None;
+        self.last_sent = None;
+        self.traffic.clear();
         self.retries.clear();
         self.retire_at = None;
         self.ike_collision = None;
@@ -105,6 +113,9 @@ impl IkeSa {
         }
         if self.life.last_heard.is_none() {
             self.life.last_heard = Some(now);
+        }
+        if self.life.last_sent.is_none() {
+            self.life.last_sent = Some(now);
         }
         if self.life.ike_expire_at.is_none() {
             let ike = self.config.ike_rekey;

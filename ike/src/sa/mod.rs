@@ -25,6 +25,7 @@ mod ike_init;
 mod ike_rekey;
 mod informational;
 mod lifetime;
+mod liveness;
 mod natd;
 mod protect;
 mod reauth;
@@ -51,6 +52,7 @@ use crate::wire::{
 
 pub use ike_init::Accept;
 pub use ike_rekey::Handover;
+pub use liveness::{ChildTraffic, NAT_KEEPALIVE};
 pub use reauth::ChildTemplate;
 
 /// One UDP datagram to send.
@@ -170,6 +172,8 @@ pub struct IkeSa {
     remote: SocketAddr,
     /// UDP encapsulation (NAT-T) for IKE after IKE_SA_INIT and for ESP.
     encap: bool,
+    /// NAT detection found a NAT in front of us: we send NAT-T keepalives ([`liveness`]).
+    behind_nat: bool,
     state: State,
     keys: Option<SaKeys>,
     init: Option<InitMaterial>,
@@ -239,6 +243,7 @@ impl IkeSa {
             local,
             remote,
             encap: false,
+            behind_nat: false,
             state: State::Connecting,
             keys: None,
             init: None,
@@ -335,6 +340,7 @@ impl IkeSa {
             retransmit,
             self.half_open_deadline,
             self.lifecycle_deadline(),
+            self.keepalive_deadline(),
             self.early_auth_at,
         ]
         .into_iter()
@@ -343,11 +349,18 @@ impl IkeSa {
     }
 
     /// Runs timers due at `now`: retransmission, giving up on a silent peer, the responder's
-    /// half-open limit, and the [`lifetime`] timers (rekeys, expiry, DPD, retries).
+    /// half-open limit, the [`lifetime`] timers (rekeys, expiry, DPD, retries) and the NAT-T
+    /// keepalive ([`liveness`]).
     pub fn handle_timeout(&mut self, now: Instant, rng: &mut dyn Random) {
         if self.state == State::Closed {
             return;
         }
+        self.run_timers(now, rng);
+        self.note_sent(now);
+        self.handle_keepalive_timeout(now);
+    }
+
+    fn run_timers(&mut self, now: Instant, rng: &mut dyn Random) {
         self.run_early_auth(now);
         if self.half_open_deadline.is_some_and(|d| now >= d) {
             self.half_open_deadline = None;
@@ -424,6 +437,7 @@ impl IkeSa {
             self.handle_request(now, from, local, data, header, rng)
         };
         self.schedule_lifetimes(now, rng);
+        self.note_sent(now);
         result
     }
 
@@ -757,6 +771,7 @@ impl IkeSa {
             self.commands.push_back(cmd);
         }
         self.kick(now, rng);
+        self.note_sent(now);
         Ok(())
     }
 
