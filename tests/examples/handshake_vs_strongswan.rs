@@ -10,7 +10,13 @@
 //! 2. responders driven by the same charon initiator: CPU per IKE_SA + CHILD_SA set-up and
 //!    tear-down (serial loop for CPU_SECONDS, the process's utime + stime from /proc),
 //!    resident memory with one SA up and after SETUPS set-ups, and the wire time of RUNS
-//!    set-ups.
+//!    set-ups;
+//! 3. ours ↔ ours: our initiator against our responder (same certificates and modes), so our
+//!    own on-the-wire time and both daemons' CPU and memory show without charon's signing
+//!    and verifying in the loop.
+//!
+//! Memory is `VmRSS` and, in parentheses, its anonymous part (`RssAnon`: heap, stacks,
+//! buffers); the rest is file-backed (binary and libraries, shared with the page cache).
 //!
 //! CPU is the daemon's (charon or `ibm-ipsec daemon`) plus that of the programs it runs and
 //! waits for (`nft`, `ip` for the userspace datapath's rules); the short-lived `swanctl` and
@@ -68,10 +74,36 @@ struct Figures {
     after: Vec<Duration>,
     cpu_setups: u32,
     cpu_per_setup: Duration,
-    rss_one_sa: u64,
-    rss_after: u64,
+    rss_one_sa: Memory,
+    rss_after: Memory,
     setups: u32,
     elapsed: Duration,
+}
+
+/// Resident memory of a process, in KiB: all of it (`VmRSS`, what the goal counts), and the
+/// anonymous part (heap, stacks, buffers: `RssAnon`). The rest is file-backed (the binary's
+/// and the libraries' pages, shared with the page cache).
+#[derive(Clone, Copy)]
+struct Memory {
+    rss: u64,
+    anon: u64,
+}
+
+fn memory(pid: u32) -> Res<Memory> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let field = |name: &str| -> Option<u64> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    };
+    Ok(Memory {
+        rss: rss_kib(pid)?,
+        anon: field("RssAnon:").ok_or("no RssAnon in /proc/PID/status")?,
+    })
 }
 
 /// Set-up and tear-down of one IKE SA with its CHILD_SA.
@@ -86,12 +118,27 @@ fn measure(
     label: &str,
     share: &Host,
     pid: u32,
+    plan: (usize, u64, u32),
+    cycle: Cycle<'_>,
+) -> Res<Figures> {
+    let mut sides = measure_sides(share, &[(label, pid)], plan, cycle)?;
+    sides.pop().ok_or_else(|| "no figures".into())
+}
+
+/// [`measure`] with the CPU and memory of several processes (both daemons of ours ↔ ours),
+/// one [`Figures`] per `(label, pid)`, all with the same set-up times.
+fn measure_sides(
+    share: &Host,
+    pids: &[(&str, u32)],
     (runs, cpu_seconds, setups): (usize, u64, u32),
     mut cycle: Cycle<'_>,
-) -> Res<Figures> {
+) -> Res<Vec<Figures>> {
     let started = Instant::now();
     (cycle.setup)()?;
-    let rss_one_sa = rss_kib(pid)?;
+    let rss_one_sa = pids
+        .iter()
+        .map(|&(_, pid)| memory(pid))
+        .collect::<Res<Vec<_>>>()?;
     (cycle.teardown)()?;
     let (mut wall, mut wire, mut before, mut after) = (vec![], vec![], vec![], vec![]);
     for _ in 0..runs {
@@ -111,7 +158,12 @@ fn measure(
         (cycle.teardown)()?;
     }
     let mut done = 1 + u32::try_from(runs)?;
-    let cpu_before = cpu_time_with_children(pid)?;
+    let cpu = |pids: &[(&str, u32)]| -> Res<Vec<Duration>> {
+        pids.iter()
+            .map(|&(_, pid)| Ok(cpu_time_with_children(pid)?))
+            .collect()
+    };
+    let cpu_before = cpu(pids)?;
     let window = Instant::now();
     let mut cpu_setups = 0u32;
     while window.elapsed() < Duration::from_secs(cpu_seconds) {
@@ -119,26 +171,33 @@ fn measure(
         (cycle.teardown)()?;
         cpu_setups += 1;
     }
-    let cpu = cpu_time_with_children(pid)? - cpu_before;
+    let cpu_after = cpu(pids)?;
     done += cpu_setups;
     while done < setups {
         (cycle.setup)()?;
         (cycle.teardown)()?;
         done += 1;
     }
-    Ok(Figures {
-        label: label.to_owned(),
-        wall,
-        wire,
-        before,
-        after,
-        cpu_setups,
-        cpu_per_setup: cpu / cpu_setups.max(1),
-        rss_one_sa,
-        rss_after: rss_kib(pid)?,
-        setups: done,
-        elapsed: started.elapsed(),
-    })
+    let elapsed = started.elapsed();
+    pids.iter()
+        .zip(rss_one_sa)
+        .zip(cpu_before.iter().zip(&cpu_after))
+        .map(|((&(label, pid), rss_one_sa), (b, a))| {
+            Ok(Figures {
+                label: label.to_owned(),
+                wall: wall.clone(),
+                wire: wire.clone(),
+                before: before.clone(),
+                after: after.clone(),
+                cpu_setups,
+                cpu_per_setup: a.saturating_sub(*b) / cpu_setups.max(1),
+                rss_one_sa,
+                rss_after: memory(pid)?,
+                setups: done,
+                elapsed,
+            })
+        })
+        .collect()
 }
 
 /// A charon initiator's cycle: `swanctl --initiate` (returns with the CHILD_SA installed),
@@ -230,6 +289,62 @@ fn ours_missing() -> Option<String> {
     }
 }
 
+/// Our initiator (`ibm-ipsec up`, the client's metadata-style certificate) against our
+/// responder (`daemon --listen`, the share's certificate), both on the userspace datapath in
+/// tunnel mode like the charon rows; figures for the initiator's and the responder's daemon.
+fn ours_both_sides(bench: &Bench, plan: (usize, u64, u32)) -> Res<[Figures; 2]> {
+    let listen = bench.share.addr().to_string();
+    let share_args = bench.our_args(&bench.share_chain, &bench.pki.share.key);
+    let mut daemon_args = vec![
+        "--datapath",
+        "userspace",
+        "--listen",
+        &listen,
+        "--mode",
+        "tunnel",
+    ];
+    daemon_args.extend(strs(&share_args));
+    let responder = Ours::start(&bench.share, &daemon_args)?;
+    let initiator = Ours::start(&bench.client, &["--datapath", "userspace"])?;
+    let pids = [
+        (
+            "ours, ibm-ipsec daemon (ibm-ipsec up) → ours",
+            initiator.pid().ok_or("our initiator is not running")?,
+        ),
+        (
+            "ours, ibm-ipsec daemon --listen ← ours",
+            responder.pid().ok_or("our responder is not running")?,
+        ),
+    ];
+    let client_args = bench.our_args(&bench.client_chain, &bench.pki.client.key);
+    let mut up_args = vec!["--mode", "tunnel"];
+    up_args.extend(strs(&client_args));
+    let (peer, client) = (bench.share.addr(), bench.client.addr());
+    let (initiator, responder) = (&initiator, &responder);
+    let cycle = Cycle {
+        setup: Box::new(move || {
+            let t = initiator.up(peer, &up_args)?;
+            // the responder installs its CHILD_SA before it answers the last IKE_AUTH
+            responder.wait_for_status("CHILD_SA installed", Duration::from_secs(5), |s| {
+                !s.children_with(client).is_empty()
+            })?;
+            Ok(t)
+        }),
+        teardown: Box::new(move || {
+            initiator.down(peer)?;
+            responder.wait_for_status("SA deleted", Duration::from_secs(5), |s| {
+                s.has_no_sa_with(client)
+            })?;
+            Ok(())
+        }),
+    };
+    let mut sides = measure_sides(&bench.share, &pids, plan, cycle)?.into_iter();
+    match (sides.next(), sides.next()) {
+        (Some(i), Some(r)) => Ok([i, r]),
+        _ => Err("ours ↔ ours: figures missing".into()),
+    }
+}
+
 fn main() -> Res<()> {
     let mut args = std::env::args().skip(1);
     let runs: usize = args.next().map_or(Ok(7), |a| a.parse())?;
@@ -277,7 +392,7 @@ fn main() -> Res<()> {
             let initiator = bench.charon_initiator()?;
             let pid = initiator.pid().ok_or("charon initiator not running")?;
             initiators.push(measure(
-                "strongSwan charon (swanctl --initiate)",
+                "strongSwan charon (swanctl --initiate) → charon",
                 &bench.share,
                 pid,
                 plan,
@@ -319,7 +434,7 @@ fn main() -> Res<()> {
                     }),
                 };
                 measure(
-                    "ours, ibm-ipsec daemon (ibm-ipsec up)",
+                    "ours, ibm-ipsec daemon (ibm-ipsec up) → charon",
                     &bench.share,
                     pid,
                     plan,
@@ -339,7 +454,7 @@ fn main() -> Res<()> {
         let initiator = bench.charon_initiator()?;
         let pid = responder.pid().ok_or("charon responder not running")?;
         responders.push(measure(
-            "strongSwan charon",
+            "strongSwan charon ← charon",
             &bench.share,
             pid,
             plan,
@@ -364,7 +479,7 @@ fn main() -> Res<()> {
             let initiator = bench.charon_initiator()?;
             let pid = ours.pid().ok_or("our daemon is not running")?;
             measure(
-                "ours, ibm-ipsec daemon --listen",
+                "ours, ibm-ipsec daemon --listen ← charon",
                 &bench.share,
                 pid,
                 plan,
@@ -374,6 +489,18 @@ fn main() -> Res<()> {
         match measured {
             Ok(f) => responders.push(f),
             Err(e) => failures.push(format!("ours as responder: {e}")),
+        }
+    }
+
+    // 3. ours ↔ ours: our initiator against our responder, both daemons' CPU and memory,
+    // and our own on-the-wire time with no charon in the loop
+    if with_ours {
+        match ours_both_sides(&bench, plan) {
+            Ok([initiator, responder]) => {
+                initiators.push(initiator);
+                responders.push(responder);
+            }
+            Err(e) => failures.push(format!("ours ↔ ours: {e}")),
         }
     }
 
@@ -387,17 +514,20 @@ fn main() -> Res<()> {
     };
     let resources = |f: &Figures| {
         format!(
-            "{:.2} ms ({} in {cpu_seconds} s) | {} KiB | {} KiB ({} set-ups, {:.0} s)",
+            "{:.2} ms ({} in {cpu_seconds} s) | {} KiB (anon {}) | {} KiB (anon {}; {} set-ups, \
+             {:.0} s)",
             ms(f.cpu_per_setup),
             f.cpu_setups,
-            f.rss_one_sa,
-            f.rss_after,
+            f.rss_one_sa.rss,
+            f.rss_one_sa.anon,
+            f.rss_after.rss,
+            f.rss_after.anon,
             f.setups,
             f.elapsed.as_secs_f64()
         )
     };
     println!(
-        "\n| initiator (→ charon responder) | start → CHILD_SA installed, median (min–max) | \
+        "\n| initiator → responder | start → CHILD_SA installed, median (min–max) | \
          IKE_SA_INIT → last IKE_AUTH on the wire | CPU per set-up + tear-down | RSS, 1 SA | \
          RSS after set-ups |"
     );
@@ -412,7 +542,7 @@ fn main() -> Res<()> {
         );
     }
     println!(
-        "\n| responder (← charon initiator) | swanctl --initiate, median (min–max) | \
+        "\n| responder ← initiator | set-up (swanctl --initiate / ibm-ipsec up), median (min–max) | \
          IKE_SA_INIT → last IKE_AUTH on the wire | CPU per IKE_SA + CHILD_SA (incl. DELETE) | \
          RSS, 1 SA | RSS after set-ups |"
     );
