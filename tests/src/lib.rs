@@ -30,6 +30,7 @@
 
 mod capture;
 mod error;
+mod metadata;
 mod netns;
 mod ours;
 pub mod pcap;
@@ -42,6 +43,7 @@ pub mod traffic;
 
 pub use capture::Capture;
 pub use error::{LabError, Result};
+pub use metadata::{MetadataServer, PeerIdentity, METADATA_IP};
 pub use netns::{Host, Lab};
 pub use ours::{str_field, Ours, Status};
 pub use pki::{Identity, TestPki};

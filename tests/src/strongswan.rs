@@ -505,6 +505,14 @@ impl StrongSwan {
         parse_list_sas(&self.swanctl(&["--list-sas", "--pretty"])?)
     }
 
+    /// The certificates charon holds (`swanctl --list-certs --pem`), DER: those it loaded and
+    /// those it cached after verifying them in an IKE_AUTH (a peer's end-entity certificate).
+    pub fn list_certs(&self) -> Result<Vec<Vec<u8>>> {
+        let pem = self.swanctl(&["--list-certs", "--pem"])?;
+        pki::pem::certificates(pem.as_bytes())
+            .map_err(|e| LabError::Swanctl(format!("--list-certs --pem: {e}")))
+    }
+
     /// Polls [`StrongSwan::list_sas`] until `done` accepts the list (or `limit` passes, which
     /// is an error naming `what` and showing the last list).
     pub fn wait_for_sas(
