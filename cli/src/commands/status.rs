@@ -311,6 +311,7 @@ mod tests {
             not_after_unix: 4600,
             source: "host.pem".into(),
             renewal: Some("renews at 1970-01-01 01:00:00 UTC".into()),
+            renewal_unix: Some(3600),
         });
         r.identity_error = Some("token failed".into());
         r.ike_sas.push(IkeSaStatus {

@@ -271,6 +271,9 @@ pub struct IdentityInfo {
     /// When it will be renewed (metadata identities only).
     #[serde(default)]
     pub renewal: Option<String>,
+    /// The same renewal time, seconds since the Unix epoch.
+    #[serde(default)]
+    pub renewal_unix: Option<u64>,
 }
 
 /// One IKE SA.

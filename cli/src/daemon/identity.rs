@@ -19,5 +19,6 @@ pub fn load_identity(cert: &Path, key: &Path) -> Result<IdentityInfo, Error> {
         not_after_unix: unix_secs(info.not_after),
         source: format!("{} (key {})", cert.display(), key.display()),
         renewal: None,
+        renewal_unix: None,
     })
 }

@@ -120,6 +120,7 @@ pub(crate) async fn run(
                     pki::format_time(s.renew_at()),
                     policy.renew_at_percent()
                 ));
+                info.renewal_unix = Some(super::unix_secs(s.renew_at()));
                 tracing::info!(subject = %info.subject, "identity certificate issued");
                 let _ = updates
                     .send(IdentityUpdate::Issued {
@@ -176,5 +177,6 @@ fn describe(leaf_pem: &str, source: &str) -> Result<IdentityInfo, String> {
         not_after_unix: unix_secs(info.not_after),
         source: source.to_owned(),
         renewal: None,
+        renewal_unix: None,
     })
 }
