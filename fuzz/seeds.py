@@ -324,6 +324,35 @@ def esp_rtnetlink():
             n += 1
 
 
+# ---- DNs (ike's ID_DER_ASN1_DN as text) -----------------------------------------------
+
+def ike_dn():
+    """The issuer and subject Names of the strongSwan-capture PKI's certificates (DER as
+    the peers send them in IDi/IDr), plus an empty Name."""
+    def tlv(b, at):
+        """(tag, start of contents, end) of the DER element at `at`."""
+        tag, first = b[at], b[at + 1]
+        if first < 0x80:
+            return tag, at + 2, at + 2 + first
+        n = first & 0x7f
+        length = int.from_bytes(b[at + 2:at + 2 + n], "big")
+        return tag, at + 2 + n, at + 2 + n + length
+
+    for stem in ("client", "share", "int", "root"):
+        cert = pem_to_der(os.path.join(PKI, stem + ".pem"))
+        _, tbs, _ = tlv(cert, 0)
+        _, at, end = tlv(cert, tbs)
+        fields = []
+        while at < end and len(fields) < 6:
+            tag, start, stop = tlv(cert, at)
+            fields.append(cert[at:stop])
+            at = stop
+        # [0] version, serial, signature, issuer, validity, subject.
+        write("ike_dn", f"{stem}-issuer", fields[3])
+        write("ike_dn", f"{stem}-subject", fields[5])
+    write("ike_dn", "empty", b"\x30\x00")
+
+
 # ---- metadata ---------------------------------------------------------------------------
 
 def metadata():
@@ -530,7 +559,8 @@ if __name__ == "__main__":
     import shutil
     import sys
     session2 = {"mount_helper": mount_helper, "control_protocol": control_protocol,
-                "esp_datapath": esp_datapath, "esp_rtnetlink": esp_rtnetlink}
+                "esp_datapath": esp_datapath, "esp_rtnetlink": esp_rtnetlink,
+                "ike_dn": ike_dn}
     if sys.argv[1:]:
         # Just these targets' seeds (the others need OpenSSL and rewrite many files).
         for target in sys.argv[1:]:
