@@ -15,6 +15,11 @@ fuzz_target!(|data: &[u8]| {
         );
         // Bounded output: every input byte yields at most a few characters
         // (`\XX` escapes, `#` hex), plus separators.
-        assert!(text.len() <= 8 * data.len() + 16, "{} bytes from {}", text.len(), data.len());
+        assert!(
+            text.len() <= 8 * data.len() + 16,
+            "{} bytes from {}",
+            text.len(),
+            data.len()
+        );
     }
 });
