@@ -1263,6 +1263,104 @@ fn describe_failure(peer: IpAddr, reason: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::daemon::backend::{BackendError, ChildCounters, TrafficSelector};
+    use std::sync::Mutex;
+
+    /// A datapath that owns port 4500 and records the keepalives it is asked to send.
+    #[derive(Default)]
+    struct Recorder {
+        keepalives: Arc<Mutex<Vec<(SocketAddr, SocketAddr)>>>,
+    }
+
+    impl SaBackend for Recorder {
+        fn kind(&self) -> crate::control::DatapathKind {
+            crate::control::DatapathKind::Userspace
+        }
+        fn prepare_ike_socket(&mut self, _: &std::net::UdpSocket, _: u16) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn nat_t_ike(&self) -> bool {
+            true
+        }
+        fn set_ike_sink(&mut self, _: mpsc::UnboundedSender<IkeDatagram>) {}
+        fn send_ike(&self, _: SocketAddr, _: SocketAddr, _: &[u8]) -> std::io::Result<()> {
+            panic!("a keepalive is not an IKE message")
+        }
+        fn send_nat_keepalive(&self, local: SocketAddr, remote: SocketAddr) -> std::io::Result<()> {
+            self.keepalives.lock().unwrap().push((local, remote));
+            Ok(())
+        }
+        fn prepare_local(&mut self, _: IpAddr) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn prepare_peer(
+            &mut self,
+            _: IpAddr,
+            _: IpAddr,
+            _: &[TrafficSelector],
+        ) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn install_child(&mut self, _: &ike::ChildSa) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn rekey_child(&mut self, _: u32, _: &ike::ChildSa) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn remove_child(&mut self, _: IpAddr, _: u32, _: u32) {}
+        fn remove_peer(&mut self, _: IpAddr) {}
+        fn counters(&self, _: IpAddr, _: u32, _: u32) -> Option<ChildCounters> {
+            None
+        }
+        fn shutdown(&mut self) {}
+    }
+
+    #[test]
+    fn nat_keepalives_leave_through_the_backend_that_owns_port_4500() {
+        let backend = Recorder::default();
+        let sent = backend.keepalives.clone();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut driver = Driver::new(
+            Box::new(backend),
+            None,
+            &[],
+            Box::new(|_, _| Err("no credentials in this test".into())),
+            tx,
+        )
+        .unwrap();
+        let (local, remote): (SocketAddr, SocketAddr) = (
+            "10.0.0.1:4500".parse().unwrap(),
+            "10.0.0.2:4500".parse().unwrap(),
+        );
+        driver.transmit(
+            Instant::now(),
+            Datagram {
+                local,
+                remote,
+                non_esp_marker: false,
+                payload: vec![ike::NAT_KEEPALIVE],
+            },
+        );
+        assert_eq!(*sent.lock().unwrap(), [(local, remote)]);
+        assert!(driver.peers.is_empty(), "a keepalive creates no peer");
+    }
+
+    #[test]
+    fn nat_keepalive_interval_zero_turns_them_off() {
+        let psk = Arc::new(ike::Psk::new(
+            ike::wire::Identification::fqdn("a"),
+            None,
+            b"k".to_vec(),
+        ));
+        let mut config = Config::new(psk.clone(), psk);
+        assert_eq!(config.nat_keepalive, Some(Duration::from_secs(20)));
+        set_nat_keepalive(&mut config, None);
+        assert_eq!(config.nat_keepalive, Some(Duration::from_secs(20)));
+        set_nat_keepalive(&mut config, Some(7));
+        assert_eq!(config.nat_keepalive, Some(Duration::from_secs(7)));
+        set_nat_keepalive(&mut config, Some(0));
+        assert_eq!(config.nat_keepalive, None);
+    }
 
     #[test]
     fn suite_and_selector_names() {

@@ -13,7 +13,7 @@ use super::registry::{IdType, PayloadType};
 /// The body (type, the three reserved octets, data) is what RFC 7296 §2.15 signs as
 /// `RestOfIDPayload`, so the reserved octets are kept as received; [`Identification::body`]
 /// rebuilds those exact bytes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Identification {
     /// Identification type.
     pub id_type: IdType,
@@ -89,6 +89,18 @@ impl Identification {
         v.extend_from_slice(&self.reserved);
         v.extend_from_slice(&self.data);
         v
+    }
+}
+
+/// As text (a DN as `C=US, …`, not as a byte list), so debug logs of events read like the
+/// rest; reserved octets only when they are not zero.
+impl fmt::Debug for Identification {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.reserved == [0; 3] {
+            write!(f, "Identification({self})")
+        } else {
+            write!(f, "Identification({self}, reserved {:02x?})", self.reserved)
+        }
     }
 }
 
@@ -178,6 +190,16 @@ mod tests {
         assert_eq!(
             Identification::key_id(vec![1, 2]).to_string(),
             "ID_KEY_ID:0102"
+        );
+        let mut odd = Identification::der_asn1_dn(dn.to_vec());
+        assert_eq!(
+            format!("{odd:?}"),
+            "Identification(ID_DER_ASN1_DN:C=US, CN=share)"
+        );
+        odd.reserved = [0, 0, 1];
+        assert_eq!(
+            format!("{odd:?}"),
+            "Identification(ID_DER_ASN1_DN:C=US, CN=share, reserved [00, 00, 01])"
         );
     }
 }
