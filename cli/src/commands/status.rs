@@ -16,6 +16,7 @@ use crate::control::{
 #[command(after_help = "Examples:
   ibm-ipsec status
   ibm-ipsec status --json | jq '.child_sas[] | {peer, bytes_in, bytes_out}'
+  ibm-ipsec status --json | jq '.ike_sas[] | {peer, peer_cert_subject, peer_cert_expiry_unix}'
   IBM_IPSEC_CONTROL=/run/ibm-ipsec/ns1.sock ibm-ipsec status")]
 pub struct StatusArgs {
     /// Print the daemon's report as JSON (times as seconds since the Unix epoch).
