@@ -157,7 +157,11 @@ pub(crate) struct Driver {
     endpoint: Endpoint,
     backend: Box<dyn SaBackend>,
     credentials: CredentialSource,
-    sockets: HashMap<SocketAddr, Arc<UdpSocket>>,
+    /// Our IKE sockets, to send from (a duplicate of each socket the receive task reads):
+    /// plain `sendto(2)` on the non-blocking descriptor, because tokio's `try_send_to`
+    /// answers WouldBlock until its reactor has seen the new socket writable, which would
+    /// cost the first IKE_SA_INIT of an `up` a 2 s retransmission.
+    sockets: HashMap<SocketAddr, std::net::UdpSocket>,
     inbound: mpsc::UnboundedSender<IkeDatagram>,
     peers: HashMap<IpAddr, Peer>,
     handles: HashMap<SaHandle, IpAddr>,
@@ -260,12 +264,15 @@ impl Driver {
             std_socket
                 .set_nonblocking(true)
                 .map_err(|e| format!("IKE socket {addr}: {e}"))?;
+            let sender = std_socket
+                .try_clone()
+                .map_err(|e| format!("IKE socket {addr}: {e}"))?;
             let socket = Arc::new(
                 UdpSocket::from_std(std_socket).map_err(|e| format!("IKE socket {addr}: {e}"))?,
             );
-            tokio::spawn(receive(socket.clone(), addr, self.inbound.clone()));
+            tokio::spawn(receive(socket, addr, self.inbound.clone()));
             tracing::info!(%addr, "IKE socket bound");
-            self.sockets.insert(addr, socket);
+            self.sockets.insert(addr, sender);
         }
         Ok(())
     }
@@ -958,7 +965,7 @@ impl Driver {
             self.backend.send_ike(d.local, d.remote, message)
         } else {
             match self.sockets.get(&d.local) {
-                Some(socket) => socket.try_send_to(&d.payload, d.remote).map(drop),
+                Some(socket) => socket.send_to(&d.payload, d.remote).map(drop),
                 None => Err(std::io::Error::new(
                     std::io::ErrorKind::NotFound,
                     format!("no IKE socket on {}", d.local),
@@ -978,7 +985,7 @@ impl Driver {
             self.backend.send_nat_keepalive(d.local, d.remote)
         } else {
             match self.sockets.get(&d.local) {
-                Some(socket) => socket.try_send_to(&d.payload, d.remote).map(drop),
+                Some(socket) => socket.send_to(&d.payload, d.remote).map(drop),
                 None => Err(std::io::Error::new(
                     std::io::ErrorKind::NotFound,
                     format!("no NAT-T socket on {}", d.local),
@@ -1266,10 +1273,12 @@ mod tests {
     use crate::daemon::backend::{BackendError, ChildCounters, TrafficSelector};
     use std::sync::Mutex;
 
-    /// A datapath that owns port 4500 and records the keepalives it is asked to send.
+    /// A datapath that records the keepalives it is asked to send; with `owns_nat_t` it
+    /// carries port 4500 (userspace), without it the driver binds 4500 itself (kernel).
     #[derive(Default)]
     struct Recorder {
         keepalives: Arc<Mutex<Vec<(SocketAddr, SocketAddr)>>>,
+        owns_nat_t: bool,
     }
 
     impl SaBackend for Recorder {
@@ -1280,7 +1289,7 @@ mod tests {
             Ok(())
         }
         fn nat_t_ike(&self) -> bool {
-            true
+            self.owns_nat_t
         }
         fn set_ike_sink(&mut self, _: mpsc::UnboundedSender<IkeDatagram>) {}
         fn send_ike(&self, _: SocketAddr, _: SocketAddr, _: &[u8]) -> std::io::Result<()> {
@@ -1317,7 +1326,10 @@ mod tests {
 
     #[test]
     fn nat_keepalives_leave_through_the_backend_that_owns_port_4500() {
-        let backend = Recorder::default();
+        let backend = Recorder {
+            owns_nat_t: true,
+            ..Recorder::default()
+        };
         let sent = backend.keepalives.clone();
         let (tx, _rx) = mpsc::unbounded_channel();
         let mut driver = Driver::new(
@@ -1343,6 +1355,45 @@ mod tests {
         );
         assert_eq!(*sent.lock().unwrap(), [(local, remote)]);
         assert!(driver.peers.is_empty(), "a keepalive creates no peer");
+    }
+
+    #[tokio::test]
+    async fn without_a_datapath_socket_keepalives_leave_from_our_own_port_4500() {
+        // The kernel datapath's case: the driver's UDP 4500 socket sends the 0xFF octet.
+        let local_ip: IpAddr = "127.0.0.77".parse().unwrap();
+        if let Err(e) = std::net::UdpSocket::bind((local_ip, IKE_PORT)) {
+            eprintln!("skipped: cannot bind UDP {local_ip}:500 here ({e}); CI runs as root");
+            return;
+        }
+        let backend = Recorder::default();
+        let asked = backend.keepalives.clone();
+        let (tx, _rx) = mpsc::unbounded_channel();
+        let mut driver = Driver::new(
+            Box::new(backend),
+            None,
+            &[local_ip],
+            Box::new(|_, _| Err("no credentials in this test".into())),
+            tx,
+        )
+        .unwrap();
+        let peer = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        peer.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        // Sent at once, as the first IKE_SA_INIT after `up` binds the sockets: no reactor
+        // turn in between (a current-thread runtime never gives it one here).
+        driver.transmit(
+            Instant::now(),
+            Datagram {
+                local: SocketAddr::new(local_ip, NAT_T_PORT),
+                remote: peer.local_addr().unwrap(),
+                non_esp_marker: false,
+                payload: vec![ike::NAT_KEEPALIVE],
+            },
+        );
+        let mut buf = [0u8; 16];
+        let (n, from) = peer.recv_from(&mut buf).unwrap();
+        assert_eq!(&buf[..n], [0xff]);
+        assert_eq!(from, SocketAddr::new(local_ip, NAT_T_PORT));
+        assert!(asked.lock().unwrap().is_empty(), "not through the backend");
     }
 
     #[test]
