@@ -2,14 +2,18 @@
 //! the `ibm-ipsec` CLI exactly as an operator would (`up`, `down`, `status --json`).
 
 use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
 use serde_json::Value;
 
 use crate::error::{LabError, Result};
 use crate::netns::Host;
-use crate::process::{workspace_binary, LabProcess};
+use crate::process::{wait_until, workspace_binary, LabProcess};
 
 /// A running `ibm-ipsec daemon` in a lab host; stopped (SIGTERM) when dropped.
 #[derive(Debug)]
@@ -25,8 +29,14 @@ impl Ours {
     /// until `status` answers. `args` are the daemon's own (`--listen`, `--datapath`,
     /// credentials …).
     pub fn start(host: &Host, args: &[&str]) -> Result<Ours> {
-        let bin = workspace_binary("ibm-ipsec")?;
         let control = host.log_file("ibm-ipsec-control").with_extension("sock");
+        Ours::start_at(host, &control, args)
+    }
+
+    /// [`Ours::start`] with the control socket at `control` (its directory is created by the
+    /// daemon, root-only).
+    pub fn start_at(host: &Host, control: &Path, args: &[&str]) -> Result<Ours> {
+        let bin = workspace_binary("ibm-ipsec")?;
         let bin_s = bin.to_string_lossy().into_owned();
         let control_s = control.to_string_lossy().into_owned();
         let mut all = vec![bin_s.as_str(), "daemon", "--control", &control_s];
@@ -36,7 +46,7 @@ impl Ours {
         Ok(Ours {
             host: host.clone(),
             bin,
-            control,
+            control: control.to_owned(),
             daemon,
         })
     }
@@ -44,12 +54,7 @@ impl Ours {
     /// Runs `ibm-ipsec ARGS… --control <socket>` in the daemon's host; stdout, or an error
     /// with everything the command printed.
     pub fn cli(&self, args: &[&str]) -> Result<String> {
-        let bin = self.bin.to_string_lossy();
-        let control = self.control.to_string_lossy();
-        let mut all = vec![bin.as_ref()];
-        all.extend_from_slice(args);
-        all.extend_from_slice(&["--control", control.as_ref()]);
-        self.host.run(&all)
+        run_cli(&self.host, &self.bin, &self.control, args)
     }
 
     /// `ibm-ipsec up PEER ARGS…`; returns its wall time (it returns once the CHILD_SA is
@@ -78,10 +83,25 @@ impl Ours {
 
     /// `ibm-ipsec status --json`, parsed.
     pub fn status(&self) -> Result<Status> {
-        let text = self.cli(&["status", "--json"])?;
-        serde_json::from_str(&text)
-            .map(Status)
-            .map_err(|e| LabError::Ours(format!("status --json is not JSON ({e}):\n{text}")))
+        parse_status(&self.cli(&["status", "--json"])?)
+    }
+
+    /// Polls the text `status` until it contains `needle` (or `limit` passes: an error with the
+    /// last status and the daemon's log).
+    pub fn wait_for_text(&self, needle: &str, limit: Duration) -> Result<String> {
+        let mut last = String::new();
+        wait_until(needle, limit, || {
+            last = self.cli(&["status"]).unwrap_or_else(|e| e.to_string());
+            last.contains(needle)
+        })
+        .map(|()| last.clone())
+        .map_err(|_| LabError::Timeout {
+            what: format!(
+                "status to show {needle:?}; last status:\n{last}\ndaemon log:\n{}",
+                self.log()
+            ),
+            waited_ms: limit.as_millis(),
+        })
     }
 
     /// Polls [`Ours::status`] until `done` accepts it (or `limit` passes: an error showing the
@@ -137,9 +157,105 @@ impl Ours {
         &self.host
     }
 
-    /// Stops the daemon (SIGTERM: it deletes its SAs and removes its socket).
-    pub fn stop(&mut self) {
-        self.daemon.stop();
+    /// Stops the daemon (SIGTERM: it deletes its SAs and removes its socket; SIGKILL after
+    /// 2 s) and returns how it ended.
+    pub fn stop(&mut self) -> Option<ExitStatus> {
+        self.daemon.stop()
+    }
+}
+
+/// `ibm-ipsec ARGS… --control CONTROL` in `host`, without a daemon handle: `up` starts a
+/// daemon itself when none listens ([`Detached`] stops it). Stdout, or an error with
+/// everything the command printed.
+pub fn cli(host: &Host, control: &Path, args: &[&str]) -> Result<String> {
+    run_cli(host, &workspace_binary("ibm-ipsec")?, control, args)
+}
+
+fn run_cli(host: &Host, bin: &Path, control: &Path, args: &[&str]) -> Result<String> {
+    let bin = bin.to_string_lossy();
+    let control = control.to_string_lossy();
+    let mut all = vec![bin.as_ref()];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--control", control.as_ref()]);
+    host.run(&all)
+}
+
+/// A 0600 file `dir/name` holding `key` and a newline, as the daemon demands of
+/// `--psk-file` (it trims the newline).
+pub fn psk_file(dir: &Path, name: &str, key: &str) -> Result<PathBuf> {
+    let path = dir.join(name);
+    std::fs::write(&path, format!("{key}\n")).map_err(|e| LabError::io(&path, e))?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| LabError::io(&path, e))?;
+    Ok(path)
+}
+
+/// A daemon that `up` started by itself (detached, so no [`LabProcess`] owns it): found by
+/// the pid its `status` reports, stopped on drop (SIGTERM, SIGKILL after 5 s).
+#[derive(Debug)]
+pub struct Detached {
+    host: Host,
+    control: PathBuf,
+    pid: Option<Pid>,
+}
+
+impl Detached {
+    /// The daemon answering on `control` in `host`.
+    pub fn of(host: &Host, control: &Path) -> Result<Detached> {
+        let mut daemon = Detached {
+            host: host.clone(),
+            control: control.to_owned(),
+            pid: None,
+        };
+        let status = daemon.status()?;
+        let pid = status.0["daemon"]["pid"]
+            .as_i64()
+            .and_then(|p| i32::try_from(p).ok())
+            .ok_or_else(|| LabError::Ours(format!("no pid in status --json: {}", status.0)))?;
+        daemon.pid = Some(Pid::from_raw(pid));
+        Ok(daemon)
+    }
+
+    /// `ibm-ipsec ARGS… --control <socket>`, as [`Ours::cli`].
+    pub fn cli(&self, args: &[&str]) -> Result<String> {
+        cli(&self.host, &self.control, args)
+    }
+
+    /// `ibm-ipsec status --json`, parsed.
+    pub fn status(&self) -> Result<Status> {
+        parse_status(&self.cli(&["status", "--json"])?)
+    }
+
+    /// SIGTERM, then waits up to 5 s for the process to go; whether it went.
+    pub fn terminate(&mut self) -> bool {
+        let Some(pid) = self.pid else {
+            return true;
+        };
+        // Only ever the pid of the daemon this test's `up` started.
+        let _ = kill(pid, Signal::SIGTERM);
+        let gone = wait_until("the daemon to exit", Duration::from_secs(5), || {
+            kill(pid, None).is_err()
+        });
+        if gone.is_ok() {
+            self.pid = None;
+        }
+        gone.is_ok()
+    }
+}
+
+fn parse_status(text: &str) -> Result<Status> {
+    serde_json::from_str(text)
+        .map(Status)
+        .map_err(|e| LabError::Ours(format!("status --json is not JSON ({e}):\n{text}")))
+}
+
+impl Drop for Detached {
+    fn drop(&mut self) {
+        if !self.terminate() {
+            if let Some(pid) = self.pid {
+                let _ = kill(pid, Signal::SIGKILL);
+            }
+        }
     }
 }
 

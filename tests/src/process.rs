@@ -43,12 +43,9 @@ pub(crate) fn run(cmd: &mut Command) -> Result<String> {
     Ok(stdout)
 }
 
-/// Polls `ready` every 20 ms until it returns true or `limit` passes.
-pub(crate) fn wait_until(
-    what: &str,
-    limit: Duration,
-    mut ready: impl FnMut() -> bool,
-) -> Result<()> {
+/// Polls `ready` every 20 ms until it returns true or `limit` passes (a timeout error naming
+/// `what`).
+pub fn wait_until(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) -> Result<()> {
     let start = Instant::now();
     loop {
         if ready() {

@@ -9,68 +9,10 @@
 //! Needs root (CI runs as root) and the `ibm-ipsec` binary (`cargo build --bin ibm-ipsec`,
 //! or `cargo test --workspace`); without root each test prints why it skipped.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use ibm_ipsec_tests::{workspace_binary, Host, Lab, LabProcess};
-
-struct Daemon {
-    process: LabProcess,
-    control: PathBuf,
-}
-
-fn binary() -> String {
-    workspace_binary("ibm-ipsec")
-        .unwrap()
-        .to_string_lossy()
-        .into_owned()
-}
-
-/// Starts `ibm-ipsec daemon` in `host` and waits until `status` answers.
-fn start_daemon(host: &Host, control: &Path) -> Daemon {
-    start_daemon_with(host, control, &[])
-}
-
-fn start_daemon_with(host: &Host, control: &Path, extra: &[&str]) -> Daemon {
-    let bin = binary();
-    let control_arg = control.to_str().unwrap();
-    let mut args = vec![bin.as_str(), "daemon", "--control", control_arg];
-    args.extend_from_slice(extra);
-    let mut process = host.spawn(&args).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        if host
-            .run(&[&bin, "status", "--control", control_arg])
-            .is_ok()
-        {
-            break;
-        }
-        assert!(
-            process.is_running(),
-            "daemon exited at start-up:\n{}",
-            process.output()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "daemon did not answer on {} within 20 s:\n{}",
-            control.display(),
-            process.output()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Daemon {
-        process,
-        control: control.to_owned(),
-    }
-}
-
-fn cli(host: &Host, args: &[&str], control: &Path) -> Result<String, String> {
-    let bin = binary();
-    let mut all = vec![bin.as_str()];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--control", control.to_str().unwrap()]);
-    host.run(&all).map_err(|e| e.to_string())
-}
+use ibm_ipsec_tests::{workspace_binary, Lab, MetadataServer, Ours};
 
 #[test]
 fn status_answers_and_down_of_an_unknown_peer_is_refused() {
@@ -79,26 +21,29 @@ fn status_answers_and_down_of_an_unknown_peer_is_refused() {
     };
     let (client, share) = lab.two_hosts().unwrap();
     let control = lab.dir().join("run/ibm-ipsec/control.sock");
-    let daemon = start_daemon(&client, &control);
+    let daemon = Ours::start_at(&client, &control, &[]).unwrap();
 
-    let text = cli(&client, &["status"], &control).unwrap();
+    let text = daemon.cli(&["status"]).unwrap();
     assert!(text.contains("Daemon:    pid "), "{text}");
     assert!(
         text.contains("Datapath:  kernel (XFRM)") || text.contains("Datapath:  userspace (TUN)"),
         "{text}"
     );
     assert!(text.contains("IKE SAs\n  (none)"), "{text}");
-    let json = cli(&client, &["status", "--json"], &control).unwrap();
-    let pid = daemon.process.pid().unwrap();
+    let json = daemon.cli(&["status", "--json"]).unwrap();
+    let pid = daemon.pid().unwrap();
     assert!(json.contains(&format!("\"pid\": {pid}")), "{json}");
     assert!(json.contains("\"requested\": \"auto\""), "{json}");
 
-    let err = cli(&client, &["down", &share.addr().to_string()], &control).unwrap_err();
+    let err = daemon
+        .cli(&["down", &share.addr().to_string()])
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains(&format!("no IKE SA with {}", share.addr())),
         "{err}"
     );
-    let out = cli(&client, &["down", "--all"], &control).unwrap();
+    let out = daemon.cli(&["down", "--all"]).unwrap();
     assert!(out.contains("no SAs to delete"), "{out}");
 
     // The socket is root-only: directory 0700, socket 0600.
@@ -116,33 +61,28 @@ fn sigterm_removes_the_socket_and_a_stale_socket_is_replaced() {
     let host = lab.host("client").unwrap();
     let control = lab.dir().join("control.sock");
 
-    let mut daemon = start_daemon(&host, &control);
-    let status = daemon.process.stop().unwrap();
-    assert!(
-        status.success(),
-        "SIGTERM exit: {status}\n{}",
-        daemon.process.output()
-    );
+    let mut daemon = Ours::start_at(&host, &control, &[]).unwrap();
+    let status = daemon.stop().unwrap();
+    assert!(status.success(), "SIGTERM exit: {status}\n{}", daemon.log());
     assert!(!control.exists(), "socket left behind after SIGTERM");
-    assert!(daemon.process.output().contains("daemon stopped"));
-    let err = cli(&host, &["status"], &control).unwrap_err();
+    assert!(daemon.log().contains("daemon stopped"));
+    let err = ibm_ipsec_tests::cli(&host, &control, &["status"])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("no daemon is listening on"), "{err}");
 
     // SIGKILL leaves the socket file; the next daemon detects it is stale and takes over.
-    let mut killed = start_daemon(&host, &control);
-    let pid = killed.process.pid().unwrap();
+    let mut killed = Ours::start_at(&host, &control, &[]).unwrap();
+    let pid = killed.pid().unwrap();
     host.run(&["kill", "-KILL", &pid.to_string()]).unwrap();
     let deadline = Instant::now() + Duration::from_secs(5);
-    while killed.process.is_running() {
+    while killed.is_running() {
         assert!(Instant::now() < deadline, "daemon survived SIGKILL");
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(control.exists(), "SIGKILL cannot remove the socket");
-    let successor = start_daemon(&host, &control);
-    assert!(successor
-        .process
-        .output()
-        .contains("removing stale control socket"));
+    let successor = Ours::start_at(&host, &control, &[]).unwrap();
+    assert!(successor.log().contains("removing stale control socket"));
     drop(successor);
 }
 
@@ -153,16 +93,21 @@ fn a_live_daemon_is_never_displaced() {
     };
     let host = lab.host("client").unwrap();
     let control = lab.dir().join("control.sock");
-    let first = start_daemon(&host, &control);
-    let bin = binary();
+    let first = Ours::start_at(&host, &control, &[]).unwrap();
+    let bin = workspace_binary("ibm-ipsec").unwrap();
     let err = host
-        .run(&[&bin, "daemon", "--control", control.to_str().unwrap()])
+        .run(&[
+            bin.to_str().unwrap(),
+            "daemon",
+            "--control",
+            control.to_str().unwrap(),
+        ])
         .unwrap_err()
         .to_string();
     assert!(err.contains("already listening"), "{err}");
-    let json = cli(&host, &["status", "--json"], &first.control).unwrap();
+    let json = first.cli(&["status", "--json"]).unwrap();
     assert!(
-        json.contains(&format!("\"pid\": {}", first.process.pid().unwrap())),
+        json.contains(&format!("\"pid\": {}", first.pid().unwrap())),
         "{json}"
     );
 }
@@ -188,25 +133,16 @@ fn identity_comes_from_the_metadata_service_once_it_answers() {
         ),
     )
     .unwrap();
-    let daemon = start_daemon_with(&host, &control, &["--config", conf.to_str().unwrap()]);
+    let daemon = Ours::start_at(&host, &control, &["--config", conf.to_str().unwrap()]).unwrap();
+    let wait = Duration::from_secs(30);
 
     // The service is not running yet: status says so and the daemon keeps going.
-    let waited = wait_for_status(&host, &control, "last attempt failed");
+    let waited = daemon.wait_for_text("last attempt failed", wait).unwrap();
     assert!(waited.contains("Identity:  no certificate yet"), "{waited}");
 
-    let bin = binary();
-    let srv_state = lab.dir().join("srv");
-    let _server = host
-        .spawn(&[
-            &bin,
-            "metadata-test-server",
-            "--listen",
-            "127.0.0.1:18169",
-            "--state-dir",
-            srv_state.to_str().unwrap(),
-        ])
-        .unwrap();
-    let text = wait_for_status(&host, &control, "renews at");
+    let _server =
+        MetadataServer::start_at(&host, "127.0.0.1:18169", &lab.dir().join("srv"), &[]).unwrap();
+    let text = daemon.wait_for_text("renews at", wait).unwrap();
     assert!(text.contains("OU=IBM Software Group, CN=0717_"), "{text}");
     assert!(text.contains("(75 % of its life)"), "{text}");
     assert!(!text.contains("last attempt failed"), "{text}");
@@ -215,19 +151,4 @@ fn identity_comes_from_the_metadata_service_once_it_answers() {
         "host key kept for renewals"
     );
     drop(daemon);
-}
-
-fn wait_for_status(host: &Host, control: &Path, needle: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let text = cli(host, &["status"], control).unwrap();
-        if text.contains(needle) {
-            return text;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "status never showed {needle:?}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }

@@ -12,167 +12,12 @@
 //! Needs root and the `ibm-ipsec` binary (`cargo build --bin ibm-ipsec`); without root each
 //! test prints why it skipped.
 
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use ibm_ipsec_tests::pcap::UdpKind;
-use ibm_ipsec_tests::{workspace_binary, Capture, Host, Lab, LabProcess, TestPki};
-
-fn binary() -> String {
-    workspace_binary("ibm-ipsec")
-        .unwrap()
-        .to_string_lossy()
-        .into_owned()
-}
-
-fn cli(host: &Host, args: &[&str], control: &Path) -> Result<String, String> {
-    let bin = binary();
-    let mut all = vec![bin.as_str()];
-    all.extend_from_slice(args);
-    all.extend_from_slice(&["--control", control.to_str().unwrap()]);
-    host.run(&all).map_err(|e| e.to_string())
-}
-
-/// Starts `ibm-ipsec daemon ARGS` and waits until `status` answers.
-fn start_daemon(host: &Host, control: &Path, extra: &[&str]) -> LabProcess {
-    let bin = binary();
-    let mut args = vec![
-        bin.as_str(),
-        "daemon",
-        "--control",
-        control.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let mut process = host.spawn(&args).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while cli(host, &["status"], control).is_err() {
-        assert!(
-            process.is_running(),
-            "daemon exited at start-up:\n{}",
-            process.output()
-        );
-        assert!(
-            Instant::now() < deadline,
-            "daemon did not answer:\n{}",
-            process.output()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    process
-}
-
-/// A daemon that `up` started (detached, so no LabProcess owns it): stopped by pid on drop.
-struct Detached {
-    pid: i32,
-}
-
-impl Detached {
-    fn of(host: &Host, control: &Path) -> Detached {
-        let json = cli(host, &["status", "--json"], control).unwrap();
-        Detached {
-            pid: number(&json, "pid").unwrap() as i32,
-        }
-    }
-
-    /// SIGTERM, then waits up to 5 s for the process to go.
-    fn terminate(&mut self) -> bool {
-        if self.pid == 0 {
-            return true;
-        }
-        // SAFETY: plain syscalls on the pid of the daemon this test started.
-        unsafe { libc::kill(self.pid, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if unsafe { libc::kill(self.pid, 0) } != 0 {
-                self.pid = 0;
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-}
-
-impl Drop for Detached {
-    fn drop(&mut self) {
-        if !self.terminate() {
-            // SAFETY: as above.
-            unsafe { libc::kill(self.pid, libc::SIGKILL) };
-        }
-    }
-}
-
-/// The first `"key": N` in a JSON text.
-fn number(json: &str, key: &str) -> Option<u64> {
-    let at = json.find(&format!("\"{key}\": "))? + key.len() + 4;
-    let digits: String = json[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect();
-    digits.parse().ok()
-}
-
-fn psk_file(lab: &Lab, name: &str, key: &str) -> PathBuf {
-    let path = lab.dir().join(name);
-    std::fs::write(&path, format!("{key}\n")).unwrap();
-    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    path
-}
-
-/// Runs `f` on a thread inside `host`'s network namespace.
-fn in_namespace<T: Send + 'static>(
-    host: &Host,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> std::thread::JoinHandle<T> {
-    let ns = std::fs::File::open(format!("/var/run/netns/{}", host.namespace())).unwrap();
-    std::thread::spawn(move || {
-        // SAFETY: setns on a valid namespace fd affects only this thread.
-        let r = unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) };
-        assert_eq!(r, 0, "setns: {}", std::io::Error::last_os_error());
-        f()
-    })
-}
-
-/// Sends `data` over TCP from `client` to `server:port` and returns what the server read.
-fn tcp_transfer(client: &Host, server: &Host, port: u16, data: Vec<u8>) -> Vec<u8> {
-    let addr = SocketAddr::from((server.addr(), port));
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let receiver = in_namespace(server, move || {
-        let listener = TcpListener::bind(addr).unwrap();
-        ready_tx.send(()).unwrap();
-        let (mut stream, _) = listener.accept().unwrap();
-        stream
-            .set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        let mut got = Vec::new();
-        stream.read_to_end(&mut got).unwrap();
-        got
-    });
-    ready_rx.recv_timeout(Duration::from_secs(5)).unwrap();
-    in_namespace(client, move || {
-        let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).unwrap();
-        stream.write_all(&data).unwrap();
-    })
-    .join()
-    .unwrap();
-    receiver.join().unwrap()
-}
-
-fn pseudo_random(len: usize) -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
+use ibm_ipsec_tests::{cli, psk_file, transfer, Capture, Detached, Lab, Ours, TestPki};
 
 #[test]
 fn up_with_psk_protects_ping_and_tcp_and_only_esp_crosses_the_wire() {
@@ -180,27 +25,26 @@ fn up_with_psk_protects_ping_and_tcp_and_only_esp_crosses_the_wire() {
         return;
     };
     let (client, share) = lab.two_hosts().unwrap();
-    let psk = psk_file(&lab, "psk", "correct horse battery staple");
-    let share_control = lab.dir().join("share.sock");
+    let psk = psk_file(lab.dir(), "psk", "correct horse battery staple").unwrap();
     let client_control = lab.dir().join("run/client.sock");
     let share_ip = share.addr().to_string();
-    let _responder = start_daemon(
+    let responder = Ours::start(
         &share,
-        &share_control,
         &["--listen", &share_ip, "--psk-file", psk.to_str().unwrap()],
-    );
+    )
+    .unwrap();
     let capture = Capture::start(&client, "lab0", "").unwrap();
 
     // `up` starts the client's daemon itself and returns once the CHILD_SA is installed.
     let started = Instant::now();
     let line = cli(
         &client,
-        &["up", &share_ip, "--psk-file", psk.to_str().unwrap()],
         &client_control,
+        &["up", &share_ip, "--psk-file", psk.to_str().unwrap()],
     )
     .unwrap();
     let elapsed = started.elapsed();
-    let mut client_daemon = Detached::of(&client, &client_control);
+    let mut client_daemon = Detached::of(&client, &client_control).unwrap();
     eprintln!("up took {elapsed:?}: {line}");
     assert!(line.starts_with(&format!("{share_ip}: up in ")), "{line}");
     for needle in [
@@ -213,7 +57,7 @@ fn up_with_psk_protects_ping_and_tcp_and_only_esp_crosses_the_wire() {
         assert!(line.contains(needle), "{needle:?} missing: {line}");
     }
     // A second `up` reports the same SAs without negotiating.
-    let again = cli(&client, &["up", &share_ip], &client_control).unwrap();
+    let again = client_daemon.cli(&["up", &share_ip]).unwrap();
     assert!(again.contains("already up"), "{again}");
     let spi_in = line
         .split("SPIs in ")
@@ -227,38 +71,43 @@ fn up_with_psk_protects_ping_and_tcp_and_only_esp_crosses_the_wire() {
         .run(&["ping", "-c", "3", "-i", "0.2", "-W", "2", &share_ip])
         .unwrap();
     assert!(ping.contains("3 received"), "{ping}");
-    let data = pseudo_random(2 << 20);
-    let got = tcp_transfer(&client, &share, 5001, data.clone());
-    assert_eq!(got.len(), data.len());
-    assert!(got == data, "TCP payload differs after the transfer");
+    let bytes = 2 << 20;
+    transfer(&client, &share, 5001, bytes).unwrap();
 
     // status: both SAs with counters that moved, and move again with more traffic.
-    let json = cli(&client, &["status", "--json"], &client_control).unwrap();
+    let json = client_daemon.cli(&["status", "--json"]).unwrap();
     assert!(json.contains("\"state\": \"established\""), "{json}");
+    let counter = |key: &str| {
+        client_daemon
+            .status()
+            .unwrap()
+            .child_counter(share.addr(), key)
+    };
     assert!(
         json.contains(&format!("\"spi_in\": \"{spi_in}\"")),
         "{json}"
     );
-    let out_before = number(&json, "bytes_out").unwrap();
-    let in_before = number(&json, "packets_in").unwrap();
-    assert!(out_before > data.len() as u64, "{json}");
+    let out_before = counter("bytes_out");
+    let in_before = counter("packets_in");
+    assert!(out_before > bytes, "{json}");
     assert!(in_before >= 3, "{json}");
     client
         .run(&["ping", "-c", "2", "-i", "0.2", "-W", "2", &share_ip])
         .unwrap();
-    let json = cli(&client, &["status", "--json"], &client_control).unwrap();
-    assert!(number(&json, "bytes_out").unwrap() > out_before, "{json}");
-    assert!(
-        number(&json, "packets_in").unwrap() >= in_before + 2,
-        "{json}"
-    );
-    let share_json = cli(&share, &["status", "--json"], &share_control).unwrap();
+    let json = client_daemon.cli(&["status", "--json"]).unwrap();
+    assert!(counter("bytes_out") > out_before, "{json}");
+    assert!(counter("packets_in") >= in_before + 2, "{json}");
+    let share_json = responder.cli(&["status", "--json"]).unwrap();
     assert!(
         share_json.contains("\"state\": \"established\""),
         "{share_json}"
     );
     assert!(
-        number(&share_json, "bytes_in").unwrap() > data.len() as u64,
+        responder
+            .status()
+            .unwrap()
+            .child_counter(client.addr(), "bytes_in")
+            > bytes,
         "{share_json}"
     );
 
@@ -285,7 +134,7 @@ fn up_with_psk_protects_ping_and_tcp_and_only_esp_crosses_the_wire() {
     }
     assert!(ike >= 4, "IKE_SA_INIT and IKE_AUTH expected, saw {ike}");
     assert!(
-        esp_bytes > data.len(),
+        esp_bytes as u64 > bytes,
         "the transfer should be ESP, saw {esp_bytes} bytes of ESP"
     );
 
@@ -293,7 +142,7 @@ fn up_with_psk_protects_ping_and_tcp_and_only_esp_crosses_the_wire() {
     assert!(client_daemon.terminate(), "client daemon ignored SIGTERM");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let text = cli(&share, &["status"], &share_control).unwrap();
+        let text = responder.cli(&["status"]).unwrap();
         if text.contains("IKE SAs\n  (none)") {
             break;
         }
@@ -310,52 +159,44 @@ fn wrong_psk_and_silent_peer_fail_with_one_clear_line() {
         return;
     };
     let (client, share) = lab.two_hosts().unwrap();
-    let psk = psk_file(&lab, "psk", "the right key");
-    let wrong = psk_file(&lab, "wrong", "not the right key");
-    let share_control = lab.dir().join("share.sock");
-    let client_control = lab.dir().join("client.sock");
+    let psk = psk_file(lab.dir(), "psk", "the right key").unwrap();
+    let wrong = psk_file(lab.dir(), "wrong", "not the right key").unwrap();
     let share_ip = share.addr().to_string();
-    let _responder = start_daemon(
+    let _responder = Ours::start(
         &share,
-        &share_control,
         &["--listen", &share_ip, "--psk-file", psk.to_str().unwrap()],
-    );
-    let _client_daemon = start_daemon(&client, &client_control, &[]);
-
-    let err = cli(
-        &client,
-        &["up", &share_ip, "--psk-file", wrong.to_str().unwrap()],
-        &client_control,
     )
-    .unwrap_err();
+    .unwrap();
+    let client_daemon = Ours::start(&client, &[]).unwrap();
+
+    let err = client_daemon
+        .cli(&["up", &share_ip, "--psk-file", wrong.to_str().unwrap()])
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains(&format!(
             "IKE with {share_ip} failed: AUTHENTICATION_FAILED from peer"
         )),
         "{err}"
     );
-    let text = cli(&client, &["status"], &client_control).unwrap();
+    let text = client_daemon.cli(&["status"]).unwrap();
     assert!(text.contains("IKE SAs\n  (none)"), "{text}");
 
     // A PSK file others can read is refused before anything is sent.
     std::fs::set_permissions(&wrong, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let err = cli(
-        &client,
-        &["up", &share_ip, "--psk-file", wrong.to_str().unwrap()],
-        &client_control,
-    )
-    .unwrap_err();
+    let err = client_daemon
+        .cli(&["up", &share_ip, "--psk-file", wrong.to_str().unwrap()])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("chmod 600"), "{err}");
 
     // Nobody answers on an address of the link that no host has.
     let silent = Ipv4Addr::from(u32::from(share.addr()) + 50).to_string();
     let started = Instant::now();
-    let err = cli(
-        &client,
-        &["up", &silent, "--psk-file", psk.to_str().unwrap()],
-        &client_control,
-    )
-    .unwrap_err();
+    let err = client_daemon
+        .cli(&["up", &silent, "--psk-file", psk.to_str().unwrap()])
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains(&format!("peer {silent} did not answer IKE_SA_INIT"))
             && err.contains("UDP 500"),
@@ -378,12 +219,9 @@ fn rsa4096_certificates_authenticate_both_daemons_and_identities_are_checked() {
     let share_chain = pki.chain_file(&pki.share).unwrap();
     let client_chain = pki.chain_file(&pki.client).unwrap();
     let root = pki.root.cert.to_str().unwrap();
-    let share_control = lab.dir().join("share.sock");
-    let client_control = lab.dir().join("client.sock");
     let share_ip = share.addr().to_string();
-    let _responder = start_daemon(
+    let responder = Ours::start(
         &share,
-        &share_control,
         &[
             "--listen",
             &share_ip,
@@ -394,14 +232,14 @@ fn rsa4096_certificates_authenticate_both_daemons_and_identities_are_checked() {
             "--ca",
             root,
         ],
-    );
-    let _client_daemon = start_daemon(&client, &client_control, &[]);
+    )
+    .unwrap();
+    let client_daemon = Ours::start(&client, &[]).unwrap();
     let capture = Capture::start(&client, "lab0", "udp port 500 or udp port 4500").unwrap();
 
     // The peer claims a DN other than the one required: refused before any SA exists.
-    let err = cli(
-        &client,
-        &[
+    let err = client_daemon
+        .cli(&[
             "up",
             &share_ip,
             "--cert",
@@ -412,15 +250,13 @@ fn rsa4096_certificates_authenticate_both_daemons_and_identities_are_checked() {
             root,
             "--remote-id",
             "C=US, O=Elsewhere, CN=not-the-share",
-        ],
-        &client_control,
-    )
-    .unwrap_err();
+        ])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("is not the configured"), "{err}");
 
-    let line = cli(
-        &client,
-        &[
+    let line = client_daemon
+        .cli(&[
             "up",
             &share_ip,
             "--cert",
@@ -431,10 +267,8 @@ fn rsa4096_certificates_authenticate_both_daemons_and_identities_are_checked() {
             root,
             "--remote-id",
             &pki.share.subject,
-        ],
-        &client_control,
-    )
-    .unwrap();
+        ])
+        .unwrap();
     eprintln!("{line}");
     assert!(line.contains(" up in "), "{line}");
     assert!(
@@ -445,9 +279,8 @@ fn rsa4096_certificates_authenticate_both_daemons_and_identities_are_checked() {
         .run(&["ping", "-c", "2", "-i", "0.2", "-W", "2", &share_ip])
         .unwrap();
     assert!(ping.contains("2 received"), "{ping}");
-    let data = pseudo_random(256 << 10);
-    assert!(tcp_transfer(&client, &share, 5002, data.clone()) == data);
-    let share_status = cli(&share, &["status"], &share_control).unwrap();
+    transfer(&client, &share, 5002, 256 << 10).unwrap();
+    let share_status = responder.cli(&["status"]).unwrap();
     assert!(share_status.contains("established"), "{share_status}");
 
     // RSA-4096 chains do not fit 1280 bytes: IKE_AUTH travelled in RFC 7383 fragments
@@ -470,29 +303,24 @@ fn lifetimes_rekey_child_and_ike_sa_without_losing_a_ping() {
         return;
     };
     let (client, share) = lab.two_hosts().unwrap();
-    let psk = psk_file(&lab, "psk", "rekey me");
-    let share_control = lab.dir().join("share.sock");
-    let client_control = lab.dir().join("client.sock");
+    let psk = psk_file(lab.dir(), "psk", "rekey me").unwrap();
     let share_ip = share.addr().to_string();
-    let responder = start_daemon(
+    let responder = Ours::start(
         &share,
-        &share_control,
         &["--listen", &share_ip, "--psk-file", psk.to_str().unwrap()],
-    );
-    let client_daemon = start_daemon(&client, &client_control, &[]);
-    let line = cli(
-        &client,
-        &[
+    )
+    .unwrap();
+    let client_daemon = Ours::start(&client, &[]).unwrap();
+    let line = client_daemon
+        .cli(&[
             "up",
             &share_ip,
             "--psk-file",
             psk.to_str().unwrap(),
             "--rekey-seconds",
             "10",
-        ],
-        &client_control,
-    )
-    .unwrap();
+        ])
+        .unwrap();
     let first_spi = line
         .split("SPIs in ")
         .nth(1)
@@ -511,11 +339,11 @@ fn lifetimes_rekey_child_and_ike_sa_without_losing_a_ping() {
         .run(&["ping", "-c", "300", "-i", "0.05", "-W", "1", &share_ip])
         .unwrap();
     assert!(ping.contains(" 0% packet loss"), "{ping}");
-    let log = client_daemon.output();
+    let log = client_daemon.log();
     assert!(log.contains("CHILD_SA rekeyed"), "{log}");
     assert!(log.contains("IKE SA rekeyed"), "{log}");
 
-    let json = cli(&client, &["status", "--json"], &client_control).unwrap();
+    let json = client_daemon.cli(&["status", "--json"]).unwrap();
     assert!(
         !json.contains(&first_spi),
         "old CHILD_SA still listed: {json}"
@@ -524,9 +352,8 @@ fn lifetimes_rekey_child_and_ike_sa_without_losing_a_ping() {
     let spi_i = first_ike.split('/').next().unwrap();
     assert!(!json.contains(spi_i), "IKE SA not replaced: {json}");
     assert_eq!(json.matches("\"spi_in\"").count(), 1, "{json}");
-    let data = pseudo_random(512 << 10);
-    assert!(tcp_transfer(&client, &share, 5003, data.clone()) == data);
-    let again = cli(&client, &["up", &share_ip], &client_control).unwrap();
+    transfer(&client, &share, 5003, 512 << 10).unwrap();
+    let again = client_daemon.cli(&["up", &share_ip]).unwrap();
     assert!(
         again.contains("already up") && !again.contains(&first_spi),
         "{again}"
@@ -534,16 +361,16 @@ fn lifetimes_rekey_child_and_ike_sa_without_losing_a_ping() {
 
     // The file server deletes the SAs: the client holds its traffic (nothing in clear) and
     // the held pings bring new SAs up (strongSwan's `start_action = trap`).
-    let before = cli(&client, &["status", "--json"], &client_control).unwrap();
+    let before = client_daemon.cli(&["status", "--json"]).unwrap();
     let capture = Capture::start(&client, "lab0", "").unwrap();
     let client_ip = client.addr().to_string();
-    let out = cli(&share, &["down", &client_ip], &share_control).unwrap();
+    let out = responder.cli(&["down", &client_ip]).unwrap();
     assert!(out.contains("SAs deleted"), "{out}");
     // Pings during the gap may be lost, never sent in clear.
     let _ = client.run(&["ping", "-c", "30", "-i", "0.1", "-W", "1", &share_ip]);
     let deadline = Instant::now() + Duration::from_secs(20);
     let renewed = loop {
-        let json = cli(&client, &["status", "--json"], &client_control).unwrap();
+        let json = client_daemon.cli(&["status", "--json"]).unwrap();
         let spi = json
             .split("\"spi_in\": \"")
             .nth(1)
@@ -558,7 +385,7 @@ fn lifetimes_rekey_child_and_ike_sa_without_losing_a_ping() {
         assert!(
             Instant::now() < deadline,
             "the client did not re-establish:\n{json}\n{}",
-            client_daemon.output()
+            client_daemon.log()
         );
         std::thread::sleep(Duration::from_millis(200));
     };
@@ -578,25 +405,25 @@ fn lifetimes_rekey_child_and_ike_sa_without_losing_a_ping() {
                 p.dst,
                 p.time,
                 &p.payload[..p.payload.len().min(8)],
-                client_daemon.output()
+                client_daemon.log()
             );
         }
     }
     assert!(
         client_daemon
-            .output()
+            .log()
             .contains("re-initiating the lost IKE SA"),
         "{}",
-        client_daemon.output()
+        client_daemon.log()
     );
 
     // `down` deletes the SAs on both sides; traffic then flows without ESP.
-    let out = cli(&client, &["down", &share_ip], &client_control).unwrap();
+    let out = client_daemon.cli(&["down", &share_ip]).unwrap();
     assert!(out.contains(&format!("{share_ip}: SAs deleted")), "{out}");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let c = cli(&client, &["status"], &client_control).unwrap();
-        let s = cli(&share, &["status"], &share_control).unwrap();
+        let c = client_daemon.cli(&["status"]).unwrap();
+        let s = responder.cli(&["status"]).unwrap();
         if c.contains("IKE SAs\n  (none)") && s.contains("IKE SAs\n  (none)") {
             break;
         }
@@ -607,13 +434,16 @@ fn lifetimes_rekey_child_and_ike_sa_without_losing_a_ping() {
         .run(&["ping", "-c", "2", "-i", "0.2", "-W", "2", &share_ip])
         .unwrap();
     assert!(ping.contains("2 received"), "{ping}");
-    let err = cli(&client, &["down", &share_ip], &client_control).unwrap_err();
+    let err = client_daemon
+        .cli(&["down", &share_ip])
+        .unwrap_err()
+        .to_string();
     assert!(err.contains(&format!("no IKE SA with {share_ip}")), "{err}");
 
     // `up` while the SAs of a `down` are still being deleted (the file server is stopped, so
     // the DELETE waits for its first retransmission) waits for the deletion, then comes up.
     let up = ["up", &share_ip, "--psk-file", psk.to_str().unwrap()];
-    let first = cli(&client, &up, &client_control).unwrap();
+    let first = client_daemon.cli(&up).unwrap();
     let responder_pid = responder.pid().unwrap().to_string();
     let signal = move |sig: &str| {
         let status = std::process::Command::new("kill")
@@ -623,16 +453,16 @@ fn lifetimes_rekey_child_and_ike_sa_without_losing_a_ping() {
         assert!(status.success(), "kill {sig}");
     };
     signal("-STOP");
-    let out = cli(&client, &["down", &share_ip], &client_control).unwrap();
+    let out = client_daemon.cli(&["down", &share_ip]).unwrap();
     assert!(out.contains("SAs deleted"), "{out}");
     let resume = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(1));
         signal("-CONT");
     });
-    let again = cli(&client, &up, &client_control);
+    let again = client_daemon.cli(&up);
     resume.join().unwrap();
     let again =
-        again.unwrap_or_else(|e| panic!("up right after down: {e}\n{}", client_daemon.output()));
+        again.unwrap_or_else(|e| panic!("up right after down: {e}\n{}", client_daemon.log()));
     assert!(
         again.contains(": up in ") && !again.contains("already up") && again != first,
         "{first}\n{again}"

@@ -27,16 +27,15 @@
 
 use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use ibm_ipsec_tests::pcap::{
     cleartext_packets, esp_bytes, exchange_summary, ike_messages, Packet, UdpKind, NAT_T_PORT,
 };
 use ibm_ipsec_tests::{
-    ping, str_field, transfer, Auth, Capture, Config, Connection, Host, Identity, IkeSa, Lab,
-    Lifetimes, MetadataServer, Ours, StrongSwan, TestPki, Transfer, TransferSpec,
+    ping, psk_file, str_field, transfer, Auth, Capture, Config, Connection, Host, Identity, IkeSa,
+    Lab, Lifetimes, MetadataServer, Ours, StrongSwan, TestPki, Transfer, TransferSpec,
 };
 
 const PSK: &str = "ibm-ipsec interop pre-shared key";
@@ -66,11 +65,72 @@ impl Interop {
 
     /// A 0600 file holding `key`, as the daemon demands of PSK files.
     fn psk_file(&self, name: &str, key: &str) -> PathBuf {
-        let path = self.lab.dir().join(name);
-        std::fs::write(&path, key).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        path
+        psk_file(self.lab.dir(), name, key).unwrap()
     }
+
+    /// charon's side of a PSK connection as the responder on `share` (SHARE_ID, requiring
+    /// CLIENT_ID).
+    fn psk_responder_conn(&self) -> Connection {
+        Connection::psk(
+            "nfs",
+            self.share.addr(),
+            self.client.addr(),
+            SHARE_ID,
+            CLIENT_ID,
+        )
+    }
+
+    /// charon's side of a PSK connection as the initiator on `client`.
+    fn psk_initiator_conn(&self) -> Connection {
+        Connection::psk(
+            "nfs",
+            self.client.addr(),
+            self.share.addr(),
+            CLIENT_ID,
+            SHARE_ID,
+        )
+    }
+
+    /// Our responder on `share` (tunnel mode, userspace datapath), authenticating with the
+    /// PSK in `psk` as SHARE_ID and requiring CLIENT_ID, with `extra` daemon arguments.
+    fn our_psk_responder(&self, psk: &Path, extra: &[&str]) -> Ours {
+        let listen = self.share.addr().to_string();
+        let psk = s(psk);
+        let mut args = vec![
+            "--listen",
+            &listen,
+            "--mode",
+            "tunnel",
+            "--datapath",
+            "userspace",
+            "--psk-file",
+            &psk,
+            "--local-id",
+            SHARE_ID,
+            "--remote-id",
+            CLIENT_ID,
+        ];
+        args.extend_from_slice(extra);
+        Ours::start(&self.share, &args).unwrap()
+    }
+}
+
+/// `up` arguments of our PSK client (CLIENT_ID, requiring SHARE_ID) in `mode`, plus `extra`.
+fn psk_up(psk: &Path, mode: &str, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--psk-file",
+        &s(psk),
+        "--local-id",
+        CLIENT_ID,
+        "--remote-id",
+        SHARE_ID,
+        "--mode",
+        mode,
+    ]
+    .map(str::to_owned)
+    .into();
+    args.extend(extra.iter().map(|a| (*a).to_owned()));
+    args
 }
 
 fn s(p: &std::path::Path) -> String {
@@ -400,26 +460,13 @@ fn transport_mode_against_tunnel_only_strongswan_is_refused_without_half_state()
     };
     let Interop { client, share, .. } = &interop;
     let psk = interop.psk_file("psk", PSK);
-    let conn = |mode: &str| {
-        Connection::psk("nfs", share.addr(), client.addr(), SHARE_ID, CLIENT_ID).with_mode(mode)
-    };
+    let conn = |mode: &str| interop.psk_responder_conn().with_mode(mode);
     let charon = StrongSwan::start(share, psk_config(conn("tunnel"))).unwrap();
     let ours = Ours::start(client, &["--datapath", "userspace"]).unwrap();
     let up = |ours: &Ours| {
         ours.up(
             share.addr(),
-            &[
-                "--psk-file",
-                &s(&psk),
-                "--local-id",
-                CLIENT_ID,
-                "--remote-id",
-                SHARE_ID,
-                "--mode",
-                "transport",
-                "--timeout",
-                "10",
-            ],
+            &strs(&psk_up(&psk, "transport", &["--timeout", "10"])),
         )
     };
     for (charon_mode, expected) in [
@@ -470,32 +517,10 @@ fn psk_ours_up_to_strongswan_responder() {
     };
     let Interop { client, share, .. } = &interop;
     let psk = interop.psk_file("psk", PSK);
-    let charon = StrongSwan::start(
-        share,
-        psk_config(Connection::psk(
-            "nfs",
-            share.addr(),
-            client.addr(),
-            SHARE_ID,
-            CLIENT_ID,
-        )),
-    )
-    .unwrap();
+    let charon = StrongSwan::start(share, psk_config(interop.psk_responder_conn())).unwrap();
     let ours = Ours::start(client, &["--datapath", "userspace"]).unwrap();
-    ours.up(
-        share.addr(),
-        &[
-            "--psk-file",
-            &s(&psk),
-            "--local-id",
-            CLIENT_ID,
-            "--remote-id",
-            SHARE_ID,
-            "--mode",
-            "tunnel",
-        ],
-    )
-    .unwrap_or_else(|e| panic!("up: {e}\ncharon:\n{}", charon.log()));
+    ours.up(share.addr(), &strs(&psk_up(&psk, "tunnel", &[])))
+        .unwrap_or_else(|e| panic!("up: {e}\ncharon:\n{}", charon.log()));
     let sa = established(&charon);
     assert_eq!(sa.get("remote-id"), Some(CLIENT_ID));
     check_traffic(&interop, &ours, client, &charon, 5403);
@@ -505,18 +530,7 @@ fn psk_ours_up_to_strongswan_responder() {
     let err = ours
         .up(
             share.addr(),
-            &[
-                "--psk-file",
-                &s(&wrong),
-                "--local-id",
-                CLIENT_ID,
-                "--remote-id",
-                SHARE_ID,
-                "--mode",
-                "tunnel",
-                "--timeout",
-                "10",
-            ],
+            &strs(&psk_up(&wrong, "tunnel", &["--timeout", "10"])),
         )
         .expect_err("wrong PSK")
         .to_string();
@@ -539,26 +553,8 @@ fn psk_strongswan_initiator_to_our_responder() {
     };
     let Interop { client, share, .. } = &interop;
     let psk = interop.psk_file("psk", PSK);
-    let listen = share.addr().to_string();
-    let ours = Ours::start(
-        share,
-        &[
-            "--listen",
-            &listen,
-            "--mode",
-            "tunnel",
-            "--datapath",
-            "userspace",
-            "--psk-file",
-            &s(&psk),
-            "--local-id",
-            SHARE_ID,
-            "--remote-id",
-            CLIENT_ID,
-        ],
-    )
-    .unwrap();
-    let conn = Connection::psk("nfs", client.addr(), share.addr(), CLIENT_ID, SHARE_ID);
+    let ours = interop.our_psk_responder(&psk, &[]);
+    let conn = interop.psk_initiator_conn();
     let charon = StrongSwan::start(client, psk_config(conn.clone())).unwrap();
     charon
         .initiate("nfs")
@@ -601,24 +597,12 @@ fn strongswan_responder_rekeys_and_dpd_under_transfer_then_deletes_each_side() {
     };
     let charon = StrongSwan::start(
         share,
-        psk_config(
-            Connection::psk("nfs", share.addr(), client.addr(), SHARE_ID, CLIENT_ID)
-                .with_lifetimes(lifetimes),
-        ),
+        psk_config(interop.psk_responder_conn().with_lifetimes(lifetimes)),
     )
     .unwrap();
     let ours = Ours::start(client, &["--datapath", "userspace"]).unwrap();
-    let up_args = [
-        "--psk-file",
-        &s(&psk),
-        "--local-id",
-        CLIENT_ID,
-        "--remote-id",
-        SHARE_ID,
-        "--mode",
-        "tunnel",
-    ];
-    ours.up(share.addr(), &up_args)
+    let up_args = psk_up(&psk, "tunnel", &[]);
+    ours.up(share.addr(), &strs(&up_args))
         .unwrap_or_else(|e| panic!("up: {e}\ncharon:\n{}", charon.log()));
     let first = established(&charon);
     rekeys_under_transfer(&interop, &charon, &ours, &first, client, 5405);
@@ -628,7 +612,7 @@ fn strongswan_responder_rekeys_and_dpd_under_transfer_then_deletes_each_side() {
     ours.wait_for_status("our SAs deleted by charon's DELETE", WAIT, |s| s.is_empty())
         .unwrap();
     // DELETE from us
-    ours.up(share.addr(), &up_args).unwrap();
+    ours.up(share.addr(), &strs(&up_args)).unwrap();
     established(&charon);
     ours.down(share.addr()).unwrap();
     charon
@@ -645,25 +629,7 @@ fn strongswan_initiator_rekeys_and_dpd_under_transfer_then_deletes_each_side() {
     };
     let Interop { client, share, .. } = &interop;
     let psk = interop.psk_file("psk", PSK);
-    let listen = share.addr().to_string();
-    let ours = Ours::start(
-        share,
-        &[
-            "--listen",
-            &listen,
-            "--mode",
-            "tunnel",
-            "--datapath",
-            "userspace",
-            "--psk-file",
-            &s(&psk),
-            "--local-id",
-            SHARE_ID,
-            "--remote-id",
-            CLIENT_ID,
-        ],
-    )
-    .unwrap();
+    let ours = interop.our_psk_responder(&psk, &[]);
     let lifetimes = Lifetimes {
         ike_rekey: Some(Duration::from_secs(5)),
         child_rekey: Some(Duration::from_secs(3)),
@@ -671,10 +637,7 @@ fn strongswan_initiator_rekeys_and_dpd_under_transfer_then_deletes_each_side() {
     };
     let charon = StrongSwan::start(
         client,
-        psk_config(
-            Connection::psk("nfs", client.addr(), share.addr(), CLIENT_ID, SHARE_ID)
-                .with_lifetimes(lifetimes),
-        ),
+        psk_config(interop.psk_initiator_conn().with_lifetimes(lifetimes)),
     )
     .unwrap();
     charon
@@ -707,33 +670,12 @@ fn ours_up_rekeys_child_and_ike_sa_under_transfer() {
     };
     let Interop { client, share, .. } = &interop;
     let psk = interop.psk_file("psk", PSK);
-    let charon = StrongSwan::start(
-        share,
-        psk_config(Connection::psk(
-            "nfs",
-            share.addr(),
-            client.addr(),
-            SHARE_ID,
-            CLIENT_ID,
-        )),
-    )
-    .unwrap();
+    let charon = StrongSwan::start(share, psk_config(interop.psk_responder_conn())).unwrap();
     let ours = Ours::start(client, &["--datapath", "userspace"]).unwrap();
     let capture = Capture::start(share, "lab0", "").unwrap();
     ours.up(
         share.addr(),
-        &[
-            "--psk-file",
-            &s(&psk),
-            "--local-id",
-            CLIENT_ID,
-            "--remote-id",
-            SHARE_ID,
-            "--mode",
-            "tunnel",
-            "--rekey-seconds",
-            "10",
-        ],
+        &strs(&psk_up(&psk, "tunnel", &["--rekey-seconds", "10"])),
     )
     .unwrap_or_else(|e| panic!("up: {e}\ncharon:\n{}", charon.log()));
     our_rekeys_under_transfer(&interop, &charon, &ours, client, capture, 5407);
@@ -749,38 +691,8 @@ fn our_responder_rekeys_child_and_ike_sa_under_transfer() {
     };
     let Interop { client, share, .. } = &interop;
     let psk = interop.psk_file("psk", PSK);
-    let listen = share.addr().to_string();
-    let ours = Ours::start(
-        share,
-        &[
-            "--listen",
-            &listen,
-            "--mode",
-            "tunnel",
-            "--datapath",
-            "userspace",
-            "--psk-file",
-            &s(&psk),
-            "--local-id",
-            SHARE_ID,
-            "--remote-id",
-            CLIENT_ID,
-            "--rekey-seconds",
-            "10",
-        ],
-    )
-    .unwrap();
-    let charon = StrongSwan::start(
-        client,
-        psk_config(Connection::psk(
-            "nfs",
-            client.addr(),
-            share.addr(),
-            CLIENT_ID,
-            SHARE_ID,
-        )),
-    )
-    .unwrap();
+    let ours = interop.our_psk_responder(&psk, &["--rekey-seconds", "10"]);
+    let charon = StrongSwan::start(client, psk_config(interop.psk_initiator_conn())).unwrap();
     let capture = Capture::start(share, "lab0", "").unwrap();
     charon
         .initiate("nfs")
