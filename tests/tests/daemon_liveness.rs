@@ -87,6 +87,12 @@ fn esp_traffic_keeps_dpd_quiet_and_dpd_returns_when_it_stops() {
         initiator.status().unwrap().established_with(share.addr()),
         1
     );
+    for ours in [&initiator, &responder] {
+        let status = ours.status().unwrap();
+        for row in status.ike_sas() {
+            assert_eq!(row["behind_nat"], false, "{row:#}");
+        }
+    }
     let keepalives = packets
         .iter()
         .filter(|p| p.udp_kind() == Some(UdpKind::Keepalive))

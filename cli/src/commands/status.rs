@@ -137,6 +137,18 @@ pub fn render(report: &StatusReport, now: u64) -> String {
         &rows,
     );
 
+    for sa in report.ike_sas.iter().filter(|sa| sa.behind_nat) {
+        let keepalive = sa
+            .nat_keepalive_secs
+            .map_or("no NAT-T keepalives".into(), |s| {
+                format!("NAT-T keepalives after {s}s without other traffic")
+            });
+        let _ = writeln!(
+            out,
+            "  {}: this host is behind a NAT ({keepalive})",
+            sa.peer
+        );
+    }
     for sa in &report.ike_sas {
         let Some(expiry) = sa.peer_cert_expiry_unix else {
             continue;
@@ -328,6 +340,8 @@ mod tests {
             peer_cert_subject: None,
             peer_cert_issuer: None,
             peer_cert_serial: None,
+            behind_nat: false,
+            nat_keepalive_secs: None,
         });
         let mut with_cert = r.ike_sas[0].clone();
         with_cert.peer = "10.240.0.6".parse().unwrap();
@@ -335,6 +349,8 @@ mod tests {
         with_cert.peer_cert_subject = Some("C=US, O=IBM, CN=share".into());
         with_cert.peer_cert_issuer = Some("C=US, O=IBM, CN=intermediate".into());
         with_cert.peer_cert_serial = Some("0a1b".into());
+        with_cert.behind_nat = true;
+        with_cert.nat_keepalive_secs = Some(20);
         r.ike_sas.push(with_cert);
         r.child_sas.push(ChildSaStatus {
             peer: "10.240.0.5".parse().unwrap(),
@@ -373,6 +389,14 @@ mod tests {
             "{text}"
         );
         assert!(!text.contains("10.240.0.5 authenticated"), "PSK: {text}");
+        assert!(
+            text.contains(
+                "\n  10.240.0.6: this host is behind a NAT (NAT-T keepalives after 20s without \
+                 other traffic)\n"
+            ),
+            "{text}"
+        );
+        assert!(!text.contains("10.240.0.5: this host"), "{text}");
         let child = text.lines().find(|l| l.contains("c1a2b3c4")).unwrap();
         assert!(
             child.contains("10/20") && child.contains("1m 40s ago"),

@@ -307,6 +307,13 @@ pub struct IkeSaStatus {
     /// That certificate's serial number, hex.
     #[serde(default)]
     pub peer_cert_serial: Option<String>,
+    /// NAT detection found a NAT in front of this host: NAT-T keepalives go to the peer
+    /// every `nat_keepalive_secs` when nothing else does.
+    #[serde(default)]
+    pub behind_nat: bool,
+    /// The keepalive interval in use behind a NAT (`null`: none).
+    #[serde(default)]
+    pub nat_keepalive_secs: Option<u64>,
 }
 
 /// One CHILD_SA (both directions).

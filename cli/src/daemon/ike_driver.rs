@@ -1080,6 +1080,11 @@ impl Driver {
                 peer_cert_subject: cert.map(|c| c.subject.clone()),
                 peer_cert_issuer: cert.map(|c| c.issuer.clone()),
                 peer_cert_serial: cert.map(|c| c.serial.clone()),
+                behind_nat: sa.is_some_and(ike::IkeSa::behind_nat),
+                nat_keepalive_secs: sa
+                    .filter(|sa| sa.behind_nat())
+                    .and_then(|sa| sa.config().nat_keepalive)
+                    .map(|d| d.as_secs()),
             });
             for c in &p.children {
                 let counters = self
