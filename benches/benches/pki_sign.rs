@@ -11,12 +11,15 @@
 //!   IKE_SA_INIT key exchange (key generation + agreement), the rest of a handshake's
 //!   public-key work.
 //!
+//! Times are the benchmark thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`), not wall time, so
+//! that other work on a shared machine does not inflate them (it still costs caches).
+//!
 //! `cargo bench -p ibm-ipsec-benches --bench pki_sign -- --warm-up-time 1 --measurement-time 3`
 //! (generates RSA keys first: RSA-4096 takes seconds).
 
 use std::time::{Duration, SystemTime};
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
+use criterion::{criterion_group, criterion_main, Bencher, BenchmarkId, Criterion};
 use ike::crypto::{DhGroup, DhSecret, Random};
 use pki::ca::{LeafOptions, SanEntry, TestCa, TestCaConfig, Validity};
 use pki::signature::verify;
@@ -57,6 +60,24 @@ const SCHEMES: [(SignatureScheme, &str); 4] = [
 const P256_SPKI_PREFIX: &str = "3059301306072a8648ce3d020106082a8648ce3d030107034200";
 const P384_SPKI_PREFIX: &str = "3076301006072a8648ce3d020106052b81040022036200";
 
+/// CPU time of this thread so far.
+fn thread_cpu() -> Duration {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_THREAD_CPUTIME_ID)
+        .expect("CLOCK_THREAD_CPUTIME_ID");
+    Duration::new(t.tv_sec() as u64, t.tv_nsec() as u32)
+}
+
+/// Runs `f` as often as criterion asks and reports the CPU time it took.
+fn cpu<R>(b: &mut Bencher<'_>, mut f: impl FnMut() -> R) {
+    b.iter_custom(|iters| {
+        let start = thread_cpu();
+        for _ in 0..iters {
+            std::hint::black_box(f());
+        }
+        thread_cpu() - start
+    })
+}
+
 /// Deterministic bytes for the key exchange: benches measure computation, not an RNG.
 struct XorShift(u64);
 
@@ -81,10 +102,12 @@ fn rsa(c: &mut Criterion) {
             let signature = key.sign(scheme, &octets).unwrap();
             let id = format!("{size_name}/{scheme_name}");
             group.bench_function(BenchmarkId::new("sign", &id), |b| {
-                b.iter(|| key.sign(scheme, &octets).unwrap())
+                cpu(b, || key.sign(scheme, &octets).unwrap())
             });
             group.bench_function(BenchmarkId::new("verify", &id), |b| {
-                b.iter(|| verify(key.public_key_info_der(), scheme, &octets, &signature).unwrap())
+                cpu(b, || {
+                    verify(key.public_key_info_der(), scheme, &octets, &signature).unwrap()
+                })
             });
         }
     }
@@ -116,10 +139,12 @@ fn ecdsa(c: &mut Criterion) {
         spki.extend_from_slice(pair.public_key().as_ref());
         let signature = pair.sign(&rng, &octets).unwrap();
         group.bench_function(BenchmarkId::new("sign", name), |b| {
-            b.iter(|| pair.sign(&rng, &octets).unwrap())
+            cpu(b, || pair.sign(&rng, &octets).unwrap())
         });
         group.bench_function(BenchmarkId::new("verify", name), |b| {
-            b.iter(|| verify(&spki, scheme, &octets, signature.as_ref()).unwrap())
+            cpu(b, || {
+                verify(&spki, scheme, &octets, signature.as_ref()).unwrap()
+            })
         });
     }
     group.finish();
@@ -191,7 +216,7 @@ fn ike_auth(c: &mut Criterion) {
             ours.sign_auth_data(scheme, &octets).unwrap()
         };
         group.bench_function(BenchmarkId::new("chain+verify+sign", size_name), |b| {
-            b.iter(one_side)
+            cpu(b, one_side)
         });
         let mut rng = XorShift(0x1234_5678_9abc_def1);
         let remote = DhSecret::generate(DhGroup::Ecp384, &mut rng).unwrap();
@@ -199,7 +224,7 @@ fn ike_auth(c: &mut Criterion) {
         group.bench_function(
             BenchmarkId::new("chain+verify+sign+ecp384", size_name),
             |b| {
-                b.iter(|| {
+                cpu(b, || {
                     let local = DhSecret::generate(DhGroup::Ecp384, &mut rng).unwrap();
                     local.shared_secret(&remote_public).unwrap();
                     one_side()
