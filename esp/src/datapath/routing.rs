@@ -525,8 +525,18 @@ mod tests {
 
     /// In a namespace of its own: exactly the expected rules and routes after each step,
     /// and after the clean-up none of ours while foreign rules at our priorities survive.
+    /// Runs `f` on a thread of its own: namespace and capability changes are per thread
+    /// and must not leak into other tests (libtest may run them on one thread).
+    fn isolated(f: fn()) {
+        std::thread::spawn(f).join().unwrap();
+    }
+
     #[test]
     fn rules_and_routes_in_a_namespace() {
+        isolated(rules_and_routes);
+    }
+
+    fn rules_and_routes() {
         let (_tun, cfg) = match lab() {
             Ok(l) => l,
             Err(why) => {
@@ -638,10 +648,54 @@ mod tests {
         assert_eq!(rules_at_ours("-4"), sorted(&[foreign4]));
     }
 
+    /// Without CAP_NET_ADMIN the kernel refuses, and the error says what was refused and why.
+    #[test]
+    fn refusals_name_the_operation() {
+        isolated(refusals);
+    }
+
+    /// `CAP_NET_ADMIN` (linux/capability.h).
+    const CAP_NET_ADMIN: u32 = 12;
+
+    fn refusals() {
+        let (_tun, cfg) = match lab() {
+            Ok(l) => l,
+            Err(why) => {
+                eprintln!("skipping refusals_name_the_operation: {why}");
+                return;
+            }
+        };
+        sys::testing::drop_effective_capability(CAP_NET_ADMIN).unwrap();
+        let peer = IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2));
+        let e = add_peer(&cfg, peer, &PeerConfig::new()).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(
+            e.to_string(),
+            "adding the route to 10.0.0.2 via ibmipsec0 (table 485): permission denied \
+             (CAP_NET_ADMIN needed)"
+        );
+        let e = install(&cfg).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("bringing ibmipsec0 up with MTU 1400: permission denied"),
+            "{e}"
+        );
+        let e = add_rules_beside(&cfg, peer, &PeerConfig::new(), &nfs_and_rpc()).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "adding the policy-routing rule for 10.0.0.2 (ipproto 6 dport 2049): permission \
+             denied (CAP_NET_ADMIN needed)"
+        );
+    }
+
     /// What adding and removing a peer costs (two selectors, IPv4 and IPv6), printed with
     /// `cargo test -p esp --lib cost_of -- --nocapture`.
     #[test]
     fn cost_of_adding_and_removing_peers() {
+        isolated(cost_of_peers);
+    }
+
+    fn cost_of_peers() {
         let (_tun, cfg) = match lab() {
             Ok(l) => l,
             Err(why) => {

@@ -456,6 +456,43 @@ pub(crate) mod testing {
         Ok(())
     }
 
+    /// Removes `cap` from the calling thread's effective capabilities (the permitted set
+    /// keeps it; the thread is meant to end with the test).
+    pub(crate) fn drop_effective_capability(cap: u32) -> io::Result<()> {
+        #[repr(C)]
+        struct Header {
+            version: u32,
+            pid: i32,
+        }
+        #[repr(C)]
+        #[derive(Clone, Copy)]
+        struct Data {
+            effective: u32,
+            permitted: u32,
+            inheritable: u32,
+        }
+        const VERSION_3: u32 = 0x2008_0522;
+        let mut hdr = Header {
+            version: VERSION_3,
+            pid: 0,
+        };
+        let mut data = [Data {
+            effective: 0,
+            permitted: 0,
+            inheritable: 0,
+        }; 2];
+        // SAFETY: capget writes two Data structs for version 3; both live for the call.
+        if unsafe { libc::syscall(libc::SYS_capget, &mut hdr, data.as_mut_ptr()) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        data[(cap / 32) as usize].effective &= !(1 << (cap % 32));
+        // SAFETY: as above; capset only reads them, and only changes this thread.
+        if unsafe { libc::syscall(libc::SYS_capset, &mut hdr, data.as_ptr()) } < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// CPU time (user + system) of the calling thread and of the process's waited-for
     /// children.
     pub(crate) fn cpu_times() -> (Duration, Duration) {
