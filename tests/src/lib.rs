@@ -45,7 +45,7 @@ pub use capture::Capture;
 pub use error::{LabError, Result};
 pub use metadata::{MetadataServer, PeerIdentity, METADATA_IP};
 pub use netns::{Host, Lab};
-pub use ours::{cli, psk_file, str_field, Detached, Ours, Status};
+pub use ours::{cli, psk_file, str_field, strs, Detached, Ours, Status};
 pub use pki::{Identity, TestPki};
 pub use process::{wait_until, workspace_binary, LabProcess};
 pub use sas::{ChildSa, IkeSa};

@@ -51,6 +51,15 @@ impl Ours {
         })
     }
 
+    /// A responder in `host`: `--listen <its address> --psk-file PSK` plus `extra`.
+    pub fn psk_responder(host: &Host, psk: &Path, extra: &[&str]) -> Result<Ours> {
+        let listen = host.addr().to_string();
+        let psk = psk.to_string_lossy();
+        let mut args = vec!["--listen", &listen, "--psk-file", psk.as_ref()];
+        args.extend_from_slice(extra);
+        Ours::start(host, &args)
+    }
+
     /// Runs `ibm-ipsec ARGS… --control <socket>` in the daemon's host; stdout, or an error
     /// with everything the command printed.
     pub fn cli(&self, args: &[&str]) -> Result<String> {
@@ -178,6 +187,11 @@ fn run_cli(host: &Host, bin: &Path, control: &Path, args: &[&str]) -> Result<Str
     all.extend_from_slice(args);
     all.extend_from_slice(&["--control", control.as_ref()]);
     host.run(&all)
+}
+
+/// Borrows owned arguments for the `&[&str]` the lab's commands take.
+pub fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }
 
 /// A 0600 file `dir/name` holding `key` and a newline, as the daemon demands of

@@ -275,6 +275,20 @@ impl TestPki {
         Ok(path)
     }
 
+    /// Our daemon's arguments to authenticate with `identity` and trust this PKI's root:
+    /// `--cert <chain> --key <key> --ca <root>` (for `daemon` or `up`).
+    pub fn daemon_args(&self, identity: &Identity) -> Result<Vec<String>> {
+        let text = |p: &Path| p.to_string_lossy().into_owned();
+        Ok(vec![
+            "--cert".into(),
+            text(&self.chain_file(identity)?),
+            "--key".into(),
+            text(&identity.key),
+            "--ca".into(),
+            text(&self.root.cert),
+        ])
+    }
+
     /// Writes root and intermediate certificates into one PEM file (a trust bundle).
     pub fn ca_bundle(&self) -> Result<PathBuf> {
         let mut pem = read(&self.root.cert)?;

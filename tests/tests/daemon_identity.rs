@@ -11,7 +11,7 @@
 
 use std::time::UNIX_EPOCH;
 
-use ibm_ipsec_tests::{Lab, Ours, TestPki};
+use ibm_ipsec_tests::{strs, Lab, Ours, TestPki};
 
 /// subject, issuer, serial (hex) and notAfter (Unix seconds) of the first certificate in a
 /// PEM file, read with the pki crate.
@@ -30,36 +30,10 @@ fn peer_certificates_and_dns_are_shown_as_text() {
     };
     let (client, share) = lab.two_hosts().unwrap();
     let pki = TestPki::generate(&lab.dir().join("pki")).unwrap();
-    let share_chain = pki.chain_file(&pki.share).unwrap();
-    let client_chain = pki.chain_file(&pki.client).unwrap();
-    let root = pki.root.cert.to_str().unwrap();
-    let share_ip = share.addr().to_string();
-    let responder = Ours::start(
-        &share,
-        &[
-            "--listen",
-            &share_ip,
-            "--cert",
-            share_chain.to_str().unwrap(),
-            "--key",
-            pki.share.key.to_str().unwrap(),
-            "--ca",
-            root,
-        ],
-    )
-    .unwrap();
-    let initiator = Ours::start(
-        &client,
-        &[
-            "--cert",
-            client_chain.to_str().unwrap(),
-            "--key",
-            pki.client.key.to_str().unwrap(),
-            "--ca",
-            root,
-        ],
-    )
-    .unwrap();
+    let mut responder_args = pki.daemon_args(&pki.share).unwrap();
+    responder_args.extend(["--listen".to_owned(), share.addr().to_string()]);
+    let responder = Ours::start(&share, &strs(&responder_args)).unwrap();
+    let initiator = Ours::start(&client, &strs(&pki.daemon_args(&pki.client).unwrap())).unwrap();
 
     // The share proves its own DN, not the one required: the failure names it as text.
     let err = initiator

@@ -17,7 +17,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
 use ibm_ipsec_tests::pcap::UdpKind;
-use ibm_ipsec_tests::{cli, psk_file, transfer, Capture, Detached, Lab, Ours, TestPki};
+use ibm_ipsec_tests::{cli, psk_file, strs, transfer, Capture, Detached, Lab, Ours, TestPki};
 
 #[test]
 fn up_with_psk_protects_ping_and_tcp_and_only_esp_crosses_the_wire() {
@@ -28,11 +28,7 @@ fn up_with_psk_protects_ping_and_tcp_and_only_esp_crosses_the_wire() {
     let psk = psk_file(lab.dir(), "psk", "correct horse battery staple").unwrap();
     let client_control = lab.dir().join("run/client.sock");
     let share_ip = share.addr().to_string();
-    let responder = Ours::start(
-        &share,
-        &["--listen", &share_ip, "--psk-file", psk.to_str().unwrap()],
-    )
-    .unwrap();
+    let responder = Ours::psk_responder(&share, &psk, &[]).unwrap();
     let capture = Capture::start(&client, "lab0", "").unwrap();
 
     // `up` starts the client's daemon itself and returns once the CHILD_SA is installed.
@@ -162,11 +158,7 @@ fn wrong_psk_and_silent_peer_fail_with_one_clear_line() {
     let psk = psk_file(lab.dir(), "psk", "the right key").unwrap();
     let wrong = psk_file(lab.dir(), "wrong", "not the right key").unwrap();
     let share_ip = share.addr().to_string();
-    let _responder = Ours::start(
-        &share,
-        &["--listen", &share_ip, "--psk-file", psk.to_str().unwrap()],
-    )
-    .unwrap();
+    let _responder = Ours::psk_responder(&share, &psk, &[]).unwrap();
     let client_daemon = Ours::start(&client, &[]).unwrap();
 
     let err = client_daemon
@@ -216,59 +208,26 @@ fn rsa4096_certificates_authenticate_both_daemons_and_identities_are_checked() {
     };
     let (client, share) = lab.two_hosts().unwrap();
     let pki = TestPki::generate(&lab.dir().join("pki")).unwrap();
-    let share_chain = pki.chain_file(&pki.share).unwrap();
-    let client_chain = pki.chain_file(&pki.client).unwrap();
-    let root = pki.root.cert.to_str().unwrap();
     let share_ip = share.addr().to_string();
-    let responder = Ours::start(
-        &share,
-        &[
-            "--listen",
-            &share_ip,
-            "--cert",
-            share_chain.to_str().unwrap(),
-            "--key",
-            pki.share.key.to_str().unwrap(),
-            "--ca",
-            root,
-        ],
-    )
-    .unwrap();
+    let mut responder_args = pki.daemon_args(&pki.share).unwrap();
+    responder_args.extend(["--listen".to_owned(), share_ip.clone()]);
+    let responder = Ours::start(&share, &strs(&responder_args)).unwrap();
     let client_daemon = Ours::start(&client, &[]).unwrap();
     let capture = Capture::start(&client, "lab0", "udp port 500 or udp port 4500").unwrap();
+    let up = |remote_id: &str| {
+        let mut args = vec!["up".to_owned(), share_ip.clone()];
+        args.extend(pki.daemon_args(&pki.client).unwrap());
+        args.extend(["--remote-id".to_owned(), remote_id.to_owned()]);
+        client_daemon.cli(&strs(&args))
+    };
 
     // The peer claims a DN other than the one required: refused before any SA exists.
-    let err = client_daemon
-        .cli(&[
-            "up",
-            &share_ip,
-            "--cert",
-            client_chain.to_str().unwrap(),
-            "--key",
-            pki.client.key.to_str().unwrap(),
-            "--ca",
-            root,
-            "--remote-id",
-            "C=US, O=Elsewhere, CN=not-the-share",
-        ])
+    let err = up("C=US, O=Elsewhere, CN=not-the-share")
         .unwrap_err()
         .to_string();
     assert!(err.contains("is not the configured"), "{err}");
 
-    let line = client_daemon
-        .cli(&[
-            "up",
-            &share_ip,
-            "--cert",
-            client_chain.to_str().unwrap(),
-            "--key",
-            pki.client.key.to_str().unwrap(),
-            "--ca",
-            root,
-            "--remote-id",
-            &pki.share.subject,
-        ])
-        .unwrap();
+    let line = up(&pki.share.subject).unwrap();
     eprintln!("{line}");
     assert!(line.contains(" up in "), "{line}");
     assert!(
@@ -305,11 +264,7 @@ fn lifetimes_rekey_child_and_ike_sa_without_losing_a_ping() {
     let (client, share) = lab.two_hosts().unwrap();
     let psk = psk_file(lab.dir(), "psk", "rekey me").unwrap();
     let share_ip = share.addr().to_string();
-    let responder = Ours::start(
-        &share,
-        &["--listen", &share_ip, "--psk-file", psk.to_str().unwrap()],
-    )
-    .unwrap();
+    let responder = Ours::psk_responder(&share, &psk, &[]).unwrap();
     let client_daemon = Ours::start(&client, &[]).unwrap();
     let line = client_daemon
         .cli(&[

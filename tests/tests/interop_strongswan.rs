@@ -34,8 +34,8 @@ use ibm_ipsec_tests::pcap::{
     cleartext_packets, esp_bytes, exchange_summary, ike_messages, Packet, UdpKind, NAT_T_PORT,
 };
 use ibm_ipsec_tests::{
-    ping, psk_file, str_field, transfer, Auth, Capture, Config, Connection, Host, Identity, IkeSa,
-    Lab, Lifetimes, MetadataServer, Ours, StrongSwan, TestPki, Transfer, TransferSpec,
+    ping, psk_file, str_field, strs, transfer, Auth, Capture, Config, Connection, Host, Identity,
+    IkeSa, Lab, Lifetimes, MetadataServer, Ours, StrongSwan, TestPki, Transfer, TransferSpec,
 };
 
 const PSK: &str = "ibm-ipsec interop pre-shared key";
@@ -68,6 +68,24 @@ impl Interop {
         psk_file(self.lab.dir(), name, key).unwrap()
     }
 
+    /// charon's side of a certificate connection (IBM proposals) authenticating with
+    /// `identity` and accepting any peer certificate that chains to a loaded CA: on `share`
+    /// (the responder) if `on_share`, else on `client` (the initiator).
+    fn cert_conn(&self, identity: &Identity, on_share: bool) -> Connection {
+        let (local, remote) = if on_share {
+            (&self.share, &self.client)
+        } else {
+            (&self.client, &self.share)
+        };
+        Connection::ibm(
+            "nfs",
+            local.addr(),
+            remote.addr(),
+            Auth::cert(identity),
+            Auth::any_cert(),
+        )
+    }
+
     /// charon's side of a PSK connection as the responder on `share` (SHARE_ID, requiring
     /// CLIENT_ID).
     fn psk_responder_conn(&self) -> Connection {
@@ -94,24 +112,18 @@ impl Interop {
     /// Our responder on `share` (tunnel mode, userspace datapath), authenticating with the
     /// PSK in `psk` as SHARE_ID and requiring CLIENT_ID, with `extra` daemon arguments.
     fn our_psk_responder(&self, psk: &Path, extra: &[&str]) -> Ours {
-        let listen = self.share.addr().to_string();
-        let psk = s(psk);
         let mut args = vec![
-            "--listen",
-            &listen,
             "--mode",
             "tunnel",
             "--datapath",
             "userspace",
-            "--psk-file",
-            &psk,
             "--local-id",
             SHARE_ID,
             "--remote-id",
             CLIENT_ID,
         ];
         args.extend_from_slice(extra);
-        Ours::start(&self.share, &args).unwrap()
+        Ours::psk_responder(&self.share, psk, &args).unwrap()
     }
 }
 
@@ -139,18 +151,7 @@ fn s(p: &std::path::Path) -> String {
 
 /// `--cert CHAIN --key KEY --ca ROOT` for one of the PKI's identities.
 fn cert_args(pki: &TestPki, identity: &Identity) -> Vec<String> {
-    vec![
-        "--cert".into(),
-        s(&pki.chain_file(identity).unwrap()),
-        "--key".into(),
-        s(&identity.key),
-        "--ca".into(),
-        s(&pki.root.cert),
-    ]
-}
-
-fn strs(v: &[String]) -> Vec<&str> {
-    v.iter().map(String::as_str).collect()
+    pki.daemon_args(identity).unwrap()
 }
 
 /// charon configured with `identity` and trusting the PKI.
@@ -301,14 +302,9 @@ fn ours_up_to_strongswan_responder_with_rsa4096_certificates() {
     let Interop { client, share, .. } = &interop;
     let pki = interop.pki();
     let responder_conn = |proposals: &str| {
-        Connection::ibm(
-            "nfs",
-            share.addr(),
-            client.addr(),
-            Auth::cert(&pki.share),
-            Auth::any_cert(),
-        )
-        .with_proposals(proposals)
+        interop
+            .cert_conn(&pki.share, true)
+            .with_proposals(proposals)
     };
     let charon = StrongSwan::start(
         share,
@@ -397,14 +393,9 @@ fn strongswan_initiator_to_our_responder_with_rsa4096_certificates() {
     daemon_args.extend(cert_args(&pki, &pki.share));
     let ours = Ours::start(share, &strs(&daemon_args)).unwrap();
     let initiator_conn = |proposals: &str| {
-        Connection::ibm(
-            "nfs",
-            client.addr(),
-            share.addr(),
-            Auth::cert(&pki.client),
-            Auth::any_cert(),
-        )
-        .with_proposals(proposals)
+        interop
+            .cert_conn(&pki.client, false)
+            .with_proposals(proposals)
     };
     let charon = StrongSwan::start(
         client,
@@ -943,19 +934,8 @@ impl BadPeers {
 fn refusals_of_ours_up(interop: &Interop, bad: &BadPeers, cases: Vec<Refusal<'_>>) {
     let Interop { client, share, .. } = interop;
     // one identity per load: the foreign PKI's files carry the same names as the good one's
-    let responder = |identity: &Identity| {
-        cert_config(
-            &bad.pki,
-            identity,
-            Connection::ibm(
-                "nfs",
-                share.addr(),
-                client.addr(),
-                Auth::cert(identity),
-                Auth::any_cert(),
-            ),
-        )
-    };
+    let responder =
+        |identity: &Identity| cert_config(&bad.pki, identity, interop.cert_conn(identity, true));
     let charon = StrongSwan::start(share, responder(&bad.pki.share)).unwrap();
     let ours = Ours::start(client, &["--datapath", "userspace"]).unwrap();
     for case in cases {
@@ -1080,19 +1060,8 @@ fn bad_strongswan_initiators_are_refused_by_our_responder() {
     ];
     daemon_args.extend(cert_args(&pki, &pki.share));
     let ours = Ours::start(share, &strs(&daemon_args)).unwrap();
-    let initiator = |identity: &Identity| {
-        cert_config(
-            &pki,
-            identity,
-            Connection::ibm(
-                "nfs",
-                client.addr(),
-                share.addr(),
-                Auth::cert(identity),
-                Auth::any_cert(),
-            ),
-        )
-    };
+    let initiator =
+        |identity: &Identity| cert_config(&pki, identity, interop.cert_conn(identity, false));
     let charon = StrongSwan::start(client, initiator(&pki.client)).unwrap();
     // the good certificate works, so the refusals below are about the certificates
     charon
@@ -1201,14 +1170,9 @@ fn renewals_against_charon(interop: &Interop, unique: &str) -> String {
             .ca(&root)
             .ca(&metadata.intermediate_ca(lab.dir()).unwrap())
             .connection(
-                Connection::ibm(
-                    "nfs",
-                    share.addr(),
-                    client.addr(),
-                    Auth::cert(&share_id.identity),
-                    Auth::any_cert(),
-                )
-                .with_option(&format!("unique = {unique}")),
+                interop
+                    .cert_conn(&share_id.identity, true)
+                    .with_option(&format!("unique = {unique}")),
             ),
     )
     .unwrap();
