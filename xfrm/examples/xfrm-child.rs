@@ -5,7 +5,7 @@
 //! ```text
 //! xfrm-child genkey BYTES                          random key as hex
 //! xfrm-child allocspi --local A --peer B --reqid N  reserve an inbound SPI (prints it)
-//! xfrm-child install CHILD [--alg aes-gcm|aes-cbc-hmac-sha256] --key-in HEX --key-out HEX
+//! xfrm-child install CHILD [--alg aes-gcm|aes-cbc-hmac-sha256|384|512] --key-in HEX --key-out HEX
 //!            [--nat-t | --nat-t-ports LOCAL:PEER] [--mode transport|tunnel
 //!            --local-net CIDR --peer-net CIDR] [--selector tcp/PORT …]
 //!            [--soft-seconds S --hard-seconds S --soft-bytes N --hard-bytes N --jitter S]
@@ -189,16 +189,34 @@ fn policies(a: &Args, h: &ChildHandle) -> Res<ChildPolicies> {
 
 fn crypto(a: &Args, key: &str) -> Res<Crypto> {
     let k = hex(a.req(key)?)?;
+    // AES-CBC with HMAC-SHA-2: the key is the AES key followed by the HMAC key (as long as
+    // the hash); the ICV is half the hash (RFC 4868 §2.3).
+    let cbc = |hash: &str, hash_len: usize| -> Res<Crypto> {
+        if k.len() <= hash_len || !matches!(k.len() - hash_len, 16 | 24 | 32) {
+            return Err(format!(
+                "{key}: a 16/24/32-byte AES key followed by a {hash_len}-byte HMAC key"
+            ));
+        }
+        let (c, i) = k.split_at(k.len() - hash_len);
+        if hash == "sha256" {
+            return Crypto::aes_cbc_hmac_sha256(c, i);
+        }
+        Ok(Crypto::CipherAuth {
+            cipher: xfrm::algorithm::AES_CBC.into(),
+            cipher_key: xfrm::Key::new(c),
+            auth: format!("hmac({hash})"),
+            auth_key: xfrm::Key::new(i),
+            trunc_bits: (hash_len * 8 / 2) as u32,
+        })
+    };
     match a.opt("--alg").unwrap_or("aes-gcm") {
         "aes-gcm" => Crypto::aes_gcm(&k),
-        "aes-cbc-hmac-sha256" => {
-            if k.len() < 32 {
-                return Err(format!("{key}: AES key followed by a 32-byte HMAC key"));
-            }
-            let (c, i) = k.split_at(k.len() - 32);
-            Crypto::aes_cbc_hmac_sha256(c, i)
-        }
-        other => Err(format!("--alg {other}: aes-gcm or aes-cbc-hmac-sha256")),
+        "aes-cbc-hmac-sha256" => cbc("sha256", 32),
+        "aes-cbc-hmac-sha384" => cbc("sha384", 48),
+        "aes-cbc-hmac-sha512" => cbc("sha512", 64),
+        other => Err(format!(
+            "--alg {other}: aes-gcm or aes-cbc-hmac-sha256|384|512"
+        )),
     }
 }
 

@@ -63,6 +63,10 @@ pub struct UpArgs {
     /// Rekey the IKE SA and the CHILD_SA this often, in seconds (default 3600, as IBM).
     #[arg(long, value_parser = clap::value_parser!(u64).range(10..))]
     pub rekey_seconds: Option<u64>,
+    /// Rekey the IKE SA this often instead (default: --rekey-seconds, else 3600); a
+    /// CHILD_SA rekey then never falls due together with an IKE SA rekey.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(10..))]
+    pub ike_rekey_seconds: Option<u64>,
     /// Longest wait for the CHILD_SA, in seconds.
     #[arg(long, default_value_t = 90)]
     pub timeout: u64,
@@ -94,6 +98,7 @@ pub fn run(args: UpArgs) -> anyhow::Result<()> {
     o.selectors = args.selectors;
     o.mode = args.mode;
     o.rekey_seconds = args.rekey_seconds;
+    o.ike_rekey_seconds = args.ike_rekey_seconds;
     let mut launch = DaemonLaunch::ibm_ipsec(&args.control);
     if let Ok(exe) = std::env::current_exe() {
         // `up` is ibm-ipsec itself: start the very same binary.

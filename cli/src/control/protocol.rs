@@ -126,6 +126,10 @@ pub struct UpOptions {
     /// else 3600 as IBM configures).
     #[serde(default)]
     pub rekey_seconds: Option<u64>,
+    /// `--ike-rekey-seconds`: rekey the IKE SA on its own schedule instead (default:
+    /// `rekey_seconds`), so a test can rekey a CHILD_SA well before any IKE SA rekey.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ike_rekey_seconds: Option<u64>,
 }
 
 /// What `up` reports once the CHILD_SA is installed.

@@ -56,6 +56,17 @@ pub(crate) fn set_rekey(config: &mut Config, secs: u64) {
     config.child_lifetime = schedule.nominal();
 }
 
+/// `up`'s rekey options: `--rekey-seconds` for both SAs (from the daemon's default when the
+/// request has none), then `--ike-rekey-seconds` for the IKE SA alone.
+fn apply_rekey(config: &mut Config, both: Option<u64>, ike_only: Option<u64>) {
+    if let Some(secs) = both {
+        set_rekey(config, secs);
+    }
+    if let Some(secs) = ike_only {
+        config.ike_rekey = ike::config::SaLifetime::strongswan(Duration::from_secs(secs.max(1)));
+    }
+}
+
 /// NAT-T keepalives every `secs` seconds behind a NAT (`None`: the ike default, 20 s; `0`:
 /// none).
 pub(crate) fn set_nat_keepalive(config: &mut Config, secs: Option<u64>) {
@@ -353,9 +364,7 @@ impl Driver {
             return Ok(false);
         }
         let mut config = Config::new(credentials.local, credentials.peer);
-        if let Some(secs) = rekey {
-            set_rekey(&mut config, secs);
-        }
+        apply_rekey(&mut config, rekey, options.ike_rekey_seconds);
         set_nat_keepalive(&mut config, self.nat_keepalive);
         config.mode = mode;
         config.local_ts = selectors
@@ -1416,6 +1425,24 @@ mod tests {
         assert_eq!(config.nat_keepalive, Some(Duration::from_secs(7)));
         set_nat_keepalive(&mut config, Some(0));
         assert_eq!(config.nat_keepalive, None);
+    }
+
+    #[test]
+    fn ike_rekey_seconds_separates_the_ike_sa_schedule_from_the_child_sas() {
+        let psk = Arc::new(ike::auth::Psk::new(
+            ike::wire::Identification::ip(IpAddr::from([10, 0, 0, 1])),
+            None,
+            b"key".to_vec(),
+        ));
+        let mut config = Config::new(psk.clone(), psk);
+        apply_rekey(&mut config, Some(20), None);
+        assert_eq!(config.ike_rekey.rekey_time, Duration::from_secs(20));
+        assert_eq!(config.child_rekey.rekey_time, Duration::from_secs(20));
+        apply_rekey(&mut config, Some(20), Some(600));
+        assert_eq!(config.child_rekey.rekey_time, Duration::from_secs(20));
+        assert_eq!(config.child_lifetime.hard, Duration::from_secs(22));
+        assert_eq!(config.ike_rekey.rekey_time, Duration::from_secs(600));
+        assert_eq!(config.ike_rekey.hard(), Duration::from_secs(660));
     }
 
     #[test]
