@@ -7,11 +7,10 @@
 //!
 //! Runs as root (CI does); elsewhere it skips with the reason.
 
-use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use ibm_ipsec_tests::pcap::{ike_messages, Packet, UdpKind};
-use ibm_ipsec_tests::{Capture, Lab, Ours};
+use ibm_ipsec_tests::{psk_file, Capture, Lab, Ours};
 
 /// Liveness checks (INFORMATIONAL requests, which nothing else sends here) by source.
 fn dpd_requests(packets: &[Packet]) -> Vec<&Packet> {
@@ -28,14 +27,11 @@ fn esp_traffic_keeps_dpd_quiet_and_dpd_returns_when_it_stops() {
         return;
     };
     let (client, share) = lab.two_hosts().unwrap();
-    let psk = lab.dir().join("psk");
-    std::fs::write(&psk, "alive and well\n").unwrap();
-    std::fs::set_permissions(&psk, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let psk = psk.to_str().unwrap();
+    let psk = psk_file(lab.dir(), "psk", "alive and well").unwrap();
     let share_ip = share.addr().to_string();
 
-    let responder = Ours::start(&share, &["--listen", &share_ip, "--psk-file", psk]).unwrap();
-    let initiator = Ours::start(&client, &["--psk-file", psk]).unwrap();
+    let responder = Ours::psk_responder(&share, &psk, &[]).unwrap();
+    let initiator = Ours::start(&client, &["--psk-file", psk.to_str().unwrap()]).unwrap();
     let capture = Capture::start(&client, "lab0", "udp port 4500").unwrap();
     initiator.up(share.addr(), &[]).unwrap();
 
