@@ -66,6 +66,20 @@ pub struct ChildSa {
     pub encap: Option<UdpEncap>,
 }
 
+/// A CHILD_SA whose peer moved ([`Event::PeerAddressChanged`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MovedChild {
+    /// Its reqid.
+    pub reqid: u32,
+    /// Inbound SPI.
+    pub spi_in: u32,
+    /// Outbound SPI.
+    pub spi_out: u32,
+    /// The peer's selectors now: in transport mode the host selectors of the old address
+    /// name the new one (RFC 7296 §2.23.1).
+    pub remote_ts: Vec<TsRange>,
+}
+
 /// Soft and hard lifetimes of an SA.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lifetime {
@@ -134,6 +148,22 @@ pub enum Event {
     Reauthenticated {
         /// Handle (local SPI) of the IKE SA replaced.
         old: u64,
+    },
+    /// The peer, behind a NAT, now sends its authenticated messages from another address or
+    /// port (its NAT's mapping changed) and the IKE SA follows it (RFC 7296 §2.23): IKE goes
+    /// to `new` from now on, and so must the ESP of every CHILD_SA listed (outbound
+    /// destination, ESP-in-UDP remote port `encap.remote_port`; with a new address also the
+    /// inbound source and the policies' `remote_ts`). Never sent when the peer is not behind
+    /// a NAT or when we are: their addresses do not move.
+    PeerAddressChanged {
+        /// The peer's previous IKE address.
+        old: SocketAddr,
+        /// Its address now.
+        new: SocketAddr,
+        /// ESP-in-UDP ports now.
+        encap: Option<UdpEncap>,
+        /// The CHILD_SAs that move with it.
+        children: Vec<MovedChild>,
     },
     /// The IKE SA is gone (its CHILD_SAs were reported down first).
     IkeSaDown {

@@ -36,5 +36,5 @@ pub use auth::{LocalAuthenticator, PeerAuthenticator, PeerCertificate, PeerIdent
 pub use config::{Config, SaLifetime};
 pub use endpoint::{Endpoint, SaHandle};
 pub use error::{Error, Result};
-pub use event::{ChildSa, Event, Lifetime, Mode, UdpEncap};
+pub use event::{ChildSa, Event, Lifetime, Mode, MovedChild, UdpEncap};
 pub use sa::{Accept, ChildTemplate, ChildTraffic, Datagram, Handover, IkeSa, NAT_KEEPALIVE};

@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use super::collision::{lowest_nonce, ours_is_redundant, ChildCollision};
-use super::{dh_secret, random_nonce, rules, Child, Command, IkeSa, Task};
+use super::{dh_secret, random_nonce, rules, transport_nat, Child, Command, IkeSa, Task};
 use crate::crypto::{DhGroup, DhSecret, Random, Role, SharedSecret};
 use crate::error::Result;
 use crate::event::{ChildSa, Event, Mode};
@@ -117,6 +117,32 @@ impl IkeSa {
             self.config.remote_ts.clone()
         };
         (local, remote)
+    }
+
+    /// Selectors of a CHILD_SA exchange as this host sees them (RFC 7296 §2.23.1), before
+    /// they are narrowed, checked or installed: in transport mode our own selectors name our
+    /// IKE address when we are behind a NAT, the peer's name its observed IKE address when it
+    /// is. `ours`/`theirs` are the peer's TSr/TSi when we answer, TSi/TSr when we asked.
+    fn transport_nat_ts(
+        &self,
+        mode: Mode,
+        ours: Vec<TsRange>,
+        theirs: Vec<TsRange>,
+    ) -> (Vec<TsRange>, Vec<TsRange>) {
+        if mode != Mode::Transport {
+            return (ours, theirs);
+        }
+        let ours = if self.behind_nat {
+            transport_nat::pin(&ours, self.local.ip())
+        } else {
+            ours
+        };
+        let theirs = if self.peer_behind_nat {
+            transport_nat::pin(&theirs, self.remote.ip())
+        } else {
+            theirs
+        };
+        (ours, theirs)
     }
 
     /// A new CHILD_SA proposal; `create_child_sa` adds a nonce and, if our first ESP proposal
@@ -252,8 +278,11 @@ impl IkeSa {
             (Mode::Tunnel, _) => Mode::Tunnel,
         };
         let (our_local, our_remote) = self.default_ts();
-        let tsi_ranges: Vec<TsRange> = tsi.ranges().cloned().collect();
-        let tsr_ranges: Vec<TsRange> = tsr.ranges().cloned().collect();
+        let (tsr_ranges, tsi_ranges) = self.transport_nat_ts(
+            mode,
+            tsr.ranges().cloned().collect(),
+            tsi.ranges().cloned().collect(),
+        );
         let remote_ts = narrow(&tsi_ranges, &our_remote);
         let local_ts = narrow(&tsr_ranges, &our_local);
         if remote_ts.is_empty() || local_ts.is_empty() {
@@ -381,8 +410,11 @@ impl IkeSa {
             }
             (Mode::Tunnel, false) => Mode::Tunnel,
         };
-        let local_ts: Vec<TsRange> = tsi.ranges().cloned().collect();
-        let remote_ts: Vec<TsRange> = tsr.ranges().cloned().collect();
+        let (local_ts, remote_ts) = self.transport_nat_ts(
+            mode,
+            tsi.ranges().cloned().collect(),
+            tsr.ranges().cloned().collect(),
+        );
         if !is_narrowing_of(&local_ts, &req.local_ts)
             || !is_narrowing_of(&remote_ts, &req.remote_ts)
         {

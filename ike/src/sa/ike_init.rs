@@ -368,6 +368,7 @@ impl IkeSa {
             // The peer does not do NAT-T: we cannot use UDP encapsulation.
             self.encap = false;
             self.behind_nat = false;
+            self.peer_behind_nat = false;
             return;
         };
         let peer_hash = natd::hash(self.spi_i, self.spi_r_for_natd(), self.remote);
@@ -378,6 +379,7 @@ impl IkeSa {
         // Our own forced encapsulation fakes only the hash we send; the peer's hash of our
         // address tells whether a NAT really rewrote it.
         self.behind_nat = we_behind_nat;
+        self.peer_behind_nat = peer_behind_nat;
     }
 
     /// The responder SPI as it was in the IKE_SA_INIT request, which the initiator's hashes

@@ -216,6 +216,7 @@ impl IkeSa {
         sa.keys = Some(SaKeys::new(keys, role)?);
         sa.encap = self.encap;
         sa.behind_nat = self.behind_nat;
+        sa.peer_behind_nat = self.peer_behind_nat;
         sa.state = State::Established;
         sa.peer = self.peer.clone();
         sa.peer_hash_algorithms = self.peer_hash_algorithms.clone();

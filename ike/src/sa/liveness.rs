@@ -109,6 +109,14 @@ impl IkeSa {
         self.behind_nat
     }
 
+    /// Whether NAT detection found a NAT in front of the peer (its NAT_DETECTION_SOURCE_IP
+    /// does not hash the address we see). A peer that forces encapsulation fakes that hash
+    /// and looks the same. Such a peer's address is followed when it changes (§2.23) and its
+    /// transport-mode selectors are substituted (§2.23.1).
+    pub fn peer_behind_nat(&self) -> bool {
+        self.peer_behind_nat
+    }
+
     /// When the next keepalive is due, if this SA sends them.
     pub(super) fn keepalive_deadline(&self) -> Option<Instant> {
         if !self.sends_keepalives() {

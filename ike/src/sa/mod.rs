@@ -30,6 +30,7 @@ mod natd;
 mod protect;
 mod reauth;
 mod rules;
+mod transport_nat;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -174,6 +175,13 @@ pub struct IkeSa {
     encap: bool,
     /// NAT detection found a NAT in front of us: we send NAT-T keepalives ([`liveness`]).
     behind_nat: bool,
+    /// NAT detection found a NAT in front of the peer (or the peer faked its hash to force
+    /// encapsulation): we follow its address (§2.23) and substitute its transport-mode
+    /// selectors ([`transport_nat`], §2.23.1).
+    peer_behind_nat: bool,
+    /// Where the response to the request being handled goes: back to where the request came
+    /// from, from where it arrived (§2.11), whether or not we adopt that address.
+    reply_to: Option<(SocketAddr, SocketAddr)>,
     state: State,
     keys: Option<SaKeys>,
     init: Option<InitMaterial>,
@@ -244,6 +252,8 @@ impl IkeSa {
             remote,
             encap: false,
             behind_nat: false,
+            peer_behind_nat: false,
+            reply_to: None,
             state: State::Connecting,
             keys: None,
             init: None,
@@ -497,9 +507,11 @@ impl IkeSa {
         if let Some((last_id, packets)) = &self.last_response {
             if id == *last_id && id.wrapping_add(1) == self.peer_message_id {
                 if self.is_genuine_retransmission(data, &header)? {
+                    // To where this copy came from (§2.11), but the SA does not move: an
+                    // old message replayed from a forged source proves nothing (§2.23).
                     let packets = packets.clone();
                     for packet in packets {
-                        self.push_transmit(packet);
+                        self.push_transmit_to(packet, local, from);
                     }
                 }
                 return Ok(());
@@ -525,7 +537,22 @@ impl IkeSa {
         }
         self.note_peer_address(now, from, local);
         self.peer_message_id = id.wrapping_add(1);
-        match (header.exchange_type, self.state) {
+        self.reply_to = Some((local, from));
+        self.dispatch_request(now, id, header.exchange_type, payloads, rng);
+        self.reply_to = None;
+        self.kick(now, rng);
+        Ok(())
+    }
+
+    fn dispatch_request(
+        &mut self,
+        now: Instant,
+        id: u32,
+        exchange: ExchangeType,
+        payloads: Vec<Payload>,
+        rng: &mut dyn Random,
+    ) {
+        match (exchange, self.state) {
             (ExchangeType::IkeAuth, State::Connecting) if self.role == Role::Responder => {
                 self.handle_auth_request(now, id, payloads, rng)
             }
@@ -547,8 +574,6 @@ impl IkeSa {
                 self.send_response(exchange, id, vec![n.into()], rng);
             }
         }
-        self.kick(now, rng);
-        Ok(())
     }
 
     /// Decrypts an SK message or collects an SKF fragment; `None` while fragments are missing.
@@ -604,14 +629,68 @@ impl IkeSa {
         Ok(Some(payloads))
     }
 
-    /// After an authenticated message: follow the peer's address (NAT-T floating and NAT
-    /// mapping changes, RFC 7296 §2.23), and note that the peer is alive (no DPD needed).
+    /// After an authenticated new message (never a retransmission): note that the peer is
+    /// alive (no DPD needed) and decide whether to follow its address (RFC 7296 §2.23).
+    ///
+    /// - The float to the NAT-T port once encapsulation starts is always followed: the
+    ///   peer's port may change then, its address only if it is behind a NAT.
+    /// - Afterwards a changed address or port is followed only when the peer is behind a NAT
+    ///   and we are not: its NAT may have dropped and re-created the mapping. A host behind
+    ///   a NAT does not follow (§2.23: that would let anyone on the path redirect it), nor
+    ///   does a host with no NAT in the path at all.
+    ///
+    /// Whatever is decided, the response to a request goes back to where it came from
+    /// (§2.11, `reply_to`).
     fn note_peer_address(&mut self, now: Instant, from: SocketAddr, local: SocketAddr) {
         self.life.last_heard = Some(now);
-        self.remote = from;
-        self.local = local;
-        if local.port() == self.config.nat_t_port {
+        let follow = self.peer_behind_nat && !self.behind_nat;
+        let nat_t = self.config.nat_t_port;
+        if local.port() == nat_t && self.local.port() != nat_t {
+            self.local = local;
             self.encap = true;
+            if follow || from.ip() == self.remote.ip() {
+                self.move_peer(from);
+            }
+            return;
+        }
+        if follow && from != self.remote && local.port() == self.local.port() {
+            self.move_peer(from);
+        }
+    }
+
+    /// Adopts `to` as the peer's address. Transport-mode CHILD_SAs move with it (their peer
+    /// selectors name the old address, §2.23.1); once the SA is up the driver is told, so
+    /// that ESP-in-UDP follows too.
+    fn move_peer(&mut self, to: SocketAddr) {
+        let old = self.remote;
+        if old == to {
+            return;
+        }
+        self.remote = to;
+        if old.ip() != to.ip() {
+            for c in &mut self.children {
+                if c.mode == Mode::Transport {
+                    transport_nat::move_host(&mut c.remote_ts, old.ip(), to.ip());
+                }
+            }
+        }
+        if self.state != State::Connecting {
+            let children = self
+                .children
+                .iter()
+                .map(|c| crate::event::MovedChild {
+                    reqid: c.reqid,
+                    spi_in: c.spi_in,
+                    spi_out: c.spi_out,
+                    remote_ts: c.remote_ts.clone(),
+                })
+                .collect();
+            self.events.push_back(Event::PeerAddressChanged {
+                old,
+                new: to,
+                encap: self.encap_ports(),
+                children,
+            });
         }
     }
 
@@ -706,8 +785,9 @@ impl IkeSa {
         let header = self.header(exchange, message_id, true);
         match self.protect(&header, &inner, rng) {
             Ok(packets) => {
+                let (local, remote) = self.reply_to.unwrap_or((self.local, self.remote));
                 for p in &packets {
-                    self.push_transmit(p.clone());
+                    self.push_transmit_to(p.clone(), local, remote);
                 }
                 self.last_response = Some((message_id, packets));
             }
@@ -716,15 +796,19 @@ impl IkeSa {
     }
 
     fn push_transmit(&mut self, ike: Vec<u8>) {
-        let marker = self.local.port() == self.config.nat_t_port;
+        self.push_transmit_to(ike, self.local, self.remote);
+    }
+
+    fn push_transmit_to(&mut self, ike: Vec<u8>, local: SocketAddr, remote: SocketAddr) {
+        let marker = local.port() == self.config.nat_t_port;
         let payload = if marker {
             prepend_non_esp_marker(&ike)
         } else {
             ike
         };
         self.transmits.push_back(Datagram {
-            local: self.local,
-            remote: self.remote,
+            local,
+            remote,
             non_esp_marker: marker,
             payload,
         });
