@@ -764,6 +764,8 @@ enum Cmd {
     AddInbound(InboundSa),
     SetOutbound(OutboundSa),
     RemoveInbound(u32),
+    /// Announce an inbound SPI (as IKE does before the message carrying it leaves).
+    Announce(u32),
     Stop,
 }
 
@@ -790,6 +792,7 @@ fn controlled_datapath(
                 Cmd::AddInbound(sa) => dp.add_inbound(peer, sa).unwrap(),
                 Cmd::SetOutbound(sa) => dp.set_outbound(peer, sa).unwrap(),
                 Cmd::RemoveInbound(spi) => assert!(dp.remove_inbound(spi)),
+                Cmd::Announce(spi) => dp.spi_announcer().expect(peer, spi),
                 Cmd::Stop => break,
             }
             ack_tx.send(()).unwrap();
@@ -890,6 +893,91 @@ fn rekey_under_traffic_loses_nothing() {
     for (_, c) in in_a.iter().chain(&in_b) {
         assert_eq!(c.auth_failures + c.replay_drops + c.malformed, 0);
     }
+}
+
+/// A peer that starts sending on a new SA before we have installed it (an IKE responder
+/// does, before its response reaches us): without an announcement the packet is lost;
+/// for an SPI we announced it is held and delivered once the SA is added.
+#[test]
+fn esp_on_an_announced_spi_before_its_sa_is_held_then_delivered() {
+    if let Some(why) = skip_reason() {
+        eprintln!("SKIPPED esp_userspace early ESP: {why}");
+        return;
+    }
+    let lab = Lab::new("early");
+    let (cfg_a, cfg_b) = configs("ea", Encapsulation::UDP_4500, false);
+    let (a, ack_a, ha) =
+        controlled_datapath(&lab.a, cfg_a, sa_pair(SPI_AB, &KEY_AB, SPI_BA, &KEY_BA));
+    let (b, ack_b, hb) =
+        controlled_datapath(&lab.b, cfg_b, sa_pair(SPI_BA, &KEY_BA, SPI_AB, &KEY_AB));
+    let step = |tx: &mpsc::Sender<Cmd>, ack: &mpsc::Receiver<()>, c: Cmd| {
+        tx.send(c).unwrap();
+        ack.recv_timeout(Duration::from_secs(5)).unwrap();
+    };
+    let server = in_ns(&lab.b, || {
+        let u = UdpSocket::bind(SocketAddrV4::new(B, 6001)).unwrap();
+        u.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+        let mut b = [0u8; 64];
+        while let Ok((n, from)) = u.recv_from(&mut b) {
+            u.send_to(&b[..n], from).unwrap();
+        }
+    });
+    let ask = |ns: &str, what: &'static [u8], wait: Duration| {
+        in_ns(ns, move || {
+            let u = UdpSocket::bind(SocketAddrV4::new(A, 0)).unwrap();
+            u.set_read_timeout(Some(wait)).unwrap();
+            u.send_to(what, SocketAddrV4::new(B, 6001)).unwrap();
+            let mut b = [0u8; 64];
+            u.recv(&mut b).ok().map(|n| b[..n].to_vec())
+        })
+    };
+    // The path works (the first datagram may wait for neighbour resolution).
+    let works = (0..3).any(|_| {
+        ask(&lab.a, b"before", Duration::from_secs(2))
+            .join()
+            .unwrap()
+            .is_some_and(|r| r == b"before")
+    });
+    assert!(works, "no answer over the initial SAs");
+
+    // Not announced: B answers on an SA A does not have, and the answer is lost.
+    let (spi_x, key_x) = (0xb0a0_00e1u32, [0x77u8; 36]);
+    let x_b = sa_pair(spi_x, &key_x, 0xa0b0_00e1, &[0x78; 36]).0;
+    step(&b, &ack_b, Cmd::SetOutbound(x_b));
+    assert_eq!(
+        ask(&lab.a, b"lost", Duration::from_millis(800))
+            .join()
+            .unwrap(),
+        None
+    );
+
+    // Announced: the answer waits at A until its SA is added 300 ms later.
+    let (spi_y, key_y) = (0xb0a0_00e2u32, [0x79u8; 36]);
+    let y_b = sa_pair(spi_y, &key_y, 0xa0b0_00e2, &[0x7a; 36]).0;
+    let y_a = sa_pair(0xa0b0_00e2, &[0x7a; 36], spi_y, &key_y).1;
+    step(&a, &ack_a, Cmd::Announce(spi_y));
+    step(&b, &ack_b, Cmd::SetOutbound(y_b));
+    let asked = ask(&lab.a, b"held", Duration::from_secs(3));
+    thread::sleep(Duration::from_millis(300));
+    step(&a, &ack_a, Cmd::AddInbound(y_a));
+    assert_eq!(asked.join().unwrap().as_deref(), Some(b"held".as_slice()));
+
+    server.join().unwrap();
+    a.send(Cmd::Stop).unwrap();
+    b.send(Cmd::Stop).unwrap();
+    let (counts_a, stats_a) = ha.join().unwrap();
+    let _ = hb.join().unwrap();
+    eprintln!("early: A {stats_a:?} {:?}", counts_a.inbound);
+    let y = counts_a
+        .inbound
+        .iter()
+        .find(|(spi, _)| *spi == spi_y)
+        .unwrap();
+    assert_eq!(y.1.packets, 1, "the held answer was opened on its SA");
+    assert_eq!(
+        stats_a.rx_dropped, 1,
+        "only the unannounced answer was dropped"
+    );
 }
 
 /// Sets SO_MARK so the socket bypasses the datapath's capture rules: it plays an on-path

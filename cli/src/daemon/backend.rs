@@ -29,6 +29,7 @@
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
@@ -102,6 +103,13 @@ pub trait SaBackend: Send {
     fn send_nat_keepalive(&self, local: SocketAddr, remote: SocketAddr) -> io::Result<()> {
         let _ = (local, remote);
         Err(io::ErrorKind::Unsupported.into())
+    }
+
+    /// Where the IKE layer gets the inbound SPIs of new CHILD_SAs, when the backend wants to
+    /// know them before they are announced (the userspace datapath then holds ESP that a
+    /// peer sends on a new SA before our side has installed it). `None`: random SPIs.
+    fn spi_source(&self) -> Option<Arc<dyn ike::allocation::SpiSource>> {
+        None
     }
 
     /// Gets ready to run IKE and ESP on our address `local` (the userspace datapath starts

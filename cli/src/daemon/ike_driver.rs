@@ -226,12 +226,16 @@ impl Driver {
         }
         let responder_renewable = responder.as_ref().is_some_and(|(_, r)| *r);
         let responder = responder.map(|(c, _)| c);
+        let mut endpoint = Endpoint::new(responder, NAT_T_PORT, Box::new(SystemRng::new()));
+        if let Some(spis) = backend.spi_source() {
+            endpoint = endpoint.with_spi_source(spis);
+        }
         let mut driver = Driver {
             responder_renewable,
             awaiting_identity: Vec::new(),
             awaiting_delete: Vec::new(),
             ike_info: HashMap::new(),
-            endpoint: Endpoint::new(responder, NAT_T_PORT, Box::new(SystemRng::new())),
+            endpoint,
             backend,
             credentials,
             sockets: HashMap::new(),

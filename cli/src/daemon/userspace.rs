@@ -12,9 +12,11 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
-use esp::datapath::{Datapath, DatapathConfig, Encapsulation, PeerConfig, Selector};
+use esp::datapath::{Datapath, DatapathConfig, Encapsulation, PeerConfig, Selector, SpiAnnouncer};
 use esp::{Algorithm, InboundSa, OutboundSa, SaConfig};
+use ike::allocation::{RandomSpis, SpiError, SpiRequest, SpiSource};
 use ike::crypto::{EncrAlgorithm, IntegAlgorithm};
 use ike::wire::TsRange;
 use tokio::sync::mpsc;
@@ -29,6 +31,28 @@ pub struct UserspaceBackend {
     datapath: Option<Datapath>,
     sink: Option<mpsc::UnboundedSender<IkeDatagram>>,
     peers: HashMap<Ipv4Addr, PeerState>,
+    /// The running datapath's announcer, shared with the IKE layer's SPI source.
+    announcer: Arc<Mutex<Option<SpiAnnouncer>>>,
+}
+
+/// Random inbound SPIs (as [`RandomSpis`]) that the datapath hears about before the IKE
+/// message carrying them leaves: an IKE responder (strongSwan) installs a new CHILD_SA and
+/// sends on it before its response reaches us, and the datapath holds that ESP until we have
+/// installed the SA instead of dropping it.
+struct AnnouncingSpis(Arc<Mutex<Option<SpiAnnouncer>>>);
+
+impl SpiSource for AnnouncingSpis {
+    fn inbound_spi(
+        &self,
+        request: &SpiRequest,
+        rng: &mut dyn ike::crypto::Random,
+    ) -> Result<u32, SpiError> {
+        let spi = RandomSpis.inbound_spi(request, rng)?;
+        if let Some(announcer) = self.0.lock().ok().and_then(|a| a.clone()) {
+            announcer.expect(request.remote, spi);
+        }
+        Ok(spi)
+    }
 }
 
 /// What we asked the datapath to do for a peer.
@@ -57,6 +81,7 @@ impl UserspaceBackend {
             datapath: None,
             sink: None,
             peers: HashMap::new(),
+            announcer: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -218,6 +243,10 @@ impl SaBackend for UserspaceBackend {
             .map_err(io::Error::from)
     }
 
+    fn spi_source(&self) -> Option<Arc<dyn SpiSource>> {
+        Some(Arc::new(AnnouncingSpis(self.announcer.clone())))
+    }
+
     fn nat_t_ike(&self) -> bool {
         true
     }
@@ -297,6 +326,9 @@ impl SaBackend for UserspaceBackend {
         }
         tracing::info!(%local, inbound_policy = dp.inbound_policy_enforced(),
             "userspace datapath started");
+        if let Ok(mut a) = self.announcer.lock() {
+            *a = Some(dp.spi_announcer());
+        }
         self.datapath = Some(dp);
         Ok(())
     }

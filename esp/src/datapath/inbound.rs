@@ -30,10 +30,10 @@ type SpiCache = Option<(u32, Arc<Peer>)>;
 
 /// How an ESP packet reached us: its sender, and whether in UDP.
 #[derive(Clone, Copy)]
-struct Arrival {
-    from: IpAddr,
+pub(super) struct Arrival {
+    pub(super) from: IpAddr,
     /// The sender's UDP port (ESP in UDP), or `None` (raw ESP).
-    port: Option<u16>,
+    pub(super) port: Option<u16>,
 }
 
 pub(super) fn rx_loop(sh: &Shared, tun: &File) {
@@ -51,6 +51,22 @@ pub(super) fn rx_loop(sh: &Shared, tun: &File) {
     let mut from = [None; RAW_BATCH];
     while !sh.stop.load(Ordering::Relaxed) {
         let mut idle = true;
+        for held in sh.early.take_ready() {
+            // Held before its SA existed (see `early`): opened like any packet now.
+            let slot = &mut buf[..SLOT_LEN];
+            let end = HEADROOM + held.esp.len();
+            slot[HEADROOM..end].copy_from_slice(&held.esp);
+            let mut cache = None;
+            deliver_esp(
+                sh,
+                slot,
+                HEADROOM..end,
+                held.arrival,
+                &mut cache,
+                &mut coalescer,
+                &mut write_tun,
+            );
+        }
         for udp in [&sh.udp, &sh.udp6].into_iter().flatten() {
             match sys::recv_gro(udp.as_raw_fd(), &mut buf[HEADROOM..SLOT_LEN]) {
                 Ok((n, seg, from)) => {
@@ -218,8 +234,10 @@ fn deliver_esp(
     write_tun: &mut impl FnMut(&[u8]),
 ) {
     let st = &sh.stats;
-    let Some((peer, next_header, payload)) = open_one(sh, buf, esp, arrival, cache) else {
-        bump(&st.rx_dropped, 1);
+    let Some((peer, next_header, payload)) = open_one(sh, buf, esp.clone(), arrival, cache) else {
+        if !held_early(sh, &buf[esp], arrival) {
+            bump(&st.rx_dropped, 1);
+        }
         return;
     };
     let local = match peer.addr {
@@ -316,6 +334,18 @@ fn deliver_esp(
             write_tun(&buf[vnet_start..payload.start + layout.total_len]);
         }
     }
+}
+
+/// Keeps a packet for an SPI we announced whose SA is not installed yet (see `early`);
+/// false for anything else.
+fn held_early(sh: &Shared, esp: &[u8], arrival: Arrival) -> bool {
+    let Ok(header) = EspHeader::parse(esp) else {
+        return false;
+    };
+    sh.peer_by_spi(header.spi).is_none()
+        && sh
+            .early
+            .hold(header.spi, esp, arrival, std::time::Instant::now())
 }
 
 /// Finds the SA by SPI, checks the packet came from its peer the way the peer sends, and

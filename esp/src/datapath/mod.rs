@@ -90,6 +90,7 @@
 //! mode.
 
 mod config;
+mod early;
 #[doc(hidden)]
 pub mod fuzzing;
 mod inbound;
@@ -103,6 +104,7 @@ mod rtnetlink;
 mod sys;
 
 pub use config::{DatapathConfig, Encapsulation, PeerConfig, Selector};
+pub use early::SpiAnnouncer;
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -230,6 +232,8 @@ struct Shared {
     nft: bool,
     /// Why not, when it did not (the sentence `add_peer` repeats).
     nft_refusal: Option<String>,
+    /// ESP for announced SPIs whose SA is not installed yet.
+    early: early::Early,
 }
 
 impl Shared {
@@ -368,6 +372,7 @@ impl Datapath {
             raw6: OnceLock::new(),
             nft: nft_refusal.is_none(),
             nft_refusal,
+            early: early::Early::default(),
         });
         let mut dp = Datapath {
             shared,
@@ -679,7 +684,17 @@ impl Datapath {
             spis.remove(&old.config().spi);
         }
         spis.insert(spi, p.clone());
+        drop((v, spis));
+        sh.early.installed(spi);
         Ok(())
+    }
+
+    /// A handle through which the IKE layer announces inbound SPIs before the message that
+    /// carries them leaves, so the peer's ESP on them is held, not dropped, until
+    /// [`add_inbound`](Self::add_inbound) installs the SA (an IKE responder may send on a
+    /// new CHILD_SA before its response reaches us).
+    pub fn spi_announcer(&self) -> SpiAnnouncer {
+        SpiAnnouncer(Arc::downgrade(&self.shared))
     }
 
     /// Switches `peer`'s outbound traffic to a new SA at once. Fails with `NotFound` for an
