@@ -978,6 +978,7 @@ fn esp_on_an_announced_spi_before_its_sa_is_held_then_delivered() {
         stats_a.rx_dropped, 1,
         "only the unannounced answer was dropped"
     );
+    assert_eq!(stats_a.rx_held_early, 1, "the announced one was held");
 }
 
 /// Sets SO_MARK so the socket bypasses the datapath's capture rules: it plays an on-path

@@ -490,6 +490,8 @@ impl SaBackend for UserspaceBackend {
             tracing::info!(
                 tx_packets = stats.tx_packets,
                 rx_packets = stats.rx_packets,
+                rx_dropped = stats.rx_dropped,
+                rx_held_early = stats.rx_held_early,
                 "userspace datapath stopped"
             );
         }

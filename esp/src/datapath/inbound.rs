@@ -342,10 +342,14 @@ fn held_early(sh: &Shared, esp: &[u8], arrival: Arrival) -> bool {
     let Ok(header) = EspHeader::parse(esp) else {
         return false;
     };
-    sh.peer_by_spi(header.spi).is_none()
+    let held = sh.peer_by_spi(header.spi).is_none()
         && sh
             .early
-            .hold(header.spi, esp, arrival, std::time::Instant::now())
+            .hold(header.spi, esp, arrival, std::time::Instant::now());
+    if held {
+        bump(&sh.stats.rx_held_early, 1);
+    }
+    held
 }
 
 /// Finds the SA by SPI, checks the packet came from its peer the way the peer sends, and

@@ -148,6 +148,10 @@ pub struct DatapathStats {
     pub rx_gro_reads: u64,
     /// `recvmmsg` calls on the raw ESP socket that returned more than one packet.
     pub rx_batched_reads: u64,
+    /// ESP packets held for an announced SPI until its SA was installed
+    /// ([`Datapath::spi_announcer`]; counted again in `rx_packets` or `rx_dropped` once
+    /// opened).
+    pub rx_held_early: u64,
 }
 
 /// The SAs of one peer, for status and tests.
@@ -175,6 +179,7 @@ struct AtomicStats {
     tx_gso_segments: AtomicU64,
     rx_gro_reads: AtomicU64,
     rx_batched_reads: AtomicU64,
+    rx_held_early: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, by: u64) {
@@ -791,6 +796,7 @@ impl Datapath {
             tx_gso_segments: g(&s.tx_gso_segments),
             rx_gro_reads: g(&s.rx_gro_reads),
             rx_batched_reads: g(&s.rx_batched_reads),
+            rx_held_early: g(&s.rx_held_early),
         }
     }
 
