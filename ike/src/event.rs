@@ -153,8 +153,10 @@ pub enum Event {
     /// port (its NAT's mapping changed) and the IKE SA follows it (RFC 7296 §2.23): IKE goes
     /// to `new` from now on, and so must the ESP of every CHILD_SA listed (outbound
     /// destination, ESP-in-UDP remote port `encap.remote_port`; with a new address also the
-    /// inbound source and the policies' `remote_ts`). Never sent when the peer is not behind
-    /// a NAT or when we are: their addresses do not move.
+    /// inbound source and the policies' `remote_ts`). The IKE SA rekeys each of them right
+    /// away, so `ChildSaRekeyed` events with the new endpoints follow; a datapath that can
+    /// update its SAs in place may already do so here. Never sent when the peer is not
+    /// behind a NAT or when we are: their addresses do not move.
     PeerAddressChanged {
         /// The peer's previous IKE address.
         old: SocketAddr,

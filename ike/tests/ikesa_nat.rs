@@ -435,13 +435,20 @@ fn a_changed_nat_mapping_is_followed_by_the_host_not_behind_it() {
     assert_eq!(lab.remote(I), addr(R_IP, 4500));
 
     // The server's own requests reach the client again: its lost DPD, retransmitted,
-    // goes to the new mapping and is answered.
+    // goes to the new mapping and is answered; then the server rekeys the CHILD_SA, whose
+    // replacement carries the new ESP-in-UDP port into the datapath.
     let before = lab.log.len();
     lab.run_for(Duration::from_secs(10));
     let answered = lab.log[before..]
         .iter()
         .any(|s| s.by == I && !s.is_request() && s.delivered.is_some());
     assert!(answered, "{:?}", &lab.log[before..]);
+    let new = lab.rekeyed(R);
+    assert_eq!(new.len(), 1, "{:?}", lab.events[R]);
+    assert_eq!(new[0].remote, addr(I_PUBLIC, 24500));
+    assert_eq!(new[0].encap.unwrap().remote_port, 24500);
+    assert_eq!(new[0].remote_ts, [host(I_PUBLIC)]);
+    assert_eq!(lab.rekeyed(I).len(), 1);
 
     // Now a new public address as well (the NAT rebooted with another lease): the CHILD_SA's
     // selectors move with the peer, so that a rekey still agrees with what the client sends.
@@ -455,12 +462,20 @@ fn a_changed_nat_mapping_is_followed_by_the_host_not_behind_it() {
         unreachable!()
     };
     assert_eq!(children[0].remote_ts, [host(I_PUBLIC_2)]);
+    lab.run_for(Duration::from_secs(2));
+    // The automatic rekey, then one more from the moved CHILD_SA's selectors.
     lab.rekey_child(R);
     let new = lab.rekeyed(R);
-    assert_eq!(new.len(), 1, "{:?} {:?}", lab.failures(R), lab.failures(I));
-    assert_eq!(new[0].remote, addr(I_PUBLIC_2, 34500));
-    assert_eq!(new[0].remote_ts, [host(I_PUBLIC_2)]);
-    assert_eq!(new[0].encap.unwrap().remote_port, 34500);
+    assert_eq!(new.len(), 3, "{:?} {:?}", lab.failures(R), lab.failures(I));
+    for n in &new[1..] {
+        assert_eq!(n.remote, addr(I_PUBLIC_2, 34500));
+        assert_eq!(n.remote_ts, [host(I_PUBLIC_2)]);
+        assert_eq!(n.encap.unwrap().remote_port, 34500);
+    }
+    assert_eq!(
+        lab.endpoints[R].sa(lab.sa(R)).unwrap().child_spis().len(),
+        1
+    );
     assert!(lab.failures(I).is_empty() && lab.failures(R).is_empty());
 }
 
@@ -577,4 +592,33 @@ fn a_replayed_request_from_a_forged_source_moves_nothing() {
     assert!(lab.log[before..]
         .iter()
         .any(|s| s.by == I && !s.is_request() && s.delivered.is_some()));
+}
+
+#[test]
+fn a_mapping_change_seen_in_an_ike_rekey_moves_the_child_sas_with_the_successor() {
+    let mut lab = Lab::up(true, 81, &|_| {}, &|_| {});
+    lab.mapping = Some(Mapping {
+        public: ip(I_PUBLIC),
+        offset: 20000,
+    });
+    // The first authenticated message over the new mapping rekeys the IKE SA itself: the
+    // server follows, and the CHILD_SA rekey it owes goes to the successor with the SA.
+    let (now, hi) = (lab.now, lab.sa(I));
+    lab.endpoints[I].rekey_ike(now, hi).unwrap();
+    lab.run_for(Duration::from_secs(5));
+    assert_eq!(lab.moves(R).len(), 1, "{:?}", lab.events[R]);
+    let rekeyed_ike = lab.events[R]
+        .iter()
+        .find_map(|(_, e)| match e {
+            Event::IkeSaRekeyed { new_spi, .. } => Some(*new_spi),
+            _ => None,
+        })
+        .expect("IKE SA rekeyed");
+    let successor = lab.endpoints[R].sa(rekeyed_ike).unwrap();
+    assert_eq!(successor.remote(), addr(I_PUBLIC, 24500));
+    let new = lab.rekeyed(R);
+    assert_eq!(new.len(), 1, "{:?}", lab.events[R]);
+    assert_eq!(new[0].encap.unwrap().remote_port, 24500);
+    assert_eq!(successor.child_spis(), [(new[0].spi_in, new[0].spi_out)]);
+    assert!(lab.failures(I).is_empty() && lab.failures(R).is_empty());
 }

@@ -882,27 +882,11 @@ impl Driver {
                     p.handle = Some(handle);
                 }
             }
-            Event::PeerAddressChanged {
-                old, new, children, ..
-            } => {
-                if old.ip() == new.ip() {
-                    // The peer's NAT mapped it to another port (RFC 7296 §2.23): rekeyed
-                    // CHILD_SAs carry the new ESP-in-UDP port, and the backends install them
-                    // in place of the old ones.
-                    tracing::info!(%peer, %old, %new,
-                        "peer's NAT mapping changed; rekeying its CHILD_SAs to follow it");
-                    for c in children {
-                        if let Err(e) = self.endpoint.rekey_child(now, handle, c.spi_in) {
-                            tracing::warn!(%peer, spi_in = %format_args!("{:08x}", c.spi_in),
-                                "cannot rekey the CHILD_SA to the new mapping: {e}");
-                        }
-                    }
-                } else {
-                    // The datapath keys the peer by address: it is not moved.
-                    tracing::warn!(%peer, %old, %new,
-                        "peer's NAT changed its public address; ESP keeps the old one \
-                         until the SAs are negotiated again");
-                }
+            Event::PeerAddressChanged { old, new, .. } => {
+                // The IKE SA rekeys the CHILD_SAs; their replacements (`ChildSaRekeyed`)
+                // carry the new ESP-in-UDP endpoints into the datapath.
+                tracing::info!(%peer, %old, %new,
+                    "peer's NAT mapping changed; its CHILD_SAs are rekeyed to follow it");
             }
             Event::IkeSaDown { reason } => {
                 tracing::info!(%peer, spi = %format_args!("{handle:016x}"), %reason,

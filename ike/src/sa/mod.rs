@@ -659,8 +659,10 @@ impl IkeSa {
     }
 
     /// Adopts `to` as the peer's address. Transport-mode CHILD_SAs move with it (their peer
-    /// selectors name the old address, §2.23.1); once the SA is up the driver is told, so
-    /// that ESP-in-UDP follows too.
+    /// selectors name the old address, §2.23.1). Once the SA is up the driver is told, and
+    /// every installed CHILD_SA is rekeyed: the replacements carry the new ESP-in-UDP
+    /// endpoints to datapaths that replace SAs rather than update them in place (queued
+    /// commands, so a rekey of the IKE SA in the same message hands them to its successor).
     fn move_peer(&mut self, to: SocketAddr) {
         let old = self.remote;
         if old == to {
@@ -691,6 +693,18 @@ impl IkeSa {
                 encap: self.encap_ports(),
                 children,
             });
+            let installed: Vec<u32> = self
+                .children
+                .iter()
+                .filter(|c| c.state == child::ChildState::Installed)
+                .map(|c| c.spi_in)
+                .collect();
+            for spi_in in installed {
+                let cmd = Command::RekeyChild { spi_in };
+                if !self.commands.contains(&cmd) {
+                    self.commands.push_back(cmd);
+                }
+            }
         }
     }
 
