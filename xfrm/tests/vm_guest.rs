@@ -108,14 +108,25 @@ fn install_pair(a: &Netns, b: &Netns, ab: &SaSpec, ba: &SaSpec) {
                 // the larval SA from ALLOCSPI was gone when UPDSA came. The kernel drops a
                 // larval SA after net.core.xfrm_acq_expires; xfrm::child::install_inbound
                 // answers that with NEWSA of the same SPI, and so does this test, loudly, with
-                // what the kernel held, so that a recurrence can be diagnosed from the log.
+                // what the kernel held, so that a recurrence can be diagnosed from the log:
+                // the SPI's age against xfrm_acq_expires says whether expiry explains it
+                // (child-scenario step 9 shows the mechanism with a 1 s limit).
                 Err(e) if e.errno() == Some(libc::ESRCH) => {
                     let uptime = std::fs::read_to_string("/proc/uptime").unwrap_or_default();
                     let acq = std::fs::read_to_string("/proc/sys/net/core/xfrm_acq_expires")
                         .unwrap_or_default();
+                    let age = allocated_ago(inbound.spi);
+                    let verdict = match (age, acq.trim().parse::<u64>()) {
+                        (Some(age), Ok(limit)) if age.as_secs() + 1 >= limit => {
+                            "consistent with larval SA expiry"
+                        }
+                        (Some(_), Ok(_)) => "NOT larval SA expiry: allocated too recently",
+                        _ => "age or limit unknown",
+                    };
                     eprintln!(
                         "WARNING: {e} for a just-allocated SPI: {inbound:?}\nkernel has: {:#?}\n\
-                         uptime {uptime} xfrm_acq_expires {acq}; installing with NEWSA",
+                         uptime {uptime} xfrm_acq_expires {acq}; SPI allocated {age:?} ago \
+                         ({verdict}); installing with NEWSA",
                         k.sas()
                     );
                     k.add_sa(&inbound).unwrap();
@@ -137,13 +148,27 @@ fn install_pair(a: &Netns, b: &Netns, ab: &SaSpec, ba: &SaSpec) {
     }
 }
 
+/// When each SPI was allocated, for the ESRCH diagnosis in [`install_pair`].
+static ALLOCATED: std::sync::Mutex<Vec<(u32, Instant)>> = std::sync::Mutex::new(Vec::new());
+
 fn allocate(ns: &Netns, src: IpAddr, dst: IpAddr, r: u32) -> u32 {
-    ns.run(move || {
+    let spi = ns.run(move || {
         XfrmKernel::open()
             .unwrap()
             .allocate_spi(&SpiRequest::esp_transport(src, dst, r))
             .unwrap()
-    })
+    });
+    ALLOCATED.lock().unwrap().push((spi, Instant::now()));
+    spi
+}
+
+/// How long ago `spi` was allocated, if this test allocated it.
+fn allocated_ago(spi: u32) -> Option<Duration> {
+    let list = ALLOCATED.lock().unwrap();
+    list.iter()
+        .rev()
+        .find(|(s, _)| *s == spi)
+        .map(|(_, at)| at.elapsed())
 }
 
 fn tcp_transfer(a: &Netns, b: &Netns, to: SocketAddr, len: usize) {
