@@ -291,7 +291,14 @@ fn deliver_esp(
                 bump(&st.rx_dropped, 1);
                 return;
             }
-            VnetHdr::emit_data_valid(&mut buf[vnet_start..ip_start]);
+            if matches!(peer.cfg.encapsulation, Encapsulation::Udp { .. }) {
+                // ESP in UDP: a NAT may sit between us (RFC 7296 §2.23) and the sender's
+                // transport checksum may cover addresses other than the ones just written.
+                let (vnet, packet) = buf[vnet_start..payload.end].split_at_mut(VNET_HDR_LEN);
+                VnetHdr::emit_partial_checksum(vnet, packet);
+            } else {
+                VnetHdr::emit_data_valid(&mut buf[vnet_start..ip_start]);
+            }
             write_tun(&buf[vnet_start..payload.end]);
         }
         Mode::Tunnel => {

@@ -39,8 +39,10 @@
 //! ([`offload`](self)); the sealed segments leave in one `sendmsg` with UDP GSO; inbound,
 //! UDP GRO hands us a run of datagrams per read (raw ESP: one `recvmmsg` takes up to 16
 //! packets), whose TCP segments are coalesced back into one TSO packet per TUN write;
-//! delivered packets are marked `DATA_VALID` (or `NEEDS_CSUM` when coalesced) so the stack
-//! does not verify transport checksums that ESP already authenticated. Each offload falls
+//! coalesced TCP and, for ESP in UDP (a NAT may rewrite the addresses a transport-mode
+//! checksum covers, RFC 3948 §3.1.2), every TCP/UDP packet is delivered `NEEDS_CSUM` with the
+//! pseudo-header sum of the header we wrote, so the stack does not verify a checksum ESP
+//! already authenticated; the rest is marked `DATA_VALID`, which TUN ignores. Each offload falls
 //! back to the plain path where the kernel lacks it.
 //!
 //! A daemon's use, from start to a peer's removal (needs CAP_NET_ADMIN, so not run here):

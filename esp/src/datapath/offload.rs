@@ -43,14 +43,52 @@ impl VnetHdr {
         })
     }
 
-    /// The header for a packet we deliver: ESP authenticated it end to end, so the stack may
-    /// skip the transport checksum (RFC 3948 §3.1.2 lets transport-mode receivers behind NAT
-    /// skip it anyway, since the peer computed it over its own, translated address).
+    /// The header for a packet we deliver whose transport checksum is intact. TUN ignores
+    /// `DATA_VALID` (only `NEEDS_CSUM` reaches the skb), so the stack still verifies it; see
+    /// [`VnetHdr::emit_partial_checksum`] where it may not match.
     pub(crate) fn emit_data_valid(b: &mut [u8]) {
         if let Some(h) = b.get_mut(..VNET_HDR_LEN) {
             h.fill(0);
             h[0] = F_DATA_VALID;
         }
+    }
+
+    /// The header for a transport-mode TCP or UDP packet we deliver from a peer behind a NAT
+    /// (or to us behind one): the sender computed its checksum over addresses the NAT
+    /// rewrote, so it cannot match the header we rebuilt (RFC 3948 §3.1.2). TUN ignores
+    /// `DATA_VALID`, but takes `NEEDS_CSUM` as "the checksum is the sender's business" on
+    /// local delivery; ESP's ICV already authenticated the segment. `packet` is the IP
+    /// packet after `vnet`, with the header we wrote; its checksum field gets the partial
+    /// sum of that header's pseudo-header, as `NEEDS_CSUM` requires. Anything else (other
+    /// protocols, a transport header that does not fit) is marked `DATA_VALID` as before.
+    pub(crate) fn emit_partial_checksum(vnet: &mut [u8], packet: &mut [u8]) {
+        let Some(h) = vnet.get_mut(..VNET_HDR_LEN) else {
+            return;
+        };
+        h.fill(0);
+        h[0] = F_DATA_VALID;
+        let (start, protocol, addrs) = match packet.first().map(|b| b >> 4) {
+            Some(4) if packet.len() >= 20 => (usize::from(packet[0] & 0x0f) * 4, packet[9], 12..20),
+            Some(6) if packet.len() >= 40 => (40, packet[6], 8..40),
+            _ => return,
+        };
+        let offset = match protocol {
+            6 => 16,
+            17 => 6,
+            _ => return,
+        };
+        let field = start + offset;
+        if start < 20 || field + 2 > packet.len() {
+            return;
+        }
+        let Ok(len) = u32::try_from(packet.len() - start) else {
+            return;
+        };
+        let pseudo = ones_complement_sum(&packet[addrs], u32::from(protocol) + len);
+        packet[field..field + 2].copy_from_slice(&pseudo.to_be_bytes());
+        h[0] = F_NEEDS_CSUM;
+        h[6..8].copy_from_slice(&(start as u16).to_ne_bytes());
+        h[8..10].copy_from_slice(&(offset as u16).to_ne_bytes());
     }
 
     /// Whether this is a TCP/IPv4 segmentation request.
@@ -308,27 +346,27 @@ impl TcpCoalescer {
         let tcp_total = total - 20;
         self.buf[IP_OFF + 2..IP_OFF + 4].copy_from_slice(&(total as u16).to_be_bytes());
         crate::ip::set_ipv4_checksum(&mut self.buf[IP_OFF..TCP_OFF]);
+        // NEEDS_CSUM with the pseudo-header sum of the addresses written above tells the
+        // stack the checksum is the sender's business, which ESP's ICV already vouched for;
+        // the stack resegments nothing on local delivery. Even a single segment is marked so:
+        // TUN ignores DATA_VALID and would verify the sender's checksum, which covers the
+        // sender's addresses before any NAT (RFC 3948 §3.1.2), not necessarily these.
         let h = &mut self.buf[..VNET_HDR_LEN];
         h.fill(0);
-        if self.segments == 1 {
-            h[0] = F_DATA_VALID;
-        } else {
-            // The stack resegments nothing on local delivery; NEEDS_CSUM with the
-            // pseudo-header sum in place tells it the checksum is the sender's business,
-            // which ESP's ICV already vouched for.
-            h[0] = F_NEEDS_CSUM;
+        h[0] = F_NEEDS_CSUM;
+        if self.segments > 1 {
             h[1] = GSO_TCPV4;
             h[2..4].copy_from_slice(&((20 + self.tcp_len) as u16).to_ne_bytes());
             h[4..6].copy_from_slice(&(self.mss as u16).to_ne_bytes());
-            h[6..8].copy_from_slice(&20u16.to_ne_bytes());
-            h[8..10].copy_from_slice(&16u16.to_ne_bytes());
-            let mut pseudo = 6u32 + tcp_total as u32;
-            for w in self.buf[IP_OFF + 12..IP_OFF + 20].chunks_exact(2) {
-                pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
-            }
-            let folded = ones_complement_sum(&[], pseudo);
-            self.buf[TCP_OFF + 16..TCP_OFF + 18].copy_from_slice(&folded.to_be_bytes());
         }
+        h[6..8].copy_from_slice(&20u16.to_ne_bytes());
+        h[8..10].copy_from_slice(&16u16.to_ne_bytes());
+        let mut pseudo = 6u32 + tcp_total as u32;
+        for w in self.buf[IP_OFF + 12..IP_OFF + 20].chunks_exact(2) {
+            pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        let folded = ones_complement_sum(&[], pseudo);
+        self.buf[TCP_OFF + 16..TCP_OFF + 18].copy_from_slice(&folded.to_be_bytes());
         write(&self.buf[..self.len]);
         self.len = 0;
         self.segments = 0;
@@ -506,6 +544,114 @@ mod tests {
         assert_eq!(&ip[20..36], &p[20..36]);
         assert_eq!(&ip[38..], &p[38..]);
         assert!(complete_checksum(&mut ip.to_vec(), &h));
+    }
+
+    /// A segment sealed behind a NAT: its checksum covers the private source address, the
+    /// header we deliver carries the NAT's. The coalescer must not pass the stale checksum
+    /// on, even for a lone segment: the partial sum it leaves completes to a checksum valid
+    /// over the addresses it wrote.
+    #[test]
+    fn lone_coalesced_segment_gets_the_written_addresses_pseudo_sum() {
+        let p = tcp_packet(700, 0x10 | TCP_PSH);
+        let private = [10, 0, 0, 1];
+        let nat = [192, 0, 2, 77];
+        let mut seg = p[20..].to_vec();
+        // A real checksum over the sender's (private) pseudo-header.
+        seg[16..18].fill(0);
+        let mut pseudo = 6u32 + seg.len() as u32;
+        for w in private.chunks(2).chain([10u8, 0, 0, 2].chunks(2)) {
+            pseudo += u32::from(u16::from_be_bytes([w[0], w[1]]));
+        }
+        let c = !ones_complement_sum(&seg, pseudo);
+        seg[16..18].copy_from_slice(&c.to_be_bytes());
+        assert!(tcp_checksum_ok(private, [10, 0, 0, 2], &seg));
+        assert!(!tcp_checksum_ok(nat, [10, 0, 0, 2], &seg));
+
+        let mut c = TcpCoalescer::new();
+        let mut written: Vec<Vec<u8>> = Vec::new();
+        let mut w = |b: &[u8]| written.push(b.to_vec());
+        assert!(c.add(&seg, nat, [10, 0, 0, 2], &mut w));
+        c.flush(&mut w);
+        let got = &written[0];
+        let h = VnetHdr::parse(got).unwrap();
+        assert!(h.needs_csum() && !h.is_tcp4_gso());
+        assert_eq!((h.csum_start, h.csum_offset), (20, 16));
+        let mut ip = got[VNET_HDR_LEN..].to_vec();
+        assert!(complete_checksum(&mut ip, &h));
+        assert!(tcp_checksum_ok(nat, [10, 0, 0, 2], &ip[20..]));
+    }
+
+    /// The same for packets delivered alone (TCP and UDP, IPv4 and IPv6).
+    #[test]
+    fn partial_checksum_for_a_delivered_packet() {
+        for (v6, protocol, offset) in [
+            (false, 6u8, 16u16),
+            (false, 17, 6),
+            (true, 6, 16),
+            (true, 17, 6),
+        ] {
+            let header_len = if v6 { 40 } else { 20 };
+            let mut p = vec![0u8; header_len + 48];
+            let transport = 48;
+            if v6 {
+                crate::ip::write_ipv6_header(
+                    &mut p[..40],
+                    "2001:db8::1".parse().unwrap(),
+                    "2001:db8::2".parse().unwrap(),
+                    protocol,
+                    transport,
+                )
+                .unwrap();
+            } else {
+                write_ipv4_header(
+                    &mut p[..20],
+                    Ipv4Addr::new(192, 0, 2, 77),
+                    Ipv4Addr::new(10, 0, 0, 2),
+                    protocol,
+                    transport,
+                )
+                .unwrap();
+            }
+            for (i, b) in p[header_len..].iter_mut().enumerate() {
+                *b = (i * 7) as u8;
+            }
+            let mut vnet = [0xffu8; VNET_HDR_LEN];
+            VnetHdr::emit_partial_checksum(&mut vnet, &mut p);
+            let h = VnetHdr::parse(&vnet).unwrap();
+            assert!(h.needs_csum(), "{v6} {protocol}");
+            assert_eq!(h.gso_type, 0);
+            assert_eq!(
+                (usize::from(h.csum_start), h.csum_offset),
+                (header_len, offset)
+            );
+            assert!(complete_checksum(&mut p, &h));
+            let (addrs, len) = if v6 { (8..40, 48u32) } else { (12..20, 48) };
+            let pseudo = ones_complement_sum(&p[addrs], u32::from(protocol) + len);
+            assert_eq!(
+                ones_complement_sum(&p[header_len..], u32::from(pseudo)),
+                0xffff
+            );
+        }
+        // ICMP, and a TCP header cut short, stay DATA_VALID and untouched.
+        let mut p = vec![0u8; 20 + 8];
+        write_ipv4_header(
+            &mut p,
+            Ipv4Addr::new(10, 0, 0, 1),
+            Ipv4Addr::new(10, 0, 0, 2),
+            1,
+            8,
+        )
+        .unwrap();
+        let before = p.clone();
+        let mut vnet = [0u8; VNET_HDR_LEN];
+        VnetHdr::emit_partial_checksum(&mut vnet, &mut p);
+        assert_eq!(VnetHdr::parse(&vnet).unwrap().flags, F_DATA_VALID);
+        assert_eq!(p, before);
+        p[9] = 6;
+        let before = p.clone();
+        VnetHdr::emit_partial_checksum(&mut vnet, &mut p);
+        assert_eq!(VnetHdr::parse(&vnet).unwrap().flags, F_DATA_VALID);
+        assert_eq!(p, before);
     }
 
     #[test]
