@@ -5,6 +5,8 @@
 //!   PKCS#1 SHA-256 when the peer lists it); ECDSA P-256 and P-384 through ring directly,
 //!   because `pki` only verifies EC signatures (the host key is RSA) — these rows show what
 //!   another key type would cost, not what the daemon does.
+//! - `load-pem`: reading a PEM host key (ring checks its consistency), which a daemon does
+//!   for each `up` that passes `--cert`/`--key`.
 //! - `ike_auth`: one side's whole IKE_AUTH crypto with an RSA chain of the given size (the
 //!   lab's and the metadata service's shape: leaf + intermediate under a root): verify the
 //!   peer's chain, verify its AUTH signature, sign our own AUTH; `+ecp384` adds the
@@ -98,6 +100,11 @@ fn rsa(c: &mut Criterion) {
     group.sample_size(20);
     for (size, size_name) in SIZES {
         let key = HostKey::generate(size).unwrap();
+        // what `up` with --cert/--key pays to read the key (ring checks the key's consistency)
+        let pem = key.to_pem();
+        group.bench_function(BenchmarkId::new("load-pem", size_name), |b| {
+            cpu(b, || HostKey::from_pem(pem.as_bytes()).unwrap())
+        });
         for (scheme, scheme_name) in SCHEMES {
             let signature = key.sign(scheme, &octets).unwrap();
             let id = format!("{size_name}/{scheme_name}");
