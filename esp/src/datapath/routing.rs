@@ -704,19 +704,7 @@ mod tests {
             }
         };
         install(&cfg).unwrap();
-        let mut pc = PeerConfig::new();
-        pc.selectors = vec![
-            Selector {
-                protocol: Some(6),
-                local_port: None,
-                remote_port: Some(2049),
-            },
-            Selector {
-                protocol: Some(17),
-                local_port: Some(111),
-                remote_port: None,
-            },
-        ];
+        let pc = nfs_and_rpc();
         let peers: [IpAddr; 2] = [
             IpAddr::V4(Ipv4Addr::new(10, 0, 0, 2)),
             "fd00::2".parse().unwrap(),
